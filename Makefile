@@ -1,0 +1,49 @@
+# TikTok Service — developer entry points. `make dev` runs the product locally, `make test` tests it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CACHE_DIR ?= $(HOME)/.cache/tiktok-service
+
+.PHONY: venv deps controlplane dev test unit bench lint fmt clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian packages the local stack and the tests run: PostgreSQL and Redis servers.
+deps:
+	@bash scripts/install-deps.sh
+
+# Kubernetes control plane binaries (etcd, kube-apiserver, ...), built once from Go modules into $(CACHE_DIR).
+controlplane:
+	@bash scripts/build-controlplane.sh
+
+dev: venv deps
+	$(PY) -m tiktok_service dev
+
+test: venv deps
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+bench: venv deps
+	$(PY) -m benchmarks
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

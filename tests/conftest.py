@@ -1,0 +1,58 @@
+"""Shared fixtures: real Redis and PostgreSQL servers started by the tests themselves."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from tiktok_service.devcluster.postgres_server import LocalPostgres
+from tiktok_service.devcluster.redis_server import LocalRedis
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    with LocalRedis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    with LocalPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+async def redis_url(redis_server: LocalRedis) -> AsyncIterator[str]:
+    """A clean Redis for each test (the server is shared, its data is not)."""
+    if not redis_server.running:
+        redis_server.start()
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    yield redis_server.url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def database_url(postgres_server: LocalPostgres) -> AsyncIterator[str]:
+    """A fresh, empty database for each test on the shared server."""
+    if not postgres_server.running:
+        postgres_server.start()
+    name = f"test_{next(_db_counter)}"
+    admin = await asyncpg.connect(postgres_server.dsn)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
