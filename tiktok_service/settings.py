@@ -24,9 +24,7 @@ class ConnectorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", extra="ignore")
 
     livestream_id: str = Field(min_length=1, max_length=128, description="Livestream id (the CR's uid).")
-    username: str = Field(
-        min_length=2, max_length=24, pattern=r"^[A-Za-z0-9_.]+$", description="TikTok @unique_id."
-    )
+    username: str = Field(min_length=2, max_length=24, pattern=r"^[A-Za-z0-9_.]+$", description="TikTok @unique_id.")
     room_id: int | None = Field(default=None, description="Skip room lookup and join this room.")
     redis_url: str = _url("CONNECTOR_", "REDIS_URL", "redis://127.0.0.1:6379/0")  # type: ignore[assignment]
 
@@ -40,9 +38,7 @@ class ConnectorSettings(BaseSettings):
     live_poll_interval_s: float = Field(
         default=30.0, gt=0, description="Seconds between live checks; TikTok rate-limits faster polling."
     )
-    event_types: list[EventType] = Field(
-        default_factory=list, description="Publish only these types (empty = all)."
-    )
+    event_types: list[EventType] = Field(default_factory=list, description="Publish only these types (empty = all).")
     gift_progress: bool = Field(default=False, description="Also publish tiktok.gift.progress per streak step.")
     gift_streak_timeout_s: float = Field(
         default=60.0, gt=0, description="A streak with no update for this long is closed as incomplete."
@@ -68,6 +64,19 @@ class ConnectorSettings(BaseSettings):
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_cap_s: float = Field(default=60.0, gt=0)
     max_reconnects: int = Field(default=0, ge=0, description="Give up after this many in a row (0 = never).")
+
+    connect_timeout_s: float = Field(
+        default=30.0, gt=0, description="Room lookup + sign + socket open; the sign client has no timeout."
+    )
+    http_timeout_s: float = Field(default=10.0, gt=0, description="Per HTTP request to TikTok.")
+    stall_timeout_s: float = Field(
+        default=120.0, gt=0, description="Reconnect when a live socket brings nothing for this long."
+    )
+    watchdog_interval_s: float = Field(default=1.0, gt=0, description="Stall and streak-timeout check period.")
+    max_frame_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest WebSocket frame accepted.")
+    drain_timeout_s: float = Field(
+        default=20.0, gt=0, description="On shutdown, time allowed to flush the buffer (< pod grace period)."
+    )
 
     heartbeat_interval_s: float = Field(default=2.0, gt=0, description="Status hash refresh period.")
     heartbeat_ttl_s: int = Field(default=15, ge=2, description="Status hash expiry: missed heartbeats = gone.")

@@ -57,9 +57,21 @@ def _template_dir(cache_dir: Path, bin_dir: Path) -> Path:
     building.mkdir()
     _chown_to_server_user(building)
     subprocess.run(
-        [*_as_server_user(), str(bin_dir / "initdb"), "-D", str(building), "-U", SUPERUSER,
-         "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            *_as_server_user(),
+            str(bin_dir / "initdb"),
+            "-D",
+            str(building),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     partial = Path(tempfile.mkdtemp(prefix="pg-template-", dir=cache_dir))
     shutil.copytree(building, partial / "data")
@@ -101,11 +113,28 @@ class LocalPostgres:
         log = self._root / "postgres.log"
         log_handle = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self._proc = subprocess.Popen(
-            [*_as_server_user(), str(self._bin / "postgres"), "-D", str(self._data),
-             "-p", str(self.port), "-k", str(self._root), "-c", "listen_addresses=127.0.0.1",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=200"],
-            stdout=log_handle, stderr=subprocess.STDOUT,
+            [
+                *_as_server_user(),
+                str(self._bin / "postgres"),
+                "-D",
+                str(self._data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self._root),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
         )
         log_handle.close()
         try:

@@ -130,11 +130,7 @@ def decode(raw: bytes | str) -> Envelope:
         event_type = EventType(doc["type"])
         data = dict(doc["data"])
         user_doc = data.pop("user", None)
-        user = (
-            User(int(user_doc["id"]), str(user_doc["unique_id"]), str(user_doc["nickname"]))
-            if user_doc
-            else None
-        )
+        user = User(int(user_doc["id"]), str(user_doc["unique_id"]), str(user_doc["nickname"])) if user_doc else None
         event_id = doc["id"]
         livestream_id = doc["livestreamid"]
         if not isinstance(event_id, str) or not event_id:

@@ -39,3 +39,13 @@ def livestream_stream(livestream_id: str) -> str:
 def connector_status_key(livestream_id: str) -> str:
     """Redis hash where a connector reports its state; expires when heartbeats stop."""
     return f"tiktok.connector.{livestream_id}"
+
+
+def event_counts_key(livestream_id: str) -> str:
+    """Redis hash of published events per type; incremented atomically with each publish."""
+    return f"tiktok.counts.{livestream_id}"
+
+
+def publish_seq_key(livestream_id: str) -> str:
+    """Sequence number of the last event batch a connector published (makes retries idempotent)."""
+    return f"tiktok.seq.{livestream_id}"

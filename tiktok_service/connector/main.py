@@ -1,0 +1,59 @@
+"""`tiktok-service connector`: process wiring (signals, Redis client, health endpoint)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from tiktok_service import logs
+from tiktok_service.connector import runner as connector_runner
+from tiktok_service.domain.exit_codes import ExitCode
+from tiktok_service.health_server import HealthServer
+from tiktok_service.settings import ConnectorSettings
+
+log = logging.getLogger(__name__)
+
+
+async def run_connector(settings: ConnectorSettings, *, install_signal_handlers: bool = True) -> int:
+    connector_runner.configure_tiktok_urls(settings)
+    redis = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+    runner = connector_runner.ConnectorRunner(settings, redis=redis)
+
+    def probe() -> tuple[bool, dict[str, Any]]:
+        details = {
+            "phase": runner.status.phase.value,
+            "room_id": runner.status.room_id,
+            "buffered": runner.publisher.pending,
+            "redis": runner.publisher.redis_up,
+        }
+        return True, details
+
+    health = HealthServer(host="0.0.0.0", port=settings.http_port, probe=probe)
+    loop = asyncio.get_running_loop()
+    if install_signal_handlers:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop)
+    await health.start()
+    log.info("connector starting", extra={"livestream_id": settings.livestream_id, "username": settings.username})
+    try:
+        code = await runner.run()
+    except Exception:
+        log.exception("connector failed")
+        code = ExitCode.FAILED
+    finally:
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        await health.stop()
+        await redis.aclose()
+    log.info("connector exiting", extra={"exit_code": int(code), "reason": runner.status.reason})
+    return int(code)
+
+
+def main(settings: ConnectorSettings) -> int:
+    logs.configure("connector", settings.log_level)
+    return asyncio.run(run_connector(settings))

@@ -1,0 +1,24 @@
+"""Prometheus metrics of a connector process (one room per process, so module-level is fine)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+EVENTS_RECEIVED = Counter("tiktok_connector_events_received_total", "TikTok messages received, by event type", ["type"])
+EVENTS_PUBLISHED = Counter(
+    "tiktok_connector_events_published_total", "Envelopes written to Redis, by event type", ["type"]
+)
+EVENTS_DROPPED = Counter(
+    "tiktok_connector_events_dropped_total",
+    "Messages not published, by reason (duplicate, filtered, buffer_full, malformed, unmodelled)",
+    ["reason"],
+)
+SCHEMA_DRIFT = Counter(
+    "tiktok_connector_schema_drift_total", "Messages with fields missing or of the wrong shape", ["type"]
+)
+HANDLER_ERRORS = Counter("tiktok_connector_handler_errors_total", "Exceptions raised while normalising")
+RECONNECTS = Counter("tiktok_connector_reconnects_total", "Reconnect attempts, by reason", ["reason"])
+PUBLISH_ERRORS = Counter("tiktok_connector_publish_errors_total", "Failed Redis publish round trips")
+BUFFER_DEPTH = Gauge("tiktok_connector_buffer_depth", "Envelopes waiting to be published")
+LAST_EVENT = Gauge("tiktok_connector_last_event_timestamp_seconds", "Time of the last event received")
+VIEWERS = Gauge("tiktok_connector_viewers", "Last viewer count reported by TikTok")

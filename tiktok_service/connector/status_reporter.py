@@ -1,0 +1,53 @@
+"""Heartbeat: the connector's status as a Redis hash that expires when heartbeats stop.
+
+The operator reads this hash (phase, room, viewers, last event, errors) and the per-type
+counters the publisher keeps; a missing hash means the connector is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tiktok_service.domain import naming
+from tiktok_service.domain.connector_status import ConnectorStatus
+
+log = logging.getLogger(__name__)
+
+#: The final status outlives the process so the operator can read how it ended.
+FINAL_STATUS_TTL_S = 3600
+
+
+class StatusReporter:
+    def __init__(
+        self, redis: aioredis.Redis, livestream_id: str, status: ConnectorStatus, *, interval_s: float, ttl_s: int
+    ) -> None:
+        self._redis = redis
+        self._key = naming.connector_status_key(livestream_id)
+        self._status = status
+        self._interval_s = interval_s
+        self._ttl_s = ttl_s
+
+    async def write(self, ttl_s: int) -> bool:
+        fields = self._status.to_hash(now_ms=int(time.time() * 1000))
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key, mapping=fields)  # type: ignore[arg-type]
+                pipe.expire(self._key, ttl_s)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.debug("status write failed", extra={"error": repr(exc)})
+            return False
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await self.write(self._ttl_s)
+            await asyncio.sleep(self._interval_s)
+
+    async def write_final(self) -> None:
+        await self.write(FINAL_STATUS_TTL_S)

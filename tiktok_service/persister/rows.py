@@ -1,0 +1,178 @@
+"""Pure decisions of the persister: stream entry -> `events` row, keys, cursors, backoff.
+
+Nothing here does I/O, so every rule about what gets stored (and what is a poison entry)
+is unit-tested without Redis or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from tiktok_service.domain import events, naming
+
+#: Namespaces of the deterministic keys. Changing either re-keys every row: never do it.
+EVENTS_NAMESPACE: Final = uuid.UUID("6d0f8a52-3f5e-4c1b-9a57-2f1c1d5e8b01")
+LIVESTREAMS_NAMESPACE: Final = uuid.UUID("0b8e5a4c-7d1f-4e2a-8c3b-5a9d6e7f1c02")
+
+#: Column order of a record, as given to COPY.
+COLUMNS: Final = (
+    "id",
+    "livestream_id",
+    "event_id",
+    "event_type",
+    "room_id",
+    "user_id",
+    "username",
+    "payload",
+    "timestamp",
+)
+Record = tuple[uuid.UUID, uuid.UUID, str, str, int, int | None, str | None, str, dt.datetime]
+
+_BIGINT_MIN: Final = -(2**63)
+_BIGINT_MAX: Final = 2**63 - 1
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MAX_SHIFT: Final = 62  # 2**62 * base exceeds any sane cap; avoids float overflow
+
+
+class PoisonEntry(ValueError):
+    """A stream entry that can never be stored; it goes to the dead-letter stream.
+
+    `category` is a small fixed vocabulary (it labels a metric); `reason` is the detail
+    written next to the raw entry.
+    """
+
+    def __init__(self, category: str, reason: str) -> None:
+        super().__init__(reason)
+        self.category = category
+        self.reason = reason
+
+
+def livestream_key(livestream_id: str) -> uuid.UUID:
+    """The `events.livestream_id` of an envelope's livestream id.
+
+    Livestream ids are Kubernetes CR uids: canonical lower-case UUIDs, stored as they are,
+    so events join `livestreams.id`. Any other string (a dev run's `demo`, a hand-started
+    connector) is mapped to uuid5(LIVESTREAMS_NAMESPACE, id) rather than refused: refusing
+    would lose real events over a naming detail, and the original string stays in the
+    payload. Only the canonical form is taken verbatim, so the mapping is one-to-one on
+    strings (`ABC…` and `abc…` do not silently merge). The API must use this function to
+    look such livestreams up.
+    """
+    try:
+        parsed = uuid.UUID(livestream_id)
+    except ValueError:
+        return uuid.uuid5(LIVESTREAMS_NAMESPACE, livestream_id)
+    if str(parsed) == livestream_id:
+        return parsed
+    return uuid.uuid5(LIVESTREAMS_NAMESPACE, livestream_id)
+
+
+def event_key(livestream: uuid.UUID, event_id: str) -> uuid.UUID:
+    """`events.id`: the same event of the same livestream always gets the same key."""
+    return uuid.uuid5(EVENTS_NAMESPACE, f"{livestream}:{event_id}")
+
+
+def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:
+    """Map one stream entry's fields to a COPY record; raises PoisonEntry if it cannot be."""
+    if not fields:
+        raise PoisonEntry("entry_deleted", "entry was trimmed from the stream before it was persisted")
+    raw = fields.get(naming.FIELD_EVENT)
+    if raw is None:
+        raise PoisonEntry("missing_event", f"entry has no {naming.FIELD_EVENT.decode()!r} field")
+    try:
+        envelope = events.decode(raw)
+    except events.MalformedEnvelope as exc:
+        raise PoisonEntry("malformed_envelope", str(exc)) from exc
+    return record_from_envelope(envelope, raw)
+
+
+def record_from_envelope(envelope: events.Envelope, raw: bytes) -> Record:
+    """The row of a decoded envelope; `raw` (its published bytes) becomes the payload."""
+    _check_storable(envelope, raw)
+    livestream = livestream_key(envelope.livestream_id)
+    try:
+        moment = dt.datetime.fromtimestamp(envelope.time_ms / 1000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise PoisonEntry("unstorable", f"event time {envelope.time_ms} ms is out of range") from exc
+    user = envelope.user
+    return (
+        event_key(livestream, envelope.id),
+        livestream,
+        envelope.id,
+        envelope.type.value,
+        envelope.room_id,
+        user.id if user else None,
+        user.unique_id if user else None,
+        raw.decode("utf-8"),
+        moment,
+    )
+
+
+def _check_storable(envelope: events.Envelope, raw: bytes) -> None:
+    """Reject what PostgreSQL would reject, so one bad event cannot fail a whole COPY."""
+    for name, value in (("roomid", envelope.room_id), ("user.id", envelope.user.id if envelope.user else 0)):
+        if not _BIGINT_MIN <= value <= _BIGINT_MAX:
+            raise PoisonEntry("unstorable", f"{name} {value} does not fit a bigint")
+    texts = [envelope.id, envelope.user.unique_id if envelope.user else ""]
+    if any("\x00" in text for text in texts):
+        raise PoisonEntry("unstorable", "id or username contains a NUL character")
+    # Cheap pre-filter, exact check only when it fires: jsonb cannot hold \u0000.
+    if b"\\u0000" in raw and _contains_nul(orjson.loads(raw)):
+        raise PoisonEntry("unstorable", "payload contains a \\u0000 character (jsonb cannot store it)")
+
+
+def _contains_nul(value: object) -> bool:
+    stack = [value]
+    while stack:  # bounded: visits each JSON node once
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def next_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): exponential, full jitter.
+
+    Full jitter (uniform in [0, min(cap, base * 2**attempt)]) spreads persisters that failed
+    together (a database restart) so they do not reconnect in lock step.
+    """
+    ceiling = min(cap, base * 2 ** min(max(attempt, 0), _MAX_SHIFT))
+    return rng.uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Keyset position in "events of a livestream by time": the last row's (timestamp, id)."""
+
+    timestamp: dt.datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        """An opaque, URL-safe token for API clients."""
+        micros = (self.timestamp - _EPOCH) // dt.timedelta(microseconds=1)
+        return f"{micros}_{self.id.hex}"
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """Inverse of `encode`; raises ValueError on a token we did not make."""
+        micros, sep, hex_id = token.partition("_")
+        if not sep or not micros.lstrip("-").isdigit():
+            raise ValueError(f"invalid cursor {token!r}")
+        try:
+            moment = _EPOCH + dt.timedelta(microseconds=int(micros))
+        except OverflowError as exc:
+            raise ValueError(f"invalid cursor {token!r}") from exc
+        return cls(timestamp=moment, id=uuid.UUID(hex=hex_id))
