@@ -26,7 +26,7 @@ controlplane:
 dev: venv deps
 	$(PY) -m tiktok_service dev
 
-test: venv deps
+test: venv deps controlplane
 	$(PY) -m pytest
 
 unit: venv

@@ -50,6 +50,8 @@ if command -v flock >/dev/null; then
     log "binaries built by a concurrent run in $BIN_DIR"
     exit 0
   fi
+  # We hold the lock, so any leftover work dir is from a build that was SIGKILLed.
+  rm -rf "$DEST"/.build.*
 fi
 
 WORK="$(mktemp -d "$DEST/.build.XXXXXX")"

@@ -8,9 +8,14 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.simulator.config import SimulatorConfig
+from tiktok_service.simulator.server import SimulatorServer
 
 _db_counter = itertools.count()
 
@@ -40,7 +45,10 @@ async def redis_url(redis_server: LocalRedis) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
+    # Tests restart Redis; a retried command reconnects instead of failing on the stale socket.
+    client = aioredis.from_url(
+        redis_url, retry=Retry(ExponentialBackoff(cap=0.5), 5), retry_on_error=[RedisConnectionError]
+    )
     yield client
     await client.aclose()
 
@@ -56,3 +64,10 @@ async def database_url(postgres_server: LocalPostgres) -> AsyncIterator[str]:
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     yield postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+async def simulator() -> AsyncIterator[SimulatorServer]:
+    """One simulator for the session; each test creates its own rooms (unique usernames)."""
+    async with SimulatorServer(SimulatorConfig(port=0)) as server:
+        yield server

@@ -7,6 +7,7 @@ regressions slip through.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -126,14 +127,13 @@ def test_scheduler_binds_a_pod_to_a_registered_ready_node(core: client.CoreV1Api
 
 
 def test_a_user_without_rbac_bindings_is_forbidden_from_listing_pods(control_plane: ControlPlane) -> None:
-    api_client = config.new_client_from_config(
-        config_file=str(control_plane.kubeconfig_for(UNPRIVILEGED_USER))
-    )
+    api_client = config.new_client_from_config(config_file=str(control_plane.kubeconfig_for(UNPRIVILEGED_USER)))
     with api_client, pytest.raises(ApiException) as denied:
         client.CoreV1Api(api_client).list_namespaced_pod("default")
 
     assert denied.value.status == 403
-    assert f'User "{UNPRIVILEGED_USER}" cannot list resource "pods"' in denied.value.body
+    message = json.loads(denied.value.body)["message"]
+    assert f'User "{UNPRIVILEGED_USER}" cannot list resource "pods"' in message
 
 
 def test_stopping_the_control_plane_terminates_every_process_and_removes_its_directory(

@@ -20,7 +20,7 @@ from TikTokLive.client.errors import (
     WebcastBlockedError,
 )
 from TikTokLive.client.web.routes.fetch_room_id_live_html import FailedParseRoomIdError
-from websockets.exceptions import ConnectionClosed, InvalidStatusCode  # type: ignore[attr-defined]
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tiktok_service.domain import backoff
 from tiktok_service.domain.exit_codes import ExitCode
@@ -110,7 +110,7 @@ def reason_of(exc: BaseException) -> str:
         return "blocked"
     if isinstance(exc, ConnectionClosed):
         return "connection_closed"
-    if isinstance(exc, InvalidStatusCode):
+    if isinstance(exc, InvalidHandshake):
         return "ws_rejected"
     if isinstance(exc, TimeoutError):
         return "timeout"

@@ -22,7 +22,7 @@ from TikTokLive import TikTokLiveClient
 from TikTokLive.client.logger import TikTokLiveLogHandler
 from TikTokLive.client.web.web_settings import WebDefaults
 
-from tiktok_service.connector import metrics, outcomes, publisher, router, status_reporter
+from tiktok_service.connector import metrics, outcomes, publisher, router, status_reporter, transport
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.domain.dedupe import RecentIds
 from tiktok_service.domain.events import EventType
@@ -184,6 +184,7 @@ class ConnectorRunner:
             web_kwargs={"signer_kwargs": signer, "httpx_kwargs": {"timeout": self.settings.http_timeout_s}},
             ws_kwargs={"max_size": self.settings.max_frame_bytes, "close_timeout": 5},
         )
+        transport.install(client)
         assert self.router is not None
         self.router.attach(client)
         return client

@@ -39,8 +39,11 @@ class LocalRedis:
             "127.0.0.1",
             "--save",
             "",
+            # An append-only file like a production Redis, so a restart keeps the streams.
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--dir",
             str(self._dir),
             "--logfile",

@@ -7,6 +7,8 @@ is unit-tested without Redis or PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import random
 import uuid
 from collections.abc import Mapping
@@ -75,8 +77,24 @@ def livestream_key(livestream_id: str) -> uuid.UUID:
 
 
 def event_key(livestream: uuid.UUID, event_id: str) -> uuid.UUID:
-    """`events.id`: the same event of the same livestream always gets the same key."""
-    return uuid.uuid5(EVENTS_NAMESPACE, f"{livestream}:{event_id}")
+    """`events.id`: the same event of the same livestream always gets the same key,
+    uuid5(EVENTS_NAMESPACE, "<livestream uuid>:<event id>")."""
+    return _uuid5(EVENTS_NAMESPACE.bytes + f"{livestream}:".encode(), event_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _keys_of(livestream_id: str) -> tuple[uuid.UUID, bytes]:
+    """Per-livestream part of the keys, cached: the hot path sees few livestreams, many events."""
+    livestream = livestream_key(livestream_id)
+    return livestream, EVENTS_NAMESPACE.bytes + f"{livestream}:".encode()
+
+
+def _uuid5(prefix: bytes, name: str) -> uuid.UUID:
+    """uuid.uuid5 with the namespace bytes precomputed (same result, half the cost)."""
+    digest = bytearray(hashlib.sha1(prefix + name.encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return uuid.UUID(bytes=bytes(digest))
 
 
 def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:
@@ -96,14 +114,14 @@ def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:
 def record_from_envelope(envelope: events.Envelope, raw: bytes) -> Record:
     """The row of a decoded envelope; `raw` (its published bytes) becomes the payload."""
     _check_storable(envelope, raw)
-    livestream = livestream_key(envelope.livestream_id)
+    livestream, key_prefix = _keys_of(envelope.livestream_id)
     try:
         moment = dt.datetime.fromtimestamp(envelope.time_ms / 1000, tz=dt.UTC)
     except (OverflowError, OSError, ValueError) as exc:
         raise PoisonEntry("unstorable", f"event time {envelope.time_ms} ms is out of range") from exc
     user = envelope.user
     return (
-        event_key(livestream, envelope.id),
+        _uuid5(key_prefix, envelope.id),
         livestream,
         envelope.id,
         envelope.type.value,
@@ -117,11 +135,12 @@ def record_from_envelope(envelope: events.Envelope, raw: bytes) -> Record:
 
 def _check_storable(envelope: events.Envelope, raw: bytes) -> None:
     """Reject what PostgreSQL would reject, so one bad event cannot fail a whole COPY."""
-    for name, value in (("roomid", envelope.room_id), ("user.id", envelope.user.id if envelope.user else 0)):
-        if not _BIGINT_MIN <= value <= _BIGINT_MAX:
-            raise PoisonEntry("unstorable", f"{name} {value} does not fit a bigint")
-    texts = [envelope.id, envelope.user.unique_id if envelope.user else ""]
-    if any("\x00" in text for text in texts):
+    user = envelope.user
+    if not _BIGINT_MIN <= envelope.room_id <= _BIGINT_MAX:
+        raise PoisonEntry("unstorable", f"roomid {envelope.room_id} does not fit a bigint")
+    if user is not None and not _BIGINT_MIN <= user.id <= _BIGINT_MAX:
+        raise PoisonEntry("unstorable", f"user.id {user.id} does not fit a bigint")
+    if "\x00" in envelope.id or (user is not None and "\x00" in user.unique_id):
         raise PoisonEntry("unstorable", "id or username contains a NUL character")
     # Cheap pre-filter, exact check only when it fires: jsonb cannot hold \u0000.
     if b"\\u0000" in raw and _contains_nul(orjson.loads(raw)):

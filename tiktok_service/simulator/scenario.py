@@ -284,7 +284,7 @@ _PHRASES = (
     "مرحبا بالجميع",
     "안녕하세요!",
     "olá 👋",
-    "he said \"no way\" 😅",
+    'he said "no way" 😅',
     "it's 'fine'",
     "<b>not bold</b>",
     "'; DROP TABLE events; --",
@@ -330,7 +330,7 @@ class EventGenerator:
     """
 
     # Streak behaviour: chance that a step continues an open streak, and how many may be open at once.
-    STREAK_CONTINUE_P = 0.5
+    STREAK_CONTINUE_P = 0.3
     MAX_OPEN_STREAKS = 6
 
     def __init__(self, scenario: Scenario, seed: int, prelude: Sequence[SimEvent] = ()) -> None:
@@ -378,9 +378,7 @@ class EventGenerator:
         if seq < len(self._prelude):
             return self._prelude[seq]
         rng = self._rng
-        if self._streaks and (
-            len(self._streaks) >= self.MAX_OPEN_STREAKS or rng.random() < self.STREAK_CONTINUE_P
-        ):
+        if self._streaks and (len(self._streaks) >= self.MAX_OPEN_STREAKS or rng.random() < self.STREAK_CONTINUE_P):
             return self._continue_streak(seq)
         kind = self._kinds[bisect.bisect_right(self._kind_cum, rng.random() * self._kind_cum[-1])]
         return self._builders[kind](seq)
@@ -423,7 +421,7 @@ class EventGenerator:
         group_id = self._group_base + self._groups
         if not gift.streakable:
             return self._gift_event(seq, user, gift, group_id, 1, 1)
-        target = rng.choice((1, 1, 1, 2, 2, 3, 5, 8, 10, 15, 30))
+        target = rng.choice((1, 1, 1, 1, 2, 2, 3, 4, 5, 8, 10, 20))
         self._streaks.append(_Streak(user, gift, group_id, 1, target))
         return self._gift_event(seq, user, gift, group_id, 1, 0)
 

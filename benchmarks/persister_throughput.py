@@ -1,0 +1,77 @@
+"""Persister throughput against the best PostgreSQL can do: one raw COPY of the same rows.
+
+    python -m benchmarks.persister_throughput [--events 200000] [--batch-size 2000]
+
+Starts its own PostgreSQL and Redis, publishes N events to the per-type streams (not
+timed), then times (1) a persister draining them in burst mode: XREADGROUP, decode, COPY
+into a staging table, merge with ON CONFLICT, XACK; and (2) a single asyncpg
+`copy_records_to_table` of the same rows into an identical table (same columns and
+indexes). Prints one line: persister_rows_per_s=... baseline_copy_rows_per_s=... ratio=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from tiktok_service.devcluster.postgres_server import LocalPostgres
+from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.persister import migrate, rows, sample, testing
+
+LIVESTREAM_ID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
+BASELINE_TABLE = "events_baseline"
+
+
+async def measure(pg: LocalPostgres, rd: LocalRedis, *, events: int, batch_size: int) -> tuple[float, float]:
+    admin = await asyncpg.connect(pg.dsn)
+    await admin.execute("CREATE DATABASE bench")
+    await admin.close()
+    database_url = pg.dsn.rsplit("/", 1)[0] + "/bench"
+    await migrate.migrate(database_url)
+
+    envelopes = [sample.sample_envelope(i, livestream_id=LIVESTREAM_ID) for i in range(events)]
+    redis = aioredis.from_url(rd.url)
+    try:
+        await sample.publish(redis, envelopes, per_livestream=False)
+    finally:
+        await redis.aclose()
+
+    settings = testing.quick_settings(rd.url, database_url, batch_size=batch_size, block_ms=100)
+    started = time.perf_counter()
+    registry = await testing.run_burst(settings, within_s=3600)
+    persister_s = time.perf_counter() - started
+    stored = testing.metric(registry, "rows_inserted_total")
+    if stored != events:
+        raise RuntimeError(f"persister stored {stored:.0f} rows, expected {events}")
+
+    records = [rows.record_from_envelope(e, e.encode()) for e in envelopes]
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE TABLE events_baseline (LIKE events INCLUDING ALL)")
+        started = time.perf_counter()
+        await conn.copy_records_to_table(BASELINE_TABLE, records=records, columns=rows.COLUMNS)
+        baseline_s = time.perf_counter() - started
+    finally:
+        await conn.close()
+    return events / persister_s, events / baseline_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=2_000)
+    args = parser.parse_args()
+    with LocalPostgres() as pg, LocalRedis() as rd:
+        persister, baseline = asyncio.run(measure(pg, rd, events=args.events, batch_size=args.batch_size))
+    print(
+        f"persister_rows_per_s={persister:.0f} baseline_copy_rows_per_s={baseline:.0f} "
+        f"ratio={persister / baseline:.2f} events={args.events} batch_size={args.batch_size}"
+    )
+
+
+if __name__ == "__main__":
+    main()

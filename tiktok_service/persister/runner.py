@@ -1,0 +1,147 @@
+"""Process entry of `tiktok-service persister`: build clients from settings, run, exit.
+
+Everything long-lived is created here and passed down; SIGTERM/SIGINT ask the loop to
+stop, and a stop that does not finish within SHUTDOWN_GRACE_S (a database call hung on a
+dead network) cancels it, so the pod always exits before Kubernetes kills it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from tiktok_service.persister import http_server
+from tiktok_service.persister.consumer import Persister
+from tiktok_service.persister.metrics import PersisterMetrics
+from tiktok_service.settings import PersisterSettings
+
+log = logging.getLogger(__name__)
+
+#: Below Kubernetes' default 30 s terminationGracePeriodSeconds.
+SHUTDOWN_GRACE_S: Final = 20.0
+#: Bounds on single calls, so a dead peer turns into an error the retry loop handles.
+DB_CONNECT_TIMEOUT_S: Final = 10.0
+DB_COMMAND_TIMEOUT_S: Final = 60.0
+REDIS_CONNECT_TIMEOUT_S: Final = 5.0
+
+
+def default_consumer_name() -> str:
+    """hostname-pid: the pod name in Kubernetes, unique per process on a dev machine."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@contextlib.asynccontextmanager
+async def open_persister(
+    settings: PersisterSettings, *, registry: CollectorRegistry, consumer_name: str | None = None
+) -> AsyncIterator[Persister]:
+    """A Persister with its own Redis client and PostgreSQL pool, closed on exit.
+
+    Nothing connects here: the pool has min_size 0 and Redis connects on first use, so a
+    persister can start before its databases and wait for them in its retry loop.
+    """
+    redis = aioredis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+        # Longer than the XREADGROUP block, or every idle read would time out.
+        socket_timeout=settings.block_ms / 1000 + 10,
+        # One quick retry for a stale pooled connection; outages are the loop's business.
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 1),
+    )
+    pool = asyncpg.create_pool(
+        settings.database_url,
+        min_size=0,
+        max_size=2,
+        timeout=DB_CONNECT_TIMEOUT_S,
+        command_timeout=DB_COMMAND_TIMEOUT_S,
+    )
+    try:
+        await pool
+        yield Persister(
+            redis=redis,
+            pool=pool,
+            settings=settings,
+            consumer_name=consumer_name or settings.consumer_name or default_consumer_name(),
+            metrics=PersisterMetrics.create(registry),
+        )
+    finally:
+        await pool.close()
+        await redis.aclose()
+
+
+async def run_persister(settings: PersisterSettings, *, handle_signals: bool = True) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when the loop died of a bug."""
+    configure_logging(settings.log_level)
+    registry = CollectorRegistry()
+    async with open_persister(settings, registry=registry) as persister:
+        log.info("persister starting", extra={"consumer": persister.group.consumer})
+        async with http_server.serve(port=settings.http_port, registry=registry, state=lambda: persister.state):
+            task = asyncio.create_task(persister.run(), name="persister")
+            loop = asyncio.get_running_loop()
+            deadline: list[asyncio.TimerHandle] = []
+
+            def on_signal() -> None:
+                log.info("stop requested; finishing the current batch")
+                persister.stop()
+                if not deadline:
+                    deadline.append(loop.call_later(SHUTDOWN_GRACE_S, task.cancel))
+
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, on_signal)
+            try:
+                await asyncio.wait({task})
+            finally:
+                for handle in deadline:
+                    handle.cancel()
+                if handle_signals:
+                    for sig in (signal.SIGTERM, signal.SIGINT):
+                        loop.remove_signal_handler(sig)
+    if task.cancelled():
+        log.warning("persister did not stop in time; in-flight batch abandoned (it will be reclaimed)")
+        return 0
+    if (exc := task.exception()) is not None:
+        log.error("persister crashed", exc_info=exc)
+        return 1
+    log.info("persister stopped")
+    return 0
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers parse without configuration."""
+
+    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        doc.update((k, v) for k, v in record.__dict__.items() if k not in self._STANDARD)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc, default=str).decode()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,63 @@
+"""Standalone entry point: ``python -m tiktok_service.simulator --room alice:42:50``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from .config import SimulatorConfig, load_scenario_file, parse_room_spec
+from .server import serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tiktok_service.simulator",
+        description="Protocol-faithful TikTok LIVE simulator (webcast HTML/API, sign server, push WebSocket).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 = pick a free port")
+    parser.add_argument(
+        "--room",
+        action="append",
+        default=[],
+        metavar="USERNAME[:SEED[:RATE]]",
+        help="create a live room (repeatable)",
+    )
+    parser.add_argument("--scenario-file", help='JSON: {"rooms": {"alice": {...Scenario fields...}}}')
+    parser.add_argument(
+        "--auto-create", action="store_true", help="unknown usernames get a live room with default settings"
+    )
+    parser.add_argument("--public-url", help="base URL advertised to clients for the WebSocket")
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
+    args = build_parser().parse_args(argv)
+    rooms = load_scenario_file(args.scenario_file) if args.scenario_file else {}
+    for spec in args.room:
+        username, scenario = parse_room_spec(spec)
+        rooms[username] = scenario
+    return SimulatorConfig(
+        host=args.host,
+        port=args.port,
+        rooms=rooms,
+        auto_create_rooms=args.auto_create,
+        public_url=args.public_url,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = config_from_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""The TikTok-facing HTTP and WebSocket endpoints, shaped like what TikTokLive 7.0.1 parses.
+
+Connection flow of the real client, and the route answering each step:
+
+1. ``GET {app}/@{user}/live`` - HTML with ``<script id="SIGI_STATE">`` JSON; ``LiveRoom`` missing means
+   "no such user" (UserNotFoundError), ``liveRoomUserInfo.user.status == 4`` means offline.
+2. fallback ``GET {app}/api-live/user/room/?uniqueId=`` - JSON, ``message: "user_not_found"``.
+3. ``GET {webcast}/room/check_alive/?room_ids=`` - ``{"data": [{"alive": bool, "room_id": ...}]}``.
+4. ``GET {sign}/webcast/fetch?room_id=`` (the Euler sign server) - raw ``ProtoMessageFetchResult``
+   bytes, not gzipped, with a mandatory ``X-Set-TT-Cookie`` header; or 429 with rate-limit headers.
+5. WebSocket to the fetch result's ``push_server`` with its ``route_params`` and ``room_id``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .messages import encode_fetch_result
+from .registry import RoomRegistry
+from .room import Room, RoomState, wall_ms
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/webcast/im/ws_proxy/ws_reuse_supplement/"
+REGISTRY_KEY = web.AppKey("registry", RoomRegistry)
+MAX_CLIENT_FRAME = 1024 * 1024
+_STATUS_LIVE, _STATUS_OFFLINE = 2, 4
+
+
+def add_tiktok_routes(app: web.Application) -> None:
+    app.router.add_get("/@{username}/live", live_page)
+    app.router.add_get("/api-live/user/room/", api_user_room)
+    app.router.add_get("/api-live/user/room", api_user_room)
+    app.router.add_get("/webcast/room/check_alive/", check_alive)
+    app.router.add_get("/webcast/room/check_alive", check_alive)
+    app.router.add_get("/webcast/fetch", sign_fetch)
+    app.router.add_get("/webcast/fetch/", sign_fetch)
+    app.router.add_get(WS_PATH, websocket)
+
+
+def _registry(request: web.Request) -> RoomRegistry:
+    return request.app[REGISTRY_KEY]
+
+
+def _owner(room: Room) -> dict[str, Any]:
+    status = _STATUS_LIVE if room.state is RoomState.LIVE else _STATUS_OFFLINE
+    return {
+        "id": str(room.owner_id),
+        "uniqueId": room.username,
+        "nickname": room.username.replace("_", " ").title(),
+        "secUid": f"MS4wLjABAAAA-sim-{room.owner_id}",
+        "roomId": str(room.room_id),
+        "status": status,
+    }
+
+
+def _live_room(room: Room) -> dict[str, Any]:
+    status = _STATUS_LIVE if room.state is RoomState.LIVE else _STATUS_OFFLINE
+    return {
+        "status": status,
+        "title": f"{room.username} is live (simulated)",
+        "startTime": room.started_ms // 1000,
+        "liveRoomStats": {"userCount": room.stats.connected},
+    }
+
+
+async def live_page(request: web.Request) -> web.Response:
+    """The creator's ``/@user/live`` page; only the SIGI_STATE script matters to the client."""
+    username = request.match_info["username"]
+    room = _registry(request).lookup(username)
+    state: dict[str, Any] = {"AppContext": {"appContext": {"language": "en"}}, "SEOState": {"canonical": ""}}
+    if room is not None and room.state is not RoomState.NOT_FOUND:
+        state["LiveRoom"] = {"liveRoomUserInfo": {"user": _owner(room), "liveRoom": _live_room(room)}}
+    # "</" must not appear inside a <script> block.
+    sigi = json.dumps(state, ensure_ascii=False).replace("</", "<\\/")
+    page = (
+        "<!DOCTYPE html><html><head><title>"
+        f"{html.escape(username)} LIVE | TikTok</title></head><body>"
+        f'<script id="SIGI_STATE" type="application/json">{sigi}</script>'
+        "</body></html>"
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+async def api_user_room(request: web.Request) -> web.Response:
+    username = request.query.get("uniqueId", "")
+    room = _registry(request).lookup(username)
+    extra = {"now": wall_ms()}
+    if room is None or room.state is RoomState.NOT_FOUND:
+        body = {"data": {}, "extra": extra, "message": "user_not_found", "statusCode": 19881007}
+    else:
+        body = {
+            "data": {"user": _owner(room), "liveRoom": _live_room(room)},
+            "extra": extra,
+            "message": "",
+            "statusCode": 0,
+        }
+    return web.json_response(body)
+
+
+async def check_alive(request: web.Request) -> web.Response:
+    registry = _registry(request)
+    data = []
+    for raw in request.query.get("room_ids", "").split(","):
+        if not raw.strip().isdigit():
+            continue
+        room_id = int(raw)
+        room = registry.by_room_id(room_id)
+        alive = room is not None and room.state is RoomState.LIVE
+        data.append({"alive": alive, "room_id": room_id, "room_id_str": str(room_id)})
+    return web.json_response({"data": data, "extra": {"now": wall_ms()}, "status_code": 0})
+
+
+def _push_server(request: web.Request) -> str:
+    config = _registry(request).config
+    base = config.public_url or f"{request.scheme}://{request.host}"
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    return base.rstrip("/") + WS_PATH
+
+
+def _json_error(status: int, message: str, **extra: Any) -> web.Response:
+    headers = {"X-Request-Id": secrets.token_hex(8), **{k: str(v) for k, v in extra.items()}}
+    return web.json_response({"code": status, "message": message}, status=status, headers=headers)
+
+
+async def sign_fetch(request: web.Request) -> web.Response:
+    """The Euler sign server's ``/webcast/fetch``: raw ``ProtoMessageFetchResult`` bytes."""
+    registry = _registry(request)
+    key = registry.config.sign_api_key
+    if key is not None and request.headers.get("X-Api-Key") != key:
+        return _json_error(401, "Invalid API key.")
+    room: Room | None = None
+    raw_room_id = request.query.get("room_id", "")
+    if raw_room_id.isdigit():
+        room = registry.by_room_id(int(raw_room_id))
+    elif request.query.get("unique_id"):
+        room = registry.lookup(request.query["unique_id"])
+    if room is None:
+        return _json_error(404, "Room not found.")
+    if not room.take_sign_slot():
+        retry_after = room.scenario.retry_after_s
+        body = {
+            "code": 429,
+            "message": f"Sign server rate limit reached. Try again in {retry_after} seconds.",
+            "limit_label": "simulated",
+        }
+        headers = {
+            "Retry-After": str(retry_after),
+            "RateLimit-Limit": "10",
+            # TikTokLive 7.0.1 reads *this* header as the retry-after in seconds (and crashes with a
+            # TypeError when it is missing); RateLimit-Reset as a unix timestamp.
+            "RateLimit-Remaining": str(retry_after),
+            "RateLimit-Reset": str(int(time.time()) + retry_after),
+            "X-Request-Id": secrets.token_hex(8),
+        }
+        return web.json_response(body, status=429, headers=headers)
+    if room.state is not RoomState.LIVE:
+        return _json_error(404, f"Room is not live ({room.state.value}).")
+    now_ms = wall_ms()
+    token = secrets.token_hex(8)
+    cursor = f"t-{now_ms}_r-1_d-1_u-1_h-1"
+    internal_ext = f"internal_src:dim|wss_push_room_id:{room.room_id}|wss_push_did:0|fetch_time:{now_ms}|seq:1"
+    body_bytes = encode_fetch_result(
+        room.history_messages(),
+        cursor=cursor,
+        fetch_interval=1000,
+        now=now_ms,
+        internal_ext=internal_ext,
+        route_params={"cursor": cursor, "internal_ext": internal_ext, "wrss": token},
+        heartbeat_duration=10_000,
+        push_server=_push_server(request),
+        is_first=True,
+    )
+    headers = {
+        "X-Set-TT-Cookie": f"ttwid=1%7Csim{token}; tt_csrf_token=sim-{token}; tt_chain_token=sim{now_ms}",
+        "X-Request-Id": token,
+        "X-Agent-Id": "simulator",
+        "X-Log-Code": "0",
+    }
+    return web.Response(body=body_bytes, content_type="application/x-protobuf", headers=headers)
+
+
+class _AiohttpSocket:
+    """Adapts an aiohttp WebSocket to the room's ClientSocket protocol."""
+
+    __slots__ = ("_request", "_ws")
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self._ws = ws
+        self._request = request
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    async def send(self, frame: bytes) -> None:
+        await self._ws.send_bytes(frame)
+
+    def abort(self) -> None:
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def close(self, code: int, message: bytes) -> None:
+        await self._ws.close(code=code, message=message)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """The push server. The room is chosen by the ``room_id`` query parameter, as on TikTok."""
+    raw_room_id = request.query.get("room_id", "")
+    room = _registry(request).by_room_id(int(raw_room_id)) if raw_room_id.isdigit() else None
+    if room is None:
+        raise web.HTTPNotFound(text="unknown room")
+    if not room.accepts_sockets():
+        # TikTokLive maps a 400 handshake answer to WebcastBlockedError, with this header as reason.
+        raise web.HTTPBadRequest(text="room is not live", headers={"Handshake-Msg": "room is not live"})
+    ws = web.WebSocketResponse(
+        protocols=("echo-protocol",), compress=False, max_msg_size=MAX_CLIENT_FRAME, autoping=True
+    )
+    if room.scenario.ping_interval_s is not None:
+        ws.headers["Handshake-Options"] = f"ping-interval={room.scenario.ping_interval_s:g}"
+    await ws.prepare(request)
+    sock = _AiohttpSocket(ws, request)
+    room.attach(sock)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                reply = room.on_client_frame(msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                reply = room.on_client_frame(msg.data.encode())
+            else:
+                continue
+            if reply is not None and not ws.closed:
+                await ws.send_bytes(reply)
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("room %s: socket ended with %r", room.username, exc)
+    finally:
+        room.detach(sock)
+    return ws
