@@ -48,7 +48,7 @@ def _migrate(argv: Sequence[str]) -> int:
 
 
 def _simulator(argv: Sequence[str]) -> int:
-    from tiktok_service.simulator.main import main
+    from tiktok_service.simulator.__main__ import main
 
     return main(list(argv))
 

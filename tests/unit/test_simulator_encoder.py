@@ -271,9 +271,7 @@ def test_fast_path_equals_building_blocks() -> None:
 
 def test_fetch_result_fields() -> None:
     encoder = RoomEncoder(ROOM_ID)
-    messages = [
-        encoder.encode(event(COMMENT, {"content": f"c{i}"}, msg_id=1000 + i), CREATE_TIME) for i in range(3)
-    ]
+    messages = [encoder.encode(event(COMMENT, {"content": f"c{i}"}, msg_id=1000 + i), CREATE_TIME) for i in range(3)]
     raw = encode_fetch_result(
         messages,
         cursor="t-1_r-1",

@@ -56,6 +56,7 @@ class ConnectorRunner:
         self._rng = random.Random(seed)
         self._stopping = asyncio.Event()
         self._client: TikTokLiveClient | None = None
+        self._attempt: asyncio.Task[outcomes.Ended] | None = None
         self._policy = outcomes.Policy(
             wait_for_live=settings.wait_for_live,
             live_poll_interval_s=settings.live_poll_interval_s,
@@ -79,8 +80,13 @@ class ConnectorRunner:
     def stop(self) -> None:
         """Request a clean shutdown (idempotent; safe from a signal handler)."""
         self._stopping.set()
-        if self._client is not None:
-            asyncio.get_running_loop().create_task(self._client.disconnect())
+        if self._attempt is not None and not self._attempt.done():
+            # Live: close the socket cleanly (the attempt then returns STOPPED). Still
+            # connecting (room lookup, sign, handshake): abandon the attempt.
+            if self.status.phase is ConnectorPhase.LIVE and self._client is not None:
+                asyncio.get_running_loop().create_task(self._client.disconnect())
+            else:
+                self._attempt.cancel()
 
     async def run(self) -> ExitCode:
         seen = await publisher.recent_ids(self._redis, self.settings.livestream_id, self.settings.dedupe_window)
@@ -129,8 +135,13 @@ class ConnectorRunner:
         failures = 0
         while not self._stopping.is_set():
             self.status.phase = ConnectorPhase.RECONNECTING if self.status.reconnects else ConnectorPhase.CONNECTING
+            self._attempt = asyncio.create_task(self._connect_once(), name="connection")
             try:
-                ended = await self._connect_once()
+                ended = await self._attempt
+            except asyncio.CancelledError:
+                if not self._stopping.is_set() or not self._attempt.cancelled():
+                    raise
+                ended = outcomes.Ended.STOPPED
             except Exception as exc:
                 failures += 1
                 self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]

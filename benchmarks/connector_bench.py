@@ -1,0 +1,131 @@
+"""Connector benchmarks against the bare TikTokLive client, measured in the same run.
+
+- throughput: events/s decoding the same room (rate 0 = as fast as the simulator sends);
+- memory: RSS after the run (50,000 events by default);
+- latency: simulator send -> entry readable in Redis, p50/p99 at 500 events/s, against
+  simulator send -> the bare client's handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import orjson
+import redis.asyncio as aioredis
+
+from tiktok_service.devcluster import processes
+from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.domain.events import parse_time
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Simulator:
+    def __init__(self) -> None:
+        self.port = processes.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tiktok_service", "simulator", "--port", str(self.port), "--log-level", "WARNING"],
+            stdout=subprocess.DEVNULL,
+        )
+        processes.wait_for(lambda: processes.port_open(self.port), timeout=20, what="simulator")
+
+    def room(self, username: str, **scenario: Any) -> None:
+        httpx.put(f"{self.url}/_sim/rooms/{username}", json=scenario, timeout=10).raise_for_status()
+
+    def close(self) -> None:
+        processes.terminate(self.proc)
+
+
+def worker(mode: str, sim: Simulator, username: str, redis_url: str = "", latency: bool = False) -> dict[str, Any]:
+    args = [sys.executable, "-m", "benchmarks.connector_worker", mode, "--url", sim.url, "--username", username]
+    if redis_url:
+        args += ["--redis-url", redis_url]
+    if latency:
+        args.append("--latency")
+    out = subprocess.run(args, check=False, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} worker failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run(events: int = 50_000, latency_seconds: float = 10.0) -> list[str]:
+    lines: list[str] = []
+    sim = Simulator()
+    try:
+        with LocalRedis() as redis:
+            scenario = {"seed": 1, "rate": 0, "batch": 20, "mix": {"comment": 1}, "live_end_after": events,
+                        "history": 0}
+            sim.room("bare_room", **scenario)
+            bare = worker("bare", sim, "bare_room")
+            sim.room("conn_room", **scenario)
+            ours = worker("connector", sim, "conn_room", redis.url)
+            bare_rate, our_rate = events / bare["seconds"], events / ours["seconds"]
+            lines.append(f"connector_events_per_s={our_rate:.0f} bare_client_events_per_s={bare_rate:.0f} "
+                         f"ratio={our_rate / bare_rate:.2f} (target >= 0.85)")
+            lines.append(f"connector_cpu_ms_per_1000={1000 * ours['cpu_s'] / events * 1000:.0f} "
+                         f"bare_client_cpu_ms_per_1000={1000 * bare['cpu_s'] / events * 1000:.0f} "
+                         f"ratio={ours['cpu_s'] / bare['cpu_s']:.2f}")
+            lines.append(f"connector_rss_mb={ours['rss_mb']:.0f} bare_client_rss_mb={bare['rss_mb']:.0f} "
+                         f"ratio={ours['rss_mb'] / bare['rss_mb']:.2f} after {events} events (target <= 1.10)")
+
+            total = int(500 * latency_seconds)
+            live = {"seed": 2, "rate": 500, "batch": 5, "mix": {"comment": 1}, "live_end_after": total, "history": 0}
+            sim.room("lat_bare", **live)
+            bare_lat = worker("bare", sim, "lat_bare", latency=True)["delays_ms"]
+            sim.room("lat_conn", **live)
+
+            delays = asyncio.run(_collect(redis.url, sim, latency_seconds))
+            p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
+            b50, b99 = percentile(bare_lat, 0.5), percentile(bare_lat, 0.99)
+            lines.append(f"latency_to_redis_p50_ms={p50:.1f} p99_ms={p99:.1f} bare_client_p50_ms={b50:.1f} "
+                         f"p99_ms={b99:.1f} p99_ratio={p99 / max(b99, 0.1):.2f} at 500 events/s "
+                         f"({len(delays)} samples; target p99 <= 20 ms)")
+    finally:
+        sim.close()
+    return lines
+
+
+async def _collect(redis_url: str, sim: Simulator, seconds: float) -> list[float]:
+    result: list[float] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        client = aioredis.from_url(redis_url)
+        last = "$"
+        try:
+            while not done.is_set():
+                reply = await client.xread({"tiktok.comment": last}, block=200, count=1000)
+                now = time.time() * 1000
+                for _, entries in reply:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        result.append(now - parse_time(orjson.loads(fields[b"event"])["time"]))
+        finally:
+            await client.aclose()
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(worker, "connector", sim, "lat_conn", redis_url)
+    done.set()
+    await task
+    return result
+
+
+def main() -> None:
+    for line in run():
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
