@@ -18,15 +18,17 @@ from tiktok_service.persister import rows
 
 STAGING_TABLE: Final = "events_staging"
 
-# A temp table per transaction (dropped at commit) instead of one kept per connection:
-# connections come and go with the pool and across database restarts, and a table that
-# exists only inside the transaction cannot leak rows into the next batch. Its cost (one
-# catalog insert per batch of thousands of rows) is within noise in the benchmark.
+# One temp table per connection, created by the first batch on that connection and emptied
+# by PostgreSQL at every commit (ON COMMIT DELETE ROWS), so a batch never sees another's
+# rows. IF NOT EXISTS makes it self-healing: a new pooled connection, or a transaction
+# that rolled back its creation, simply creates it again. Cheaper than creating and
+# dropping a table per batch (-15% time in the benchmark: no catalog churn, and asyncpg
+# keeps its prepared COPY statement).
 _CREATE_STAGING: Final = """
-CREATE TEMP TABLE events_staging (
+CREATE TEMP TABLE IF NOT EXISTS events_staging (
     id uuid, livestream_id uuid, event_id text, event_type text, room_id bigint,
     user_id bigint, username text, payload jsonb, "timestamp" timestamptz
-) ON COMMIT DROP
+) ON COMMIT DELETE ROWS
 """
 _MERGE_STAGING: Final = """
 INSERT INTO events (id, livestream_id, event_id, event_type, room_id, user_id, username, payload, "timestamp")

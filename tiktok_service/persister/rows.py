@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import orjson
+from asyncpg.pgproto import pgproto
 
 from tiktok_service.domain import events, naming
 
@@ -85,7 +86,7 @@ def event_key(livestream: uuid.UUID, event_id: str) -> uuid.UUID:
 @functools.lru_cache(maxsize=4096)
 def _keys_of(livestream_id: str) -> tuple[uuid.UUID, bytes]:
     """Per-livestream part of the keys, cached: the hot path sees few livestreams, many events."""
-    livestream = livestream_key(livestream_id)
+    livestream = _fast_uuid(livestream_key(livestream_id).bytes)
     return livestream, EVENTS_NAMESPACE.bytes + f"{livestream}:".encode()
 
 
@@ -94,7 +95,12 @@ def _uuid5(prefix: bytes, name: str) -> uuid.UUID:
     digest = bytearray(hashlib.sha1(prefix + name.encode(), usedforsecurity=False).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return uuid.UUID(bytes=bytes(digest))
+    return _fast_uuid(bytes(digest))
+
+
+#: asyncpg's UUID: a `uuid.UUID` subclass (same equality, hashing, str) built in C, ~15x
+#: cheaper than uuid.UUID(bytes=...) and copied to COPY as raw bytes. No I/O involved.
+_fast_uuid: Final = pgproto.UUID
 
 
 def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:

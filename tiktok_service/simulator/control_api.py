@@ -63,6 +63,11 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+def _http_error(error_class: type[web.HTTPError], message: str) -> web.HTTPError:
+    """A raisable JSON error (aiohttp deprecates ``body=`` on its HTTP exceptions)."""
+    return error_class(text=orjson.dumps({"error": message}).decode(), content_type="application/json")
+
+
 def _registry(request: web.Request) -> RoomRegistry:
     return request.app[REGISTRY_KEY]
 
@@ -70,7 +75,7 @@ def _registry(request: web.Request) -> RoomRegistry:
 def _room(request: web.Request) -> Room:
     room = _registry(request).get(request.match_info["username"])
     if room is None:
-        raise web.HTTPNotFound(body=orjson.dumps({"error": "no such room"}), content_type="application/json")
+        raise _http_error(web.HTTPNotFound, "no such room")
     return room
 
 
@@ -81,13 +86,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(
-            body=orjson.dumps({"error": f"invalid JSON: {exc}"}), content_type="application/json"
-        ) from exc
+        raise _http_error(web.HTTPBadRequest, f"invalid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise web.HTTPBadRequest(
-            body=orjson.dumps({"error": "expected a JSON object"}), content_type="application/json"
-        )
+        raise _http_error(web.HTTPBadRequest, "expected a JSON object")
     return data
 
 
@@ -163,9 +164,7 @@ def _int_query(request: web.Request, name: str, default: int | None) -> int | No
     try:
         return int(raw)
     except ValueError as exc:
-        raise web.HTTPBadRequest(
-            body=orjson.dumps({"error": f"{name} must be an integer"}), content_type="application/json"
-        ) from exc
+        raise _http_error(web.HTTPBadRequest, f"{name} must be an integer") from exc
 
 
 async def sent(request: web.Request) -> web.Response:
