@@ -34,9 +34,7 @@ def test_an_entry_maps_to_a_row_with_every_column_from_the_envelope() -> None:
 
 
 def test_an_event_without_a_user_has_null_user_columns() -> None:
-    envelope = events.Envelope(
-        id="c-1", type=events.EventType.CONNECT, livestream_id=CR_UID, room_id=1, time_ms=0
-    )
+    envelope = events.Envelope(id="c-1", type=events.EventType.CONNECT, livestream_id=CR_UID, room_id=1, time_ms=0)
     record = dict(zip(rows.COLUMNS, rows.record_from_fields(fields_of(envelope)), strict=True))
     assert record["user_id"] is None
     assert record["username"] is None

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from tiktok_service.simulator.__main__ import config_from_args
 from tiktok_service.simulator.config import load_scenario_file, parse_room_spec
 from tiktok_service.simulator.scenario import (
     COMMENT,
@@ -145,3 +146,11 @@ def test_room_spec_and_scenario_file(tmp_path) -> None:
     assert load_scenario_file(path) == {"carol": Scenario(seed=3, offline=True)}
     path.write_text('[{"username": "dave", "rate": 0}]')
     assert load_scenario_file(path) == {"dave": Scenario(rate=0)}
+
+
+def test_cli_arguments_build_a_config(tmp_path) -> None:
+    path = tmp_path / "rooms.json"
+    path.write_text('{"rooms": {"carol": {"seed": 3, "sign_429": 2}}}')
+    config = config_from_args(["--port", "0", "--room", "alice:1:5", "--scenario-file", str(path), "--auto-create"])
+    assert config.port == 0 and config.auto_create_rooms
+    assert config.rooms == {"carol": Scenario(seed=3, sign_429=2), "alice": Scenario(seed=1, rate=5)}

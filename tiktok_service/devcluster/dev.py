@@ -29,6 +29,7 @@ from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
 from tiktok_service.domain.events import Envelope, decode
 from tiktok_service.persister import livestreams_repository
+from tiktok_service.persister.livestreams_repository import LivestreamStatus
 from tiktok_service.persister.migrate import migrate
 
 
@@ -74,7 +75,7 @@ def _describe(envelope: Envelope) -> str:
     data = envelope.data
     kind = envelope.type.value.removeprefix("tiktok.")
     details = {
-        "comment": lambda: f"{user}: {data.get('text', '')}",
+        "comment": lambda: f"{user}: {str(data.get('text', '')).replace(chr(10), ' ')}",
         "gift": lambda: f"{user} sent {data.get('gift_name')} x{data.get('repeat_count')} "
         f"({data.get('total_diamonds')} diamonds)",
         "like": lambda: f"{user} +{data.get('count')} likes (total {data.get('total')})",
@@ -122,7 +123,7 @@ async def prepare_database(dsn: str, livestream_id: str, username: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await livestreams_repository.upsert_livestream(
-            conn, id=uuid.UUID(livestream_id), username=username, status="connecting", workspace_id="dev"
+            conn, id=uuid.UUID(livestream_id), username=username, status=LivestreamStatus.CONNECTING, workspace_id="dev"
         )
     finally:
         await conn.close()

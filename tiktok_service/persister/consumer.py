@@ -46,6 +46,12 @@ Item = tuple[Entry, rows.Record]
 #: What a lost connection looks like from asyncpg (OSError covers refused and timed out).
 DB_TRANSIENT: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 REDIS_TRANSIENT: Final = (RedisError, OSError)
+#: Decoded batches waiting for the writer. 2 keeps the database busy while the reader
+#: works ahead, and bounds memory to ~4 batches (queue + one being read + one being stored).
+PIPELINE_DEPTH: Final = 2
+#: Entries decoded between two yields to the event loop. Decoding is CPU work on the loop
+#: thread; long uninterrupted runs would leave PostgreSQL idle waiting for the writer.
+DECODE_SLICE: Final = 200
 
 
 class Stopped(Exception):
@@ -120,28 +126,32 @@ class Persister:
                 await self._store_and_ack(await self._decode(chunk))
 
     async def _consume(self, *, burst: bool) -> None:
-        """Read -> decode -> store, one batch deep: while batch N is being stored (PostgreSQL
-        busy), batch N+1 is read and decoded (Python busy), which is what lets the persister
-        keep up with a raw COPY. At most two batches are held in memory."""
-        in_flight: asyncio.Task[None] | None = None
+        """A reader (Redis -> decoded batches) and a writer (batches -> PostgreSQL -> acks)
+        joined by a queue of PIPELINE_DEPTH batches: the Python work of reading and decoding
+        overlaps the database work of storing, and memory stays bounded by a few batches."""
+        queue: asyncio.Queue[list[Item] | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        async with asyncio.TaskGroup() as tasks:
+            reader = tasks.create_task(self._read_batches(queue, burst=burst), name="persister-reader")
+            tasks.create_task(self._write_batches(queue, reader), name="persister-writer")
+
+    async def _read_batches(self, queue: asyncio.Queue[list[Item] | None], *, burst: bool) -> None:
         try:
             async with contextlib.aclosing(self._entries(burst=burst)) as reads:
                 async for entries in reads:
                     for chunk in self._chunks(entries):
-                        batch = await self._decode(chunk)
-                        if in_flight is not None:
-                            await in_flight  # re-raises its failure, Stopped included
-                        in_flight = asyncio.create_task(self._store_and_ack(batch), name="persister-store")
+                        await queue.put(await self._decode(chunk))
         except Stopped:
-            pass  # let the batch in flight finish (or give up at its next retry) below
-        except BaseException:
-            if in_flight is not None:  # a bug or a cancellation: do not leave a task behind
-                in_flight.cancel()
-                await asyncio.wait({in_flight})
-            raise
-        if in_flight is not None:
-            with contextlib.suppress(Stopped):
-                await in_flight
+            pass
+        await queue.put(None)  # the writer stores what is queued, then ends
+
+    async def _write_batches(self, queue: asyncio.Queue[list[Item] | None], reader: asyncio.Task[None]) -> None:
+        try:
+            while (batch := await queue.get()) is not None:
+                await self._store_and_ack(batch)
+        except Stopped:
+            # Stopped while retrying: abandon the queued batches unacked (they are pending on
+            # us and get reclaimed) and stop the reader, which may be blocked on a full queue.
+            reader.cancel()
 
     async def _entries(self, *, burst: bool) -> AsyncGenerator[Sequence[Entry], None]:
         """What to work on next: entries reclaimed from idle consumers (every claim_idle_ms/2),
@@ -178,11 +188,13 @@ class Persister:
         """Map entries to rows; poison entries are dead-lettered (and acked) right away."""
         items: list[Item] = []
         letters: list[DeadLetter] = []
-        for entry in entries:
+        for position, entry in enumerate(entries, start=1):
             try:
                 items.append((entry, rows.record_from_fields(entry.fields)))
             except rows.PoisonEntry as exc:
                 letters.append(DeadLetter(entry, exc.category, exc.reason))
+            if position % DECODE_SLICE == 0:
+                await asyncio.sleep(0)  # let the writer's COPY make progress meanwhile
         await self._dead_letter(letters)
         return items
 

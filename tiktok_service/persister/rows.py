@@ -91,16 +91,18 @@ def _keys_of(livestream_id: str) -> tuple[uuid.UUID, bytes]:
 
 
 def _uuid5(prefix: bytes, name: str) -> uuid.UUID:
-    """uuid.uuid5 with the namespace bytes precomputed (same result, half the cost)."""
+    """uuid.uuid5 with the namespace bytes precomputed (same result, a fraction of the cost)."""
     digest = bytearray(hashlib.sha1(prefix + name.encode(), usedforsecurity=False).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     return _fast_uuid(bytes(digest))
 
 
-#: asyncpg's UUID: a `uuid.UUID` subclass (same equality, hashing, str) built in C, ~15x
-#: cheaper than uuid.UUID(bytes=...) and copied to COPY as raw bytes. No I/O involved.
-_fast_uuid: Final = pgproto.UUID
+def _fast_uuid(value: bytes) -> uuid.UUID:
+    """asyncpg's UUID: a `uuid.UUID` subclass (same equality, hash and str) built in C,
+    ~15x cheaper than uuid.UUID(bytes=...), and copied to COPY as raw bytes. No I/O here."""
+    made: uuid.UUID = pgproto.UUID(value)
+    return made
 
 
 def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Sequence
 
 from .config import SimulatorConfig, load_scenario_file, parse_room_spec
@@ -50,12 +51,21 @@ def config_from_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     )
 
 
+async def _serve_until_signalled(config: SimulatorConfig) -> None:
+    """``serve`` with SIGTERM/SIGINT turned into cancellation, so a pod stops cleanly."""
+    task = asyncio.create_task(serve(config))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = config_from_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config))
+    asyncio.run(_serve_until_signalled(config_from_args(argv)))
     return 0
 
 

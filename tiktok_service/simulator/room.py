@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 # report as sent were really received before the connection is cut.
 DROP_ACK_WAIT_S = 1.0
 _ACK_MEMORY = 4096
-LIVE_END_CLOSE_GRACE_S = 5.0  # outstanding need_ack log ids remembered
+LIVE_END_CLOSE_GRACE_S = 60.0  # a client decoding a backlog reads the live end late; it hangs up itself
 
 
 class RoomState(enum.StrEnum):

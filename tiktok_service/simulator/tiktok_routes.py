@@ -13,6 +13,8 @@ Connection flow of the real client, and the route answering each step:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import json
 import logging
@@ -215,6 +217,11 @@ class _AiohttpSocket:
         await self._ws.close(code=code, message=message)
 
 
+async def _send_quietly(ws: web.WebSocketResponse, frame: bytes) -> None:
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_bytes(frame)
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     """The push server. The room is chosen by the ``room_id`` query parameter, as on TikTok."""
     raw_room_id = request.query.get("room_id", "")
@@ -225,12 +232,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         # TikTokLive maps a 400 handshake answer to WebcastBlockedError, with this header as reason.
         raise web.HTTPBadRequest(text="room is not live", headers={"Handshake-Msg": "room is not live"})
     ws = web.WebSocketResponse(
-        protocols=("echo-protocol",), compress=False, max_msg_size=MAX_CLIENT_FRAME, autoping=True
+        protocols=("echo-protocol",), compress=False, max_msg_size=MAX_CLIENT_FRAME, autoping=True,
+        timeout=60.0,  # closing waits for a client that is still decoding a backlog
     )
     if room.scenario.ping_interval_s is not None:
         ws.headers["Handshake-Options"] = f"ping-interval={room.scenario.ping_interval_s:g}"
     await ws.prepare(request)
     sock = _AiohttpSocket(ws, request)
+    replies: set[asyncio.Task[None]] = set()
     room.attach(sock)
     try:
         async for msg in ws:
@@ -241,7 +250,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             else:
                 continue
             if reply is not None and not ws.closed:
-                await ws.send_bytes(reply)
+                # Never block this reader on a send: a client that is busy decoding a backlog
+                # stops reading, and a reader stuck in send stops reading its acks — both
+                # sides would wait on each other. The heartbeat echo is best effort.
+                replies.add(task := asyncio.create_task(_send_quietly(ws, reply)))
+                task.add_done_callback(replies.discard)
     except (ConnectionError, RuntimeError) as exc:
         log.debug("room %s: socket ended with %r", room.username, exc)
     finally:
