@@ -55,6 +55,7 @@ async def bare(url: str, username: str, latency: bool) -> dict[str, Any]:
 async def connector(url: str, username: str, redis_url: str, latency: bool) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
+    from tiktok_service.connector.main import tune_runtime
     from tiktok_service.connector.runner import ConnectorRunner, configure_tiktok_urls
     from tiktok_service.settings import ConnectorSettings
 
@@ -63,6 +64,9 @@ async def connector(url: str, username: str, redis_url: str, latency: bool) -> d
         tiktok_app_url=url, tiktok_webcast_url=url + "/webcast", http_port=0,
     )
     configure_tiktok_urls(settings)
+    import os
+
+    tune_runtime(int(os.environ.get("GEN0", "50000")))
     redis = aioredis.from_url(redis_url)
     runner = ConnectorRunner(settings, redis=redis)
     cpu0, t0 = time.process_time(), time.perf_counter()

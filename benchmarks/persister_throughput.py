@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 
 import asyncpg
@@ -65,11 +66,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=2_000)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with LocalPostgres() as pg, LocalRedis() as rd:
         persister, baseline = asyncio.run(measure(pg, rd, events=args.events, batch_size=args.batch_size))
+    # The load average shows whether other processes competed for the CPUs: the persister
+    # needs Python, Redis and PostgreSQL busy at once, the baseline mostly PostgreSQL.
     print(
         f"persister_rows_per_s={persister:.0f} baseline_copy_rows_per_s={baseline:.0f} "
-        f"ratio={persister / baseline:.2f} events={args.events} batch_size={args.batch_size}"
+        f"ratio={persister / baseline:.2f} (target >= 0.6) events={args.events} batch_size={args.batch_size} "
+        f"cpus={os.cpu_count()} load1_before={load_before:.2f}"
     )
 
 

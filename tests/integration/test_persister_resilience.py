@@ -26,29 +26,12 @@ from tiktok_service.persister.testing import (
     pending_entries,
     quick_settings,
     running,
+    stop_postgres,
     stored_events,
     wait_until,
 )
 
 CR_UID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
-
-
-async def stop_postgres(server: LocalPostgres) -> None:
-    """`server.stop()`, but with a fast shutdown that cannot leave a zombie postmaster.
-
-    Run as root, LocalPostgres wraps the server in `runuser`, which turns our SIGINT (fast
-    shutdown) into SIGTERM (smart shutdown: waits for clients such as the persister) and
-    SIGKILLs it after 2 s; the orphaned postmaster then blocks the restart. So we ask the
-    postmaster itself for a fast shutdown and wait for its pid file to go first.
-    """
-    conn = await asyncpg.connect(server.dsn)
-    try:
-        pid_file = Path(await conn.fetchval("SHOW data_directory")) / "postmaster.pid"
-    finally:
-        await conn.close()
-    os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
-    await wait_until(lambda: _holds(not pid_file.exists()), what="postgres fast shutdown")
-    server.stop()
 
 
 def envelopes(n: int, start: int = 0) -> list[events.Envelope]:
@@ -207,7 +190,7 @@ async def test_the_process_serves_probes_and_exits_zero_on_sigterm(
             proc.kill()
             await proc.wait()
     assert returncode == 0, log.read_text()
-    assert '"message":"persister stopped"' in log.read_text()
+    assert '"msg": "persister stopped"' in log.read_text()
 
 
 async def _is(value: Awaitable[int], expected: int) -> bool:

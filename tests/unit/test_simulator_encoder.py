@@ -50,9 +50,11 @@ from tiktok_service.simulator.scenario import (
     UNKNOWN,
     VIEWER,
     GiftSpec,
+    Scenario,
     SimEvent,
     SimUser,
 )
+from tiktok_service.simulator.timeline import generate
 from tiktok_service.simulator.wire import (
     WireError,
     decode_fields,
@@ -324,3 +326,31 @@ def test_msg_frame_is_gzipped_and_decodes_like_the_websocket_path() -> None:
     result = extract_webcast_response_message(frame)
     assert result.need_ack is True and result.internal_ext == "e"
     assert WebcastChatMessage().parse(result.messages[0].payload).content == "zip"
+
+
+# -- generated timelines through the encoder -------------------------------------------------------
+
+
+def test_same_seed_encodes_to_identical_bytes_and_different_seed_does_not() -> None:
+    def encoded(seed: int) -> list[bytes]:
+        return RoomEncoder(ROOM_ID).encode_batch(generate(Scenario(seed=seed), 500), CREATE_TIME)
+
+    assert encoded(11) == encoded(11)
+    assert encoded(11) != encoded(12)
+
+
+def test_generated_streaks_decode_as_library_streaks() -> None:
+    events = [e for e in generate(Scenario(seed=8, mix={"gift": 1}), 3000) if e.data["streakable"]]
+    encoder = RoomEncoder(ROOM_ID)
+    groups: dict[int, list[tuple[int, int, bool]]] = {}
+    for ev in events:
+        wrapped = ProtoMessageFetchResultBaseProtoMessage().parse(encoder.encode(ev, CREATE_TIME))
+        gift_event = EVENT_MAPPINGS["WebcastGiftMessage"]().parse(wrapped.payload)
+        groups.setdefault(gift_event.group_id, []).append(
+            (gift_event.repeat_count, gift_event.repeat_end, gift_event.streaking)
+        )
+    closed = [g for g in groups.values() if g[-1][1] == 1]
+    assert len(closed) > 50
+    for group in closed:
+        n = group[-1][0]
+        assert group == [(i, 0, True) for i in range(1, n + 1)] + [(n, 1, False)]

@@ -12,13 +12,11 @@ from tiktok_service.simulator.scenario import (
     COMMENT,
     GIFT,
     MIX_KINDS,
-    EventGenerator,
     Scenario,
     derive_msg_id,
-    generate,
-    make_users,
     seed_for_username,
 )
+from tiktok_service.simulator.timeline import EventGenerator, generate, make_users
 
 
 def fingerprint(events):

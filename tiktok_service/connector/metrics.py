@@ -22,3 +22,22 @@ PUBLISH_ERRORS = Counter("tiktok_connector_publish_errors_total", "Failed Redis 
 BUFFER_DEPTH = Gauge("tiktok_connector_buffer_depth", "Envelopes waiting to be published")
 LAST_EVENT = Gauge("tiktok_connector_last_event_timestamp_seconds", "Time of the last event received")
 VIEWERS = Gauge("tiktok_connector_viewers", "Last viewer count reported by TikTok")
+
+
+class _PerType:
+    """Label children resolved once per type: `.labels()` costs a lock and a dict build per call."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._children: dict[str, Counter] = {}
+
+    def inc(self, event_type: str, amount: int = 1) -> None:
+        child = self._children.get(event_type)
+        if child is None:
+            child = self._children[event_type] = self._counter.labels(type=event_type)
+        child.inc(amount)
+
+
+received = _PerType(EVENTS_RECEIVED)
+published = _PerType(EVENTS_PUBLISHED)
+DUPLICATES = EVENTS_DROPPED.labels(reason="duplicate")

@@ -107,7 +107,6 @@ class Publisher:
                 log.error("publish buffer full, dropping events", extra={"dropped": self.dropped})
             return False
         self._buffer.append(envelope)
-        metrics.BUFFER_DEPTH.set(len(self._buffer))
         self._wakeup.set()
         return True
 
@@ -156,8 +155,11 @@ class Publisher:
         self._last_seq += len(batch)
         self._inflight = []
         self.published += len(batch)
+        per_type: dict[str, int] = {}
         for envelope in batch:
-            metrics.EVENTS_PUBLISHED.labels(type=envelope.type.value).inc()
+            per_type[envelope.type.value] = per_type.get(envelope.type.value, 0) + 1
+        for event_type, count in per_type.items():
+            metrics.published.inc(event_type, count)
 
     def close(self) -> None:
         """Ask the flusher to drain and stop."""

@@ -96,12 +96,13 @@ class EventRouter:
 
     def _fresh(self, event: Any, kind: EventType) -> bool:
         """Count the message; False when it is a replayed duplicate."""
-        metrics.EVENTS_RECEIVED.labels(type=kind.value).inc()
-        self._status.received[kind.value] = self._status.received.get(kind.value, 0) + 1
+        metrics.received.inc(kind.value)
+        received = self._status.received
+        received[kind.value] = received.get(kind.value, 0) + 1
         common = getattr(event, "common", None)
         msg_id = getattr(common, "msg_id", 0) if common is not None else 0
         if isinstance(msg_id, int) and msg_id > 0 and not self._dedupe.add(str(msg_id)):
-            metrics.EVENTS_DROPPED.labels(reason="duplicate").inc()
+            metrics.DUPLICATES.inc()
             return False
         return True
 
@@ -109,13 +110,12 @@ class EventRouter:
         if drift:
             metrics.SCHEMA_DRIFT.labels(type=envelope.type.value).inc()
             if not self._dedupe.add(envelope.id):  # content-hash ids dedupe here
-                metrics.EVENTS_DROPPED.labels(reason="duplicate").inc()
+                metrics.DUPLICATES.inc()
                 return
         if self._types and envelope.type not in self._types:
             metrics.EVENTS_DROPPED.labels(reason="filtered").inc()
             return
         self._status.last_event_at_ms = envelope.time_ms
-        metrics.LAST_EVENT.set(envelope.time_ms / 1000)
         self._sink(envelope)
 
     def _emit_normalised(self, result: normalise.Normalised | None) -> None:
@@ -144,7 +144,6 @@ class EventRouter:
         if self._fresh(event, EventType.VIEWER):
             result = normalise.viewers(event, self.ctx, self._now_ms())
             self._status.viewer_count = int(result.envelope.data["viewer_count"])
-            metrics.VIEWERS.set(self._status.viewer_count)
             self._emit_normalised(result)
 
     def _on_live_end(self, event: LiveEndEvent) -> None:
@@ -173,7 +172,7 @@ class EventRouter:
         for message in getattr(event.raw, "messages", None) or []:
             if message.method in pe.EVENT_MAPPINGS:
                 continue
-            metrics.EVENTS_RECEIVED.labels(type=EventType.UNKNOWN.value).inc()
+            metrics.received.inc(EventType.UNKNOWN.value)
             key = str(message.msg_id) if message.msg_id else None
             if key is not None and not self._dedupe.add(key):
                 continue

@@ -108,6 +108,7 @@ class ConnectorRunner:
             self.status,
             interval_s=self.settings.heartbeat_interval_s,
             ttl_s=self.settings.heartbeat_ttl_s,
+            buffer_depth=lambda: self.publisher.pending,
         )
         try:
             async with asyncio.TaskGroup() as tasks:

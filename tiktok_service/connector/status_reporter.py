@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tiktok_service.connector import metrics
 from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorStatus
 
@@ -24,8 +26,16 @@ FINAL_STATUS_TTL_S = 3600
 
 class StatusReporter:
     def __init__(
-        self, redis: aioredis.Redis, livestream_id: str, status: ConnectorStatus, *, interval_s: float, ttl_s: int
+        self,
+        redis: aioredis.Redis,
+        livestream_id: str,
+        status: ConnectorStatus,
+        *,
+        interval_s: float,
+        ttl_s: int,
+        buffer_depth: Callable[[], int] | None = None,
     ) -> None:
+        self._buffer_depth = buffer_depth
         self._redis = redis
         self._key = naming.connector_status_key(livestream_id)
         self._status = status
@@ -33,6 +43,13 @@ class StatusReporter:
         self._ttl_s = ttl_s
 
     async def write(self, ttl_s: int) -> bool:
+        # Gauges are refreshed here, once per heartbeat, not per event on the hot path.
+        if self._status.last_event_at_ms is not None:
+            metrics.LAST_EVENT.set(self._status.last_event_at_ms / 1000)
+        if self._status.viewer_count is not None:
+            metrics.VIEWERS.set(self._status.viewer_count)
+        if self._buffer_depth is not None:
+            metrics.BUFFER_DEPTH.set(self._buffer_depth())
         fields = self._status.to_hash(now_ms=int(time.time() * 1000))
         try:
             async with self._redis.pipeline(transaction=True) as pipe:

@@ -11,6 +11,7 @@ This module is pure: no I/O, no TikTok library, so it can be tested and reused a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -100,10 +101,18 @@ class Envelope:
         return orjson.dumps(self.to_cloudevent())
 
 
+@functools.lru_cache(maxsize=64)
+def _second_prefix(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def format_time(time_ms: int) -> str:
-    """RFC 3339 UTC with millisecond precision, as CloudEvents `time` requires."""
-    moment = dt.datetime.fromtimestamp(time_ms / 1000, tz=dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{time_ms % 1000:03d}Z"
+    """RFC 3339 UTC with millisecond precision, as CloudEvents `time` requires.
+
+    Events arrive in bursts within the same second, so the date part is cached.
+    """
+    seconds, millis = divmod(time_ms, 1000)
+    return f"{_second_prefix(seconds)}{millis:03d}Z"
 
 
 def parse_time(value: str) -> int:

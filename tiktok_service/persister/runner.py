@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import asyncpg
-import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from tiktok_service.persister import http_server
+from tiktok_service import logs
+from tiktok_service.health_server import HealthServer
 from tiktok_service.persister.consumer import Persister
 from tiktok_service.persister.metrics import PersisterMetrics
 from tiktok_service.settings import PersisterSettings
@@ -85,32 +83,40 @@ async def open_persister(
 
 async def run_persister(settings: PersisterSettings, *, handle_signals: bool = True) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when the loop died of a bug."""
-    configure_logging(settings.log_level)
+    logs.configure("persister", settings.log_level)
     registry = CollectorRegistry()
     async with open_persister(settings, registry=registry) as persister:
+
+        def probe() -> tuple[bool, dict[str, Any]]:
+            # Alive while the loop runs, even when retrying: restarting the pod would not
+            # bring PostgreSQL back. The state (and the metrics) say what it is doing.
+            return persister.state != "stopped", {"state": persister.state, "consumer": persister.group.consumer}
+
+        health = HealthServer(host="0.0.0.0", port=settings.http_port, probe=probe, registry=registry)
+        await health.start()
         log.info("persister starting", extra={"consumer": persister.group.consumer})
-        async with http_server.serve(port=settings.http_port, registry=registry, state=lambda: persister.state):
-            task = asyncio.create_task(persister.run(), name="persister")
-            loop = asyncio.get_running_loop()
-            deadline: list[asyncio.TimerHandle] = []
+        task = asyncio.create_task(persister.run(), name="persister")
+        loop = asyncio.get_running_loop()
+        deadline: list[asyncio.TimerHandle] = []
 
-            def on_signal() -> None:
-                log.info("stop requested; finishing the current batch")
-                persister.stop()
-                if not deadline:
-                    deadline.append(loop.call_later(SHUTDOWN_GRACE_S, task.cancel))
+        def on_signal() -> None:
+            log.info("stop requested; finishing the current batch")
+            persister.stop()
+            if not deadline:
+                deadline.append(loop.call_later(SHUTDOWN_GRACE_S, task.cancel))
 
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, on_signal)
+        try:
+            await asyncio.wait({task})
+        finally:
+            for handle in deadline:
+                handle.cancel()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.add_signal_handler(sig, on_signal)
-            try:
-                await asyncio.wait({task})
-            finally:
-                for handle in deadline:
-                    handle.cancel()
-                if handle_signals:
-                    for sig in (signal.SIGTERM, signal.SIGINT):
-                        loop.remove_signal_handler(sig)
+                    loop.remove_signal_handler(sig)
+            await health.stop()
     if task.cancelled():
         log.warning("persister did not stop in time; in-flight batch abandoned (it will be reclaimed)")
         return 0
@@ -119,29 +125,3 @@ async def run_persister(settings: PersisterSettings, *, handle_signals: bool = T
         return 1
     log.info("persister stopped")
     return 0
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: what log shippers parse without configuration."""
-
-    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        doc.update((k, v) for k, v in record.__dict__.items() if k not in self._STANDARD)
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc, default=str).decode()
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())

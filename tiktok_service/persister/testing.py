@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Final
 
 import asyncpg
@@ -16,6 +19,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ResponseError
 
+from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.domain import naming
 from tiktok_service.persister import events_repository, runner
 from tiktok_service.persister.consumer import Persister
@@ -80,6 +84,30 @@ async def run_burst(
     async with runner.open_persister(settings, registry=registry, consumer_name=name) as persister:
         await asyncio.wait_for(persister.run(burst=True), timeout=within_s)
     return registry
+
+
+async def stop_postgres(server: LocalPostgres) -> None:
+    """`server.stop()` with a fast shutdown that cannot leave a zombie postmaster behind.
+
+    Run as root, LocalPostgres wraps the server in `runuser`, which turns the SIGINT of
+    `stop()` (fast shutdown) into SIGTERM (smart shutdown: waits for clients, such as a
+    running persister) and SIGKILLs it after 2 s; the orphaned postmaster is never reaped
+    and blocks `start()` ("lock file postmaster.pid already exists"). So we ask the
+    postmaster itself for a fast shutdown and wait for its pid file to go first. Remove
+    once LocalPostgres signals the postmaster directly.
+    """
+    conn = await asyncpg.connect(server.dsn)
+    try:
+        pid_file = Path(await conn.fetchval("SHOW data_directory")) / "postmaster.pid"
+    finally:
+        await conn.close()
+    os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+    await wait_until(lambda: _holds(not pid_file.exists()), what="postgres fast shutdown")
+    server.stop()
+
+
+async def _holds(condition: bool) -> bool:
+    return condition
 
 
 def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -33,13 +33,13 @@ from .fixtures import CapturedPayload, fixture_events
 from .messages import RoomEncoder, encode_fetch_result, encode_msg_frame, encode_push_frame
 from .scenario import (
     MALFORMED_NAMESPACE,
-    EventGenerator,
     Scenario,
     SimEvent,
     derive_msg_id,
     derive_room_id,
     seed_for_username,
 )
+from .timeline import EventGenerator
 from .wire import WireError, decode_fields, to_signed64
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 # After a scheduled drop we wait this long for the client to ack the last frame, so the events we
 # report as sent were really received before the connection is cut.
 DROP_ACK_WAIT_S = 1.0
-_ACK_MEMORY = 4096
+_ACK_MEMORY = 4096  # outstanding need_ack log ids remembered
 LIVE_END_CLOSE_GRACE_S = 60.0  # a client decoding a backlog reads the live end late; it hangs up itself
 
 

@@ -1,4 +1,4 @@
-"""What happens in a simulated room: the :class:`Scenario` and its deterministic event generator.
+"""What happens in a simulated room: the :class:`Scenario`, the event vocabulary and the id scheme.
 
 Everything here is pure: no clock, no I/O, no global random state. The same scenario and seed always
 produce the same sequence of events, with the same msg_ids and the same users, so a test can compute
@@ -6,17 +6,14 @@ what a room *will* send and compare it with what a consumer stored. Wall-clock c
 create_time, stalls, drops) live in ``room.py``.
 
 One generated *event* is exactly one TikTok message (one ``BaseProtoMessage`` with its own msg_id).
-A streakable gift therefore spans several events: ``repeat_count`` 1..n with ``repeat_end=0``, then a
-final message repeating n with ``repeat_end=1`` and the same ``group_id`` - the shape TikTok uses and the
-shape a consumer must collapse to a single gift of n.
+The generator itself lives in ``timeline.py``.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,7 +192,6 @@ GIFT_CATALOGUE: tuple[GiftSpec, ...] = (
     GiftSpec(6369, "Lion", 29999, 2),
     GiftSpec(7312, "TikTok Universe", 44999, 2),
 )
-_GIFT_WEIGHTS: tuple[float, ...] = (30, 12, 8, 8, 15, 8, 6, 3, 4, 1, 0.3, 0.2)
 
 
 @dataclass(slots=True)
@@ -257,241 +253,3 @@ def derive_room_id(username: str, seed: int) -> int:
 def seed_for_username(username: str) -> int:
     """Default seed: stable across processes (``hash()`` is salted per process, this is not)."""
     return random.Random(f"seed:{username}").randrange(1 << 31)
-
-
-_ADJECTIVES = ("happy", "sleepy", "neon", "lucky", "brave", "tiny", "cosmic", "salty", "quiet", "wild")
-_NOUNS = ("panda", "otter", "rider", "gamer", "fox", "chef", "pixel", "comet", "bean", "wolf")
-_NICK_DECOR = ("", "", "", " ✨", " 🦊", "🌸", " (official)", "_", " 💜", " ツ")
-_PHRASES = (
-    "hello!",
-    "hi from Brazil",
-    "first time here",
-    "love this stream",
-    "what game is this?",
-    "lol",
-    "W",
-    "can you say hi to me?",
-    "where are you from?",
-    "🔥🔥🔥",
-    "😂😂",
-    "good morning everyone",
-    "gg",
-    "that was close",
-    "let's goooo",
-    "who else is watching at 3am",
-    "привет из Москвы",
-    "こんにちは",
-    "مرحبا بالجميع",
-    "안녕하세요!",
-    "olá 👋",
-    'he said "no way" 😅',
-    "it's 'fine'",
-    "<b>not bold</b>",
-    "'; DROP TABLE events; --",
-    "back\\slash and 100% legit",
-    "line one\nline two",
-    "zero\u200bwidth",
-    "👨‍👩‍👧‍👦 family emoji",
-)
-
-
-def make_users(seed: int, count: int) -> tuple[SimUser, ...]:
-    """A deterministic pool of viewers with unique ids and handles."""
-    rng = random.Random(f"users:{seed}")
-    users: list[SimUser] = []
-    seen_ids: set[int] = set()
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    for index in range(count):
-        user_id = 6_700_000_000_000_000_000 + rng.randrange(10**18)
-        while user_id in seen_ids:
-            user_id += 1
-        seen_ids.add(user_id)
-        handle = f"{rng.choice(_ADJECTIVES)}_{rng.choice(_NOUNS)}{index}"
-        nickname = handle.replace("_", " ").title() + rng.choice(_NICK_DECOR)
-        sec_uid = "MS4wLjABAAAA" + "".join(rng.choice(alphabet) for _ in range(52))
-        users.append(SimUser(id=user_id, unique_id=handle, nickname=nickname, sec_uid=sec_uid))
-    return tuple(users)
-
-
-@dataclass(slots=True)
-class _Streak:
-    user: SimUser
-    gift: GiftSpec
-    group_id: int
-    sent: int
-    target: int
-
-
-class EventGenerator:
-    """Produces a room's timeline one event at a time. Deterministic for a given (scenario, seed).
-
-    ``prelude`` events (captured fixtures) come first, then generated ones; sequence numbers and
-    msg_ids continue across both.
-    """
-
-    # Streak behaviour: chance that a step continues an open streak, and how many may be open at once.
-    STREAK_CONTINUE_P = 0.3
-    MAX_OPEN_STREAKS = 6
-
-    def __init__(self, scenario: Scenario, seed: int, prelude: Sequence[SimEvent] = ()) -> None:
-        self.seed = seed
-        self.users = make_users(seed, scenario.users)
-        self._rng = random.Random(f"events:{seed}")
-        kinds = [kind for kind in MIX_KINDS if scenario.mix.get(kind, 0) > 0]
-        self._kinds = kinds
-        self._kind_cum = _cumulative([scenario.mix[kind] for kind in kinds])
-        self._user_cum = _cumulative([1.0 / (i + 1) for i in range(len(self.users))])  # Zipf-like
-        self._gift_cum = _cumulative(_GIFT_WEIGHTS)
-        self._prelude = list(prelude)
-        self.seq = 0
-        self._streaks: list[_Streak] = []
-        self._group_base = 1_690_000_000_000 + self._rng.randrange(10**10)
-        self._groups = 0
-        self._viewers = self._rng.randrange(50, 500)
-        self._total_user = self._viewers
-        self._likes = 0
-        self._follows = 0
-        self._shares = 0
-        self._control_count = 0
-        self._builders = {
-            COMMENT: self._comment,
-            GIFT: self._gift,
-            LIKE: self._like,
-            JOIN: self._join,
-            FOLLOW: self._follow,
-            SHARE: self._share,
-            VIEWER: self._viewer,
-            UNKNOWN: self._unknown,
-        }
-
-    def __iter__(self) -> Iterator[SimEvent]:
-        while True:
-            yield self.next_event()
-
-    def take(self, count: int) -> list[SimEvent]:
-        """The next ``count`` events."""
-        return [self.next_event() for _ in range(count)]
-
-    def next_event(self) -> SimEvent:
-        seq = self.seq
-        self.seq += 1
-        if seq < len(self._prelude):
-            return self._prelude[seq]
-        rng = self._rng
-        if self._streaks and (len(self._streaks) >= self.MAX_OPEN_STREAKS or rng.random() < self.STREAK_CONTINUE_P):
-            return self._continue_streak(seq)
-        kind = self._kinds[bisect.bisect_right(self._kind_cum, rng.random() * self._kind_cum[-1])]
-        return self._builders[kind](seq)
-
-    def control_event(self, action: int = 3) -> SimEvent:
-        """A ControlMessage (live end by default). Uses its own msg_id namespace."""
-        msg_id = derive_msg_id(self.seed, CONTROL_NAMESPACE + self._control_count)
-        self._control_count += 1
-        return SimEvent(-1, msg_id, LIVE_END, METHOD_BY_KIND[LIVE_END], None, {"action": action})
-
-    @property
-    def open_streaks(self) -> int:
-        return len(self._streaks)
-
-    # -- builders ----------------------------------------------------------------------------------
-
-    def _pick_user(self) -> SimUser:
-        cum = self._user_cum
-        return self.users[bisect.bisect_right(cum, self._rng.random() * cum[-1])]
-
-    def _event(self, seq: int, kind: str, user: SimUser | None, data: dict[str, Any]) -> SimEvent:
-        return SimEvent(seq, derive_msg_id(self.seed, seq), kind, METHOD_BY_KIND[kind], user, data)
-
-    def _comment(self, seq: int) -> SimEvent:
-        rng = self._rng
-        roll = rng.random()
-        if roll < 0.75:
-            content = rng.choice(_PHRASES)
-        elif roll < 0.97:
-            content = f"{rng.choice(_PHRASES)} #{seq}"
-        else:
-            content = " ".join(rng.choice(_NOUNS) for _ in range(rng.randrange(40, 90)))
-        return self._event(seq, COMMENT, self._pick_user(), {"content": content})
-
-    def _gift(self, seq: int) -> SimEvent:
-        rng = self._rng
-        gift = GIFT_CATALOGUE[bisect.bisect_right(self._gift_cum, rng.random() * self._gift_cum[-1])]
-        user = self._pick_user()
-        self._groups += 1
-        group_id = self._group_base + self._groups
-        if not gift.streakable:
-            return self._gift_event(seq, user, gift, group_id, 1, 1)
-        target = rng.choice((1, 1, 1, 1, 2, 2, 3, 4, 5, 8, 10, 20))
-        self._streaks.append(_Streak(user, gift, group_id, 1, target))
-        return self._gift_event(seq, user, gift, group_id, 1, 0)
-
-    def _continue_streak(self, seq: int) -> SimEvent:
-        streak = self._streaks[self._rng.randrange(len(self._streaks))]
-        if streak.sent < streak.target:
-            streak.sent += 1
-            return self._gift_event(seq, streak.user, streak.gift, streak.group_id, streak.sent, 0)
-        self._streaks.remove(streak)
-        return self._gift_event(seq, streak.user, streak.gift, streak.group_id, streak.target, 1)
-
-    def _gift_event(
-        self, seq: int, user: SimUser, gift: GiftSpec, group_id: int, repeat_count: int, repeat_end: int
-    ) -> SimEvent:
-        data = {
-            "gift_id": gift.id,
-            "gift_name": gift.name,
-            "diamond_count": gift.diamond_count,
-            "gift_type": gift.type,
-            "streakable": gift.streakable,
-            "repeat_count": repeat_count,
-            "repeat_end": repeat_end,
-            "combo_count": repeat_count,
-            "group_id": group_id,
-        }
-        return self._event(seq, GIFT, user, data)
-
-    def _like(self, seq: int) -> SimEvent:
-        count = self._rng.randrange(1, 16)
-        self._likes += count
-        return self._event(seq, LIKE, self._pick_user(), {"count": count, "total": self._likes})
-
-    def _join(self, seq: int) -> SimEvent:
-        self._viewers += 1
-        self._total_user += 1
-        data = {"action": 1, "member_count": self._viewers}
-        return self._event(seq, JOIN, self._pick_user(), data)
-
-    def _follow(self, seq: int) -> SimEvent:
-        self._follows += 1
-        return self._event(seq, FOLLOW, self._pick_user(), {"action": 1, "follow_count": self._follows})
-
-    def _share(self, seq: int) -> SimEvent:
-        self._shares += 1
-        data = {"action": 3, "share_type": 1, "share_count": self._shares}
-        return self._event(seq, SHARE, self._pick_user(), data)
-
-    def _viewer(self, seq: int) -> SimEvent:
-        change = self._rng.randrange(-max(1, self._viewers // 20), max(2, self._viewers // 15))
-        self._viewers = max(1, self._viewers + change)
-        self._total_user = max(self._total_user + max(0, change), self._viewers)
-        data = {"total": self._viewers, "total_user": self._total_user}
-        return self._event(seq, VIEWER, None, data)
-
-    def _unknown(self, seq: int) -> SimEvent:
-        return self._event(seq, UNKNOWN, self._pick_user(), {"sparkles": self._rng.randrange(1, 100)})
-
-
-def _cumulative(weights: Sequence[float]) -> list[float]:
-    total = 0.0
-    out = []
-    for weight in weights:
-        total += weight
-        out.append(total)
-    return out
-
-
-def generate(scenario: Scenario, count: int, seed: int | None = None) -> list[SimEvent]:
-    """The first ``count`` generated events of a scenario (no fixtures) - handy for tests."""
-    resolved = scenario.seed if seed is None else seed
-    if resolved is None:
-        raise ValueError("a seed is required (scenario.seed or the seed argument)")
-    return EventGenerator(scenario, resolved).take(count)

@@ -232,7 +232,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         # TikTokLive maps a 400 handshake answer to WebcastBlockedError, with this header as reason.
         raise web.HTTPBadRequest(text="room is not live", headers={"Handshake-Msg": "room is not live"})
     ws = web.WebSocketResponse(
-        protocols=("echo-protocol",), compress=False, max_msg_size=MAX_CLIENT_FRAME, autoping=True,
+        protocols=("echo-protocol",),
+        compress=False,
+        max_msg_size=MAX_CLIENT_FRAME,
+        autoping=True,
         timeout=60.0,  # closing waits for a client that is still decoding a backlog
     )
     if room.scenario.ping_interval_s is not None:

@@ -1,0 +1,184 @@
+"""desired_pod: the connector pod a Livestream asks for, as a plain dict."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tiktok_service.operator import desired, model
+from tiktok_service.operator.config import OperatorSettings
+from tiktok_service.settings import ConnectorSettings
+
+UID = "0b3f6a4e-8c1d-4d59-9a55-0c6b1f1f2a10"
+
+
+def settings(**overrides: Any) -> OperatorSettings:
+    return OperatorSettings.model_validate({"connector_image": "registry.local/tiktok-service:1.2.3", **overrides})
+
+
+def livestream(name: str = "alice-live", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": model.API_VERSION,
+        "kind": model.KIND,
+        "metadata": {"name": name, "namespace": "rooms", "uid": UID, "generation": 1},
+        "spec": {"username": "alice.live_", "state": "Running", **spec},
+    }
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in pod["spec"]["containers"][0]["env"]}
+
+
+def test_the_pod_is_named_after_the_livestream_and_lives_in_its_namespace() -> None:
+    pod = desired.desired_pod(livestream(), settings())
+
+    assert pod["metadata"]["name"] == "ls-alice-live"
+    assert pod["metadata"]["namespace"] == "rooms"
+
+
+def test_a_long_livestream_name_gives_a_63_character_name_ending_in_a_hash() -> None:
+    long_name = "x" * 70 + ".y"
+
+    name = desired.desired_pod(livestream(long_name), settings())["metadata"]["name"]
+
+    assert len(name) <= 63
+    assert name.startswith("ls-xxx")
+    assert name == model.pod_name(long_name)
+    assert name != model.pod_name("x" * 70 + ".z")
+
+
+def test_the_pod_is_controlled_by_its_livestream() -> None:
+    (owner,) = desired.desired_pod(livestream(), settings())["metadata"]["ownerReferences"]
+
+    assert owner == {
+        "apiVersion": "tiktok.tiktok-service.io/v1alpha1",
+        "kind": "Livestream",
+        "name": "alice-live",
+        "uid": UID,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def test_labels_are_valid_label_values_even_for_usernames_ending_in_punctuation() -> None:
+    labels = desired.desired_pod(livestream(), settings())["metadata"]["labels"]
+
+    assert labels["app.kubernetes.io/name"] == "tiktok-connector"
+    assert labels["app.kubernetes.io/instance"] == "alice-live"
+    assert labels["tiktok-service.io/livestream"] == "alice-live"
+    assert labels["tiktok-service.io/username"].startswith("alice.live-")
+    assert labels["tiktok-service.io/username"][-1].isalnum()
+
+
+def test_the_connector_gets_its_livestream_id_username_and_secrets_from_the_environment() -> None:
+    env = env_of(desired.desired_pod(livestream(), settings(connector_secret_name="conn")))
+
+    assert env["CONNECTOR_LIVESTREAM_ID"] == UID
+    assert env["CONNECTOR_USERNAME"] == "alice.live_"
+    assert env["CONNECTOR_WAIT_FOR_LIVE"] == "false"
+    assert env["CONNECTOR_REDIS_URL"] == {"secretKeyRef": {"name": "conn", "key": "redis-url"}}
+    assert env["CONNECTOR_SIGN_API_KEY"]["secretKeyRef"]["optional"] is True
+
+
+def test_spec_options_become_connector_settings_the_connector_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = {
+        "waitForLive": True,
+        "eventTypes": ["tiktok.comment", "tiktok.gift"],
+        "retention": {"typeStreamMaxLen": 5000, "livestreamStreamMaxLen": 700, "ttlSeconds": 3600},
+    }
+    pod = desired.desired_pod(livestream(**spec), settings(sign_api_url="http://sign.local"))
+    for name, value in env_of(pod).items():
+        monkeypatch.setenv(name, value if isinstance(value, str) else "redis://redis:6379/0")
+
+    parsed = ConnectorSettings()  # type: ignore[call-arg]
+
+    assert parsed.wait_for_live is True
+    assert [str(t) for t in parsed.event_types] == ["tiktok.comment", "tiktok.gift"]
+    assert (parsed.type_stream_maxlen, parsed.livestream_stream_maxlen, parsed.livestream_stream_ttl_s) == (
+        5000,
+        700,
+        3600,
+    )
+    assert parsed.sign_api_url == "http://sign.local"
+    assert parsed.drain_timeout_s < pod["spec"]["terminationGracePeriodSeconds"]
+
+
+def test_the_container_runs_the_connector_command_with_the_configured_image() -> None:
+    (container,) = desired.desired_pod(livestream(), settings())["spec"]["containers"]
+
+    assert container["command"] == ["tiktok-service", "connector"]
+    assert container["image"] == "registry.local/tiktok-service:1.2.3"
+
+
+def test_resources_are_sized_from_the_measured_connector_memory_by_default() -> None:
+    (container,) = desired.desired_pod(livestream(), settings())["spec"]["containers"]
+
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def test_connector_overrides_in_the_spec_replace_the_defaults() -> None:
+    overrides = {
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "nodeSelector": {"pool": "connectors"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "tiktok", "effect": "NoSchedule"}],
+        "priorityClassName": "live-ingest",
+    }
+
+    pod = desired.desired_pod(livestream(connector=overrides), settings())
+
+    assert pod["spec"]["containers"][0]["resources"] == overrides["resources"]
+    assert pod["spec"]["nodeSelector"] == {"pool": "connectors"}
+    assert pod["spec"]["tolerations"] == overrides["tolerations"]
+    assert pod["spec"]["priorityClassName"] == "live-ingest"
+
+
+def test_the_pod_runs_locked_down() -> None:
+    spec = desired.desired_pod(livestream(), settings())["spec"]
+    container = spec["containers"][0]
+
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_the_operator_owns_restarts_so_the_kubelet_never_restarts_the_connector() -> None:
+    assert desired.desired_pod(livestream(), settings())["spec"]["restartPolicy"] == "Never"
+
+
+def test_connectors_spread_softly_across_nodes_and_may_be_evicted_by_the_autoscaler() -> None:
+    pod = desired.desired_pod(livestream(), settings())
+
+    (spread,) = pod["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert pod["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "true"
+
+
+def test_the_spec_hash_changes_with_the_spec_but_not_with_the_state() -> None:
+    base = desired.desired_pod(livestream(), settings())["metadata"]["annotations"][model.ANNOTATION_SPEC_HASH]
+    paused = desired.desired_pod(livestream(state="Paused"), settings())
+    waiting = desired.desired_pod(livestream(waitForLive=True), settings())
+
+    assert paused["metadata"]["annotations"][model.ANNOTATION_SPEC_HASH] == base
+    assert waiting["metadata"]["annotations"][model.ANNOTATION_SPEC_HASH] != base
+
+
+def test_the_failure_count_is_written_on_the_pod() -> None:
+    body = livestream() | {"status": {"restarts": 2}}
+
+    assert desired.desired_pod(body, settings())["metadata"]["annotations"][model.ANNOTATION_RESTARTS] == "2"
+    assert desired.desired_pod(body, settings(), restarts=3)["metadata"]["annotations"][model.ANNOTATION_RESTARTS] == "3"
+
+
+def test_the_same_livestream_always_gives_the_same_pod() -> None:
+    first = json.dumps(desired.desired_pod(livestream(), settings()), sort_keys=True)
+
+    assert json.dumps(desired.desired_pod(livestream(), settings()), sort_keys=True) == first

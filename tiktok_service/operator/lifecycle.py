@@ -1,0 +1,199 @@
+"""What a Livestream should look like now, and what to do about its pod (pure decisions).
+
+`assess` reads the Livestream (spec + last status), its pod and the clock, and settles
+the phase and the one action to take; `next_action` and `desired_status` are its two
+halves for callers that need only one. Everything durable lives in the cluster, so the
+decisions are idempotent across operator restarts:
+
+* the consecutive-failure count is written on each pod (`tiktok-service.io/restarts`),
+  so a failed pod says which failure it is, however often it is looked at;
+* the retry time is the pod's finish time plus the backoff, not "now plus" anything;
+* Ended/Failed are left only by a spec change (a new generation) or a pause/resume.
+
+Connector exits: 10 live ended -> Ended; 12 offline (waitForLive=false) -> Ended;
+2 config / 11 no such user / 13 blocked -> Failed at once (a restart would not help);
+anything else (1, OOMKilled, evicted, SIGKILL...) -> restart with backoff, Failed after
+`maxRestarts` consecutive failures. A deleted pod is recreated at once and is not a failure.
+With `waitForLive` the connector itself keeps waiting (same pod) instead of exiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from tiktok_service.domain import backoff
+from tiktok_service.domain.connector_status import ConnectorPhase
+from tiktok_service.domain.exit_codes import ExitCode
+from tiktok_service.operator import desired, model
+from tiktok_service.operator.config import OperatorSettings
+from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
+
+#: A heartbeat older than the pod's start (minus clock skew) is the previous pod's.
+_HEARTBEAT_SKEW_S = 5.0
+
+_FINAL_EXITS: dict[int, tuple[Phase, str, str]] = {
+    ExitCode.LIVE_ENDED: (Phase.ENDED, "LiveEnded", "the streamer ended the LIVE"),
+    ExitCode.USER_OFFLINE: (Phase.ENDED, "UserOffline", "the user is not live (waitForLive is false)"),
+    ExitCode.USER_NOT_FOUND: (Phase.FAILED, "UserNotFound", "no such TikTok user, or the user cannot go LIVE"),
+    ExitCode.BLOCKED: (Phase.FAILED, "Blocked", "TikTok or the sign server refuses the connection"),
+    ExitCode.CONFIG: (Phase.FAILED, "InvalidConfiguration", "the connector rejected its configuration"),
+}
+_FROM_CONNECTOR: dict[ConnectorPhase, tuple[Phase, str]] = {
+    ConnectorPhase.CONNECTING: (Phase.CONNECTING, "Connecting"),
+    ConnectorPhase.LIVE: (Phase.LIVE, "Connected"),
+    ConnectorPhase.RECONNECTING: (Phase.RECONNECTING, "Reconnecting"),
+    ConnectorPhase.WAITING: (Phase.WAITING_FOR_LIVE, "UserOffline"),
+    ConnectorPhase.ENDED: (Phase.ENDED, "LiveEnded"),
+    ConnectorPhase.FAILED: (Phase.CONNECTING, "ConnectorFailing"),
+    ConnectorPhase.STOPPED: (Phase.CONNECTING, "ConnectorStopping"),
+}
+
+
+class Do(StrEnum):
+    NOTHING = "nothing"
+    CREATE_POD = "create_pod"
+    DELETE_POD = "delete_pod"
+    RECREATE_POD = "recreate_pod"  # delete the finished pod (by uid), then create its successor
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    do: Do = Do.NOTHING
+    pod_uid: str | None = None  # delete precondition: never delete a successor by name
+    restarts: int = 0  # written on a created pod
+    requeue_after: float | None = None  # look again after this many seconds (a scheduled retry)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    phase: Phase
+    reason: str
+    message: str = ""
+    restarts: int = 0
+    next_retry_at: float | None = None
+    action: Action = Action()
+
+
+def _spec(livestream: Mapping[str, Any]) -> Mapping[str, Any]:
+    return livestream.get("spec") or {}
+
+
+def _status(livestream: Mapping[str, Any]) -> Mapping[str, Any]:
+    return livestream.get("status") or {}
+
+
+def restart_delay(failures: int, policy: model.RestartPolicy) -> float:
+    """Backoff before restart number `failures` (1-based): base * 2^(failures-1), capped."""
+    return backoff.ceiling(failures, base=policy.backoff_base_s, cap=policy.backoff_cap_s)
+
+
+def assess(
+    livestream: Mapping[str, Any],
+    pod: PodObservation | None,
+    heartbeat: Heartbeat | None,
+    now: float,
+    settings: OperatorSettings,
+) -> Assessment:
+    spec, status = _spec(livestream), _status(livestream)
+    state = model.DesiredState(spec.get("state", model.DesiredState.RUNNING))
+    generation = (livestream.get("metadata") or {}).get("generation")
+    previous = Phase(status["phase"]) if status.get("phase") else None
+    settled = previous in model.TERMINAL_PHASES and status.get("observedGeneration") == generation
+    restarts = int(status.get("restarts") or 0)
+
+    if state is not model.DesiredState.RUNNING:
+        phase = Phase.PAUSED if state is model.DesiredState.PAUSED else Phase.STOPPED
+        if pod is not None and not pod.deleting:
+            return Assessment(phase, state.value, "removing the connector pod", 0, None, Action(Do.DELETE_POD, pod.uid))
+        return Assessment(phase, state.value, "connector pod is terminating" if pod else "")
+
+    if pod is None:
+        if settled:
+            assert previous is not None
+            return Assessment(previous, status.get("reason", ""), status.get("message", ""), restarts)
+        retry_at = model.parse_time(status.get("nextRetryAt")) if previous is Phase.BACKING_OFF else None
+        if retry_at is not None and now < retry_at:
+            message = status.get("message", "")
+            return Assessment(Phase.BACKING_OFF, status.get("reason", ""), message, restarts, retry_at,
+                              Action(requeue_after=retry_at - now))
+        fresh = previous in {None, Phase.PAUSED, Phase.STOPPED, *model.TERMINAL_PHASES}
+        restarts = 0 if fresh else restarts
+        return Assessment(Phase.PENDING, "Creating", "creating the connector pod", restarts, None,
+                          Action(Do.CREATE_POD, restarts=restarts))
+
+    if pod.deleting:
+        return Assessment(Phase.PENDING, "PodTerminating", f"waiting for pod {pod.name} to terminate", pod.restarts)
+
+    if pod.spec_hash != desired.spec_hash(spec):
+        return Assessment(Phase.PENDING, "SpecChanged", f"replacing pod {pod.name} after a spec change", 0, None,
+                          Action(Do.DELETE_POD, pod.uid))
+
+    if pod.terminated:
+        return _assess_finished(pod, status, previous, now, settings, model.RestartPolicy.from_spec(spec))
+
+    ran_long = pod.started_at is not None and now - pod.started_at >= settings.restart_reset_after_s
+    restarts = 0 if ran_long else pod.restarts
+    if pod.phase == "Running":
+        return _assess_running(pod, heartbeat, now, settings, restarts)
+    if pod.phase == "Pending":
+        reason = pod.reason or ("ContainerCreating" if pod.node_name else "Scheduling")
+        return Assessment(Phase.PENDING, reason, pod.message, restarts)
+    return Assessment(previous or Phase.PENDING, "PodUnknown", f"pod {pod.name} is in phase {pod.phase}", restarts)
+
+
+def _assess_finished(
+    pod: PodObservation,
+    status: Mapping[str, Any],
+    previous: Phase | None,
+    now: float,
+    settings: OperatorSettings,
+    policy: model.RestartPolicy,
+) -> Assessment:
+    if pod.exit_code in _FINAL_EXITS:
+        phase, reason, message = _FINAL_EXITS[pod.exit_code]
+        return Assessment(phase, reason, message, pod.restarts)
+    ran = (pod.finished_at or now) - (pod.started_at or now)
+    failures = 1 if ran >= settings.restart_reset_after_s else pod.restarts + 1
+    cause = pod.reason or "Error"
+    detail = f"exit code {pod.exit_code}" if pod.exit_code is not None else cause
+    if failures > policy.max_restarts:
+        message = f"connector failed {failures} times in a row ({detail}); restart limit is {policy.max_restarts}"
+        return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1)
+    known = model.parse_time(status.get("nextRetryAt"))
+    if previous is Phase.BACKING_OFF and int(status.get("restarts") or 0) == failures and known is not None:
+        retry_at = known
+    else:
+        retry_at = (pod.finished_at or now) + restart_delay(failures, policy)
+    if now < retry_at:
+        message = f"connector stopped ({detail}); restart {failures} of {policy.max_restarts} scheduled"
+        return Assessment(Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now))
+    return Assessment(Phase.PENDING, "Restarting", f"restart {failures} of {policy.max_restarts}", failures, None,
+                      Action(Do.RECREATE_POD, pod.uid, failures))
+
+
+def _assess_running(
+    pod: PodObservation, heartbeat: Heartbeat | None, now: float, settings: OperatorSettings, restarts: int
+) -> Assessment:
+    started = pod.started_at or now
+    if heartbeat is not None and heartbeat.updated_at_ms / 1000 < started - _HEARTBEAT_SKEW_S:
+        heartbeat = None  # the final status of the previous pod, not this one's
+    if heartbeat is None:
+        if now - started > settings.heartbeat_grace_s:
+            message = f"no heartbeat from the connector for {settings.heartbeat_grace_s:.0f}s"
+            return Assessment(Phase.CONNECTING, "NoHeartbeat", message, restarts)
+        return Assessment(Phase.CONNECTING, "Starting", "waiting for the connector's first heartbeat", restarts)
+    phase, reason = _FROM_CONNECTOR[heartbeat.status.phase]
+    if heartbeat.status.phase is ConnectorPhase.WAITING and heartbeat.status.reason == "live_end":
+        reason = "LiveEnded"
+    message = heartbeat.status.last_error if phase is not Phase.LIVE else ""
+    return Assessment(phase, reason, message, restarts)
+
+
+def next_action(
+    livestream: Mapping[str, Any], pod: PodObservation | None, now: float, settings: OperatorSettings
+) -> Action:
+    """What to do about the pod (the status half of `assess` ignored)."""
+    return assess(livestream, pod, None, now, settings).action
