@@ -64,9 +64,8 @@ async def connector(url: str, username: str, redis_url: str, latency: bool) -> d
         tiktok_app_url=url, tiktok_webcast_url=url + "/webcast", http_port=0,
     )
     configure_tiktok_urls(settings)
-    import os
 
-    tune_runtime(int(os.environ.get("GEN0", "50000")))
+    tune_runtime()
     redis = aioredis.from_url(redis_url)
     runner = ConnectorRunner(settings, redis=redis)
     cpu0, t0 = time.process_time(), time.perf_counter()

@@ -1,45 +1,72 @@
-"""`/healthz` and `/metrics` for the long-running processes (connector, persister)."""
+"""`/healthz` and `/metrics` for the long-running processes (connector, persister).
+
+A WSGI app on the standard library's server in a daemon thread: a connector pod runs one
+of these per room, and an asyncio web framework would cost it ~10 MB of RSS for two URLs.
+The probe only reads a snapshot the process keeps up to date, so thread safety is trivial.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 
 HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes hit these URLs every few seconds; access logs would drown the JSON logs."""
+
+
+def health_app(
+    probe: HealthProbe, registry: CollectorRegistry
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            healthy, details = probe()
+            body = json.dumps(details, default=str).encode()
+            start_response("200 OK" if healthy else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [body]
+        if environ.get("PATH_INFO") == "/metrics":
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return app
 
 
 class HealthServer:
-    """A tiny aiohttp app; `port=0` disables it (tests run many processes side by side)."""
+    """`port=0` disables it (tests run many processes side by side)."""
 
     def __init__(self, *, host: str, port: int, probe: HealthProbe, registry: CollectorRegistry = REGISTRY) -> None:
         self._host = host
         self._port = port
-        self._probe = probe
-        self._registry = registry
-        self._runner: web.AppRunner | None = None
+        self._app = health_app(probe, registry)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_port if self._server is not None else 0
 
     async def start(self) -> None:
         if not self._port:
             return
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        self._server = make_server(self._host, self._port, self._app, handler_class=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _healthz(self, _: web.Request) -> web.Response:
-        healthy, details = self._probe()
-        return web.json_response(details, status=200 if healthy else 503)
-
-    async def _metrics(self, _: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -55,7 +55,9 @@ class ConnectorSettings(BaseSettings):
     buffer_size: int = Field(
         default=50_000, ge=100, description="Events held in memory while Redis is unreachable (~1 KB each)."
     )
-    publish_batch: int = Field(default=500, ge=1, description="Max events per Redis pipeline round trip.")
+    publish_batch: int = Field(
+        default=2_000, ge=1, description="Max events per Redis round trip; large batches keep a backlog short."
+    )
     dedupe_window: int = Field(
         default=20_000, ge=100, description="Recent msg_ids remembered to drop replayed history."
     )

@@ -90,7 +90,9 @@ def test_an_unknown_event_type_is_rejected(custom: client.CustomObjectsApi) -> N
 
 
 def test_a_username_alone_is_completed_with_the_defaults(custom: client.CustomObjectsApi) -> None:
-    created = custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, livestream({"username": "a.b_c"}))
+    body = livestream({"username": "a.b_c"})
+
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
 
     assert created["spec"] == {
         "username": "a.b_c",
@@ -110,7 +112,13 @@ def test_status_is_a_subresource_that_accepts_the_operators_fields(custom: clien
         "eventCounts": {"tiktok.comment": 3},
         "totalEvents": 3,
         "conditions": [
-            {"type": "Ready", "status": "True", "reason": "Live", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Live",
+                "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
         ],
     }
 
@@ -134,4 +142,7 @@ def test_listing_as_a_table_shows_the_printer_columns(api: client.ApiClient, cus
     table = json.loads(response.data)
 
     columns = [column["name"] for column in table["columnDefinitions"]]
-    assert columns == ["Name", "Username", "State", "Phase", "Room", "Viewers", "Events", "Last Event", "Restarts", "Age"]
+    assert columns == [
+        *("Name", "Username", "State", "Phase", "Room"),
+        *("Viewers", "Events", "Last Event", "Restarts", "Age"),
+    ]

@@ -102,3 +102,10 @@ def test_the_captured_gift_and_social_payloads_normalise_without_error() -> None
     assert description["gift_id"] == 5655
     social = pe.SocialEvent().parse(base64.b64decode((FIXTURES / "MessageWebcastSocialMessage.bin").read_bytes()))
     normalise.social(social, CTX, NOW)
+
+
+def test_a_like_whose_numbers_arrive_in_the_wrong_shape_is_flagged_as_drift() -> None:
+    event = pe.LikeEvent().parse(base64.b64decode((FIXTURES / "LikeMessage.bin").read_bytes()))
+    result = normalise.like(event, CTX, NOW)
+    assert result.drift == (not isinstance(event.count, int) or not isinstance(event.total, int))
+    assert isinstance(result.envelope.data["count"], int)

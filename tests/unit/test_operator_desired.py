@@ -174,8 +174,11 @@ def test_the_spec_hash_changes_with_the_spec_but_not_with_the_state() -> None:
 def test_the_failure_count_is_written_on_the_pod() -> None:
     body = livestream() | {"status": {"restarts": 2}}
 
-    assert desired.desired_pod(body, settings())["metadata"]["annotations"][model.ANNOTATION_RESTARTS] == "2"
-    assert desired.desired_pod(body, settings(), restarts=3)["metadata"]["annotations"][model.ANNOTATION_RESTARTS] == "3"
+    default = desired.desired_pod(body, settings())
+    explicit = desired.desired_pod(body, settings(), restarts=3)
+
+    assert default["metadata"]["annotations"][model.ANNOTATION_RESTARTS] == "2"
+    assert explicit["metadata"]["annotations"][model.ANNOTATION_RESTARTS] == "3"
 
 
 def test_the_same_livestream_always_gives_the_same_pod() -> None:

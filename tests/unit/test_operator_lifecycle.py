@@ -27,26 +27,43 @@ def livestream(status: dict[str, Any] | None = None, generation: int = 1, **spec
 
 def pod(body: dict[str, Any] | None = None, **fields: Any) -> PodObservation:
     spec_hash = desired.spec_hash((body or livestream())["spec"])
-    values: dict[str, Any] = {"name": "ls-alice", "uid": "p-1", "phase": "Running", "spec_hash": spec_hash,
-                              "started_at": NOW - 60, "node_name": "node-1"}
+    values: dict[str, Any] = {
+        "name": "ls-alice",
+        "uid": "p-1",
+        "phase": "Running",
+        "spec_hash": spec_hash,
+        "started_at": NOW - 60,
+        "node_name": "node-1",
+    }
     values.update(fields)
     return PodObservation(**values)
 
 
 def failed(
-    exit_code: int | None = 1, restarts: int = 0, finished_ago: float = 1.0, body: dict[str, Any] | None = None,
+    exit_code: int | None = 1,
+    restarts: int = 0,
+    finished_ago: float = 1.0,
+    body: dict[str, Any] | None = None,
     **fields: Any,
 ) -> PodObservation:
-    return pod(body, phase="Failed", exit_code=exit_code, restarts=restarts, finished_at=NOW - finished_ago,
-               started_at=NOW - finished_ago - 10, **fields)
+    return pod(
+        body,
+        phase="Failed",
+        exit_code=exit_code,
+        restarts=restarts,
+        finished_at=NOW - finished_ago,
+        started_at=NOW - finished_ago - 10,
+        **fields,
+    )
 
 
 def heartbeat(phase: ConnectorPhase, age_s: float = 1.0, **fields: Any) -> Heartbeat:
     return Heartbeat(ConnectorStatus(phase=phase, **fields), int((NOW - age_s) * 1000))
 
 
-def assess(body: dict[str, Any], observed: PodObservation | None, beat: Heartbeat | None = None,
-           now: float = NOW) -> lifecycle.Assessment:
+def assess(
+    body: dict[str, Any], observed: PodObservation | None, beat: Heartbeat | None = None, now: float = NOW
+) -> lifecycle.Assessment:
     return lifecycle.assess(body, observed, beat, now, SETTINGS)
 
 

@@ -22,19 +22,35 @@ def livestream(current: dict[str, Any] | None = None, generation: int = 3) -> di
 
 
 def running_pod(**fields: Any) -> PodObservation:
-    values: dict[str, Any] = {"name": "ls-alice", "uid": "p", "phase": "Running", "spec_hash": desired.spec_hash(SPEC),
-                              "started_at": NOW - 20}
+    values: dict[str, Any] = {
+        "name": "ls-alice",
+        "uid": "p",
+        "phase": "Running",
+        "spec_hash": desired.spec_hash(SPEC),
+        "started_at": NOW - 20,
+    }
     return PodObservation(**(values | fields))
 
 
 def live(**fields: Any) -> Heartbeat:
-    report = ConnectorStatus(phase=ConnectorPhase.LIVE, room_id=7312345678901234567, viewer_count=1234,
-                             connected_at_ms=int((NOW - 10) * 1000), last_event_at_ms=int((NOW - 1) * 1000), **fields)
+    report = ConnectorStatus(
+        phase=ConnectorPhase.LIVE,
+        room_id=7312345678901234567,
+        viewer_count=1234,
+        connected_at_ms=int((NOW - 10) * 1000),
+        last_event_at_ms=int((NOW - 1) * 1000),
+        **fields,
+    )
     return Heartbeat(report, int(NOW * 1000))
 
 
-def wanted(body: dict[str, Any], pod: PodObservation | None = None, beat: Heartbeat | None = None,
-           counts: dict[str, int] | None = None, now: float = NOW) -> dict[str, Any]:
+def wanted(
+    body: dict[str, Any],
+    pod: PodObservation | None = None,
+    beat: Heartbeat | None = None,
+    counts: dict[str, int] | None = None,
+    now: float = NOW,
+) -> dict[str, Any]:
     return status.desired_status(body, pod, beat, counts, now, SETTINGS)
 
 

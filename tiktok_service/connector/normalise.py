@@ -76,7 +76,9 @@ def user_of(event: Any) -> User | None:
     if user is None:
         return None
     user_id = _int(getattr(user, "id", 0))
-    unique_id = _str(getattr(user, "display_id", "")) or _str(getattr(user, "unique_id", ""))
+    # `display_id` is the @handle; the library's `unique_id` alias only exists on its
+    # ExtendedUser wrapper, which it does not always apply.
+    unique_id = _str(getattr(user, "display_id", ""))
     nickname = _str(getattr(user, "nickname", ""))
     if not user_id and not unique_id:
         return None
@@ -100,7 +102,10 @@ def comment(event: pe.CommentEvent, ctx: Context, now_ms: int) -> Normalised:
 
 
 def like(event: pe.LikeEvent, ctx: Context, now_ms: int) -> Normalised:
-    return _envelope(event, EventType.LIKE, ctx, now_ms, {"count": _int(event.count), "total": _int(event.total)})
+    result = _envelope(event, EventType.LIKE, ctx, now_ms, {"count": _int(event.count), "total": _int(event.total)})
+    # Seen in captured 2023 traffic: `count` decoding as a list.
+    result.drift = result.drift or not isinstance(event.count, int) or not isinstance(event.total, int)
+    return result
 
 
 def join(event: pe.JoinEvent, ctx: Context, now_ms: int) -> Normalised:

@@ -59,6 +59,8 @@ return published
 
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
+Entry = tuple[str, str, bytes]
+
 
 class Publisher:
     """Owns the buffer and the flusher task of one connector."""
@@ -77,7 +79,9 @@ class Publisher:
         retry_cap_s: float = 5.0,
     ) -> None:
         self._redis = redis
-        self._buffer: deque[Envelope] = deque()
+        # Entries are encoded on arrival: (type, id, JSON). Holding bytes instead of envelope
+        # objects keeps a backlog compact and lets the message objects be freed at once.
+        self._buffer: deque[Entry] = deque()
         self._buffer_size = buffer_size
         self._batch_size = batch_size
         self._keys = [
@@ -90,7 +94,7 @@ class Publisher:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._last_seq: int | None = None
-        self._inflight: list[Envelope] = []
+        self._inflight: list[Entry] = []
         self._retry_base_s = retry_base_s
         self._retry_cap_s = retry_cap_s
         self._rng = random.Random()
@@ -106,7 +110,7 @@ class Publisher:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("publish buffer full, dropping events", extra={"dropped": self.dropped})
             return False
-        self._buffer.append(envelope)
+        self._buffer.append((envelope.type.value, envelope.id, envelope.encode()))
         self._wakeup.set()
         return True
 
@@ -146,18 +150,17 @@ class Publisher:
         if not self._inflight:
             take = min(self._batch_size, len(self._buffer))
             self._inflight = [self._buffer.popleft() for _ in range(take)]
-            metrics.BUFFER_DEPTH.set(len(self._buffer))
         batch = self._inflight
         args: list[Any] = [self._last_seq + 1, *self._limits]
-        for envelope in batch:
-            args.extend((envelope.type.value, envelope.id, envelope.encode()))
+        for entry in batch:
+            args.extend(entry)
         await self._script(keys=self._keys, args=args)
         self._last_seq += len(batch)
         self._inflight = []
         self.published += len(batch)
         per_type: dict[str, int] = {}
-        for envelope in batch:
-            per_type[envelope.type.value] = per_type.get(envelope.type.value, 0) + 1
+        for event_type, _, _ in batch:
+            per_type[event_type] = per_type.get(event_type, 0) + 1
         for event_type, count in per_type.items():
             metrics.published.inc(event_type, count)
 

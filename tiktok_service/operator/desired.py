@@ -28,6 +28,7 @@ from tiktok_service.operator.config import OperatorSettings
 
 _HASHED_OUT = frozenset({"state"})
 _HTTP_PORT = 8080
+_SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -179,7 +180,7 @@ def desired_pod(
                 model.ANNOTATION_SPEC_HASH: spec_hash(spec),
                 model.ANNOTATION_RESTARTS: str(restarts),
                 model.ANNOTATION_USERNAME: spec["username"],
-                "cluster-autoscaler.kubernetes.io/safe-to-evict": "true" if settings.connector_safe_to_evict else "false",
+                _SAFE_TO_EVICT: "true" if settings.connector_safe_to_evict else "false",
             },
             "ownerReferences": [owner_reference(livestream)],
         },

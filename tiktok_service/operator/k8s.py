@@ -89,9 +89,11 @@ def load_credentials(kubeconfig: Path | None) -> Credentials:
     """From a kubeconfig file, or in-cluster (service account) when `kubeconfig` is None."""
     configuration = k8s_client.Configuration()
     if kubeconfig is not None:
-        k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration, persist_config=False)
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=configuration, persist_config=False
+        )
     else:
-        k8s_config.load_incluster_config(client_configuration=configuration)
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return Credentials(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
@@ -220,4 +222,3 @@ class KubeClient:
             await self._request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
         except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("could not post an event", extra={"reason": reason, "error": repr(exc)})
-

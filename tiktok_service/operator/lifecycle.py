@@ -117,19 +117,37 @@ def assess(
         retry_at = model.parse_time(status.get("nextRetryAt")) if previous is Phase.BACKING_OFF else None
         if retry_at is not None and now < retry_at:
             message = status.get("message", "")
-            return Assessment(Phase.BACKING_OFF, status.get("reason", ""), message, restarts, retry_at,
-                              Action(requeue_after=retry_at - now))
+            return Assessment(
+                Phase.BACKING_OFF,
+                status.get("reason", ""),
+                message,
+                restarts,
+                retry_at,
+                Action(requeue_after=retry_at - now),
+            )
         fresh = previous in {None, Phase.PAUSED, Phase.STOPPED, *model.TERMINAL_PHASES}
         restarts = 0 if fresh else restarts
-        return Assessment(Phase.PENDING, "Creating", "creating the connector pod", restarts, None,
-                          Action(Do.CREATE_POD, restarts=restarts))
+        return Assessment(
+            Phase.PENDING,
+            "Creating",
+            "creating the connector pod",
+            restarts,
+            None,
+            Action(Do.CREATE_POD, restarts=restarts),
+        )
 
     if pod.deleting:
         return Assessment(Phase.PENDING, "PodTerminating", f"waiting for pod {pod.name} to terminate", pod.restarts)
 
     if pod.spec_hash != desired.spec_hash(spec):
-        return Assessment(Phase.PENDING, "SpecChanged", f"replacing pod {pod.name} after a spec change", 0, None,
-                          Action(Do.DELETE_POD, pod.uid))
+        return Assessment(
+            Phase.PENDING,
+            "SpecChanged",
+            f"replacing pod {pod.name} after a spec change",
+            0,
+            None,
+            Action(Do.DELETE_POD, pod.uid),
+        )
 
     if pod.terminated:
         return _assess_finished(pod, status, previous, now, settings, model.RestartPolicy.from_spec(spec))
@@ -170,8 +188,14 @@ def _assess_finished(
     if now < retry_at:
         message = f"connector stopped ({detail}); restart {failures} of {policy.max_restarts} scheduled"
         return Assessment(Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now))
-    return Assessment(Phase.PENDING, "Restarting", f"restart {failures} of {policy.max_restarts}", failures, None,
-                      Action(Do.RECREATE_POD, pod.uid, failures))
+    return Assessment(
+        Phase.PENDING,
+        "Restarting",
+        f"restart {failures} of {policy.max_restarts}",
+        failures,
+        None,
+        Action(Do.RECREATE_POD, pod.uid, failures),
+    )
 
 
 def _assess_running(

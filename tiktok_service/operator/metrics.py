@@ -15,11 +15,15 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.reconciliations = Counter(
-            "tiktok_operator_reconciliations_total", "Reconcile passes, by result (ok, error)", ["result"],
+            "tiktok_operator_reconciliations_total",
+            "Reconcile passes, by result (ok, error)",
+            ["result"],
             registry=registry,
         )
         self.duration = Histogram(
-            "tiktok_operator_reconcile_duration_seconds", "Time of one reconcile pass", registry=registry,
+            "tiktok_operator_reconcile_duration_seconds",
+            "Time of one reconcile pass",
+            registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.pod_actions = Counter(
@@ -32,7 +36,9 @@ class OperatorMetrics:
             "tiktok_operator_row_write_errors_total", "Failed writes of livestreams rows (retried)", registry=registry
         )
         self.livestreams = Gauge(
-            "tiktok_operator_livestreams", "Livestreams served by this operator, by phase", ["phase"],
+            "tiktok_operator_livestreams",
+            "Livestreams served by this operator, by phase",
+            ["phase"],
             registry=registry,
         )
         self._phases: dict[tuple[str, str], str] = {}

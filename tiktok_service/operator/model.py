@@ -183,7 +183,8 @@ def owner_key(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     """(namespace, Livestream name) of the Livestream controlling this pod, if any."""
     meta = pod.get("metadata") or {}
     for owner in meta.get("ownerReferences") or []:
-        if owner.get("kind") == KIND and owner.get("apiVersion", "").startswith(GROUP + "/") and owner.get("controller"):
+        ours = owner.get("kind") == KIND and str(owner.get("apiVersion", "")).startswith(GROUP + "/")
+        if ours and owner.get("controller"):
             return str(meta.get("namespace", "")), str(owner["name"])
     return None
 

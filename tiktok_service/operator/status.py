@@ -18,6 +18,16 @@ from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
 
 #: Fields that change with every comment or viewer update; alone they do not justify a patch.
 VOLATILE_FIELDS: Final = frozenset({"viewerCount", "eventCounts", "totalEvents", "lastEventAt"})
+#: Fields from the connector's reports: kept at their last values while there is no report.
+_REPORTED_FIELDS: Final = (
+    "roomId",
+    "connectedAt",
+    "disconnectedAt",
+    "lastEventAt",
+    "viewerCount",
+    "eventCounts",
+    "totalEvents",
+)
 _READY_PHASES: Final = frozenset({Phase.LIVE, Phase.WAITING_FOR_LIVE})
 
 
@@ -58,11 +68,7 @@ def desired_status(
     found = assessment or lifecycle.assess(livestream, pod, heartbeat, now, settings)
     current: Mapping[str, Any] = livestream.get("status") or {}
     generation = int((livestream.get("metadata") or {}).get("generation") or 0)
-    status: dict[str, Any] = {
-        key: current[key]
-        for key in ("roomId", "connectedAt", "disconnectedAt", "lastEventAt", "viewerCount", "eventCounts", "totalEvents")
-        if key in current
-    }
+    status: dict[str, Any] = {key: current[key] for key in _REPORTED_FIELDS if key in current}
     if heartbeat is not None and pod is not None and pod.phase == "Running":
         report = heartbeat.status
         if report.room_id is not None:

@@ -41,7 +41,10 @@ _ROW_STATUS: Final = {
 
 
 class StoreUnavailable(Exception):
-    """Redis could not be read: keep the last known values rather than report the connector gone."""
+    """Redis or PostgreSQL did not answer: callers keep what they know and try again later."""
+
+
+_DATABASE_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def _decode(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
@@ -131,10 +134,13 @@ class Store:
         if self._pool is None:
             return
         row = row_from_status(livestream, status)
-        async with self._pool.acquire() as conn:
-            await repo.upsert_livestream(conn, **row)
-            if row["status"] in repo.TERMINAL_STATUSES:
-                await repo.close_livestream(conn, row["id"], status=row["status"], reason=row["reason"])
+        try:
+            async with self._pool.acquire() as conn:
+                await repo.upsert_livestream(conn, **row)
+                if row["status"] in repo.TERMINAL_STATUSES:
+                    await repo.close_livestream(conn, row["id"], status=row["status"], reason=row["reason"])
+        except _DATABASE_ERRORS as exc:
+            raise StoreUnavailable(repr(exc)) from exc
 
     async def close_row(self, livestream: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         """The Livestream is being deleted: its row ends (Ended/Failed kept, anything else Stopped)."""
@@ -143,6 +149,9 @@ class Store:
         row = row_from_status(livestream, status)
         if row["status"] not in repo.TERMINAL_STATUSES:
             row.update(status=repo.LivestreamStatus.STOPPED, reason="Deleted", message="the Livestream was deleted")
-        async with self._pool.acquire() as conn:
-            await repo.upsert_livestream(conn, **row)
-            await repo.close_livestream(conn, row["id"], status=row["status"], reason=row["reason"])
+        try:
+            async with self._pool.acquire() as conn:
+                await repo.upsert_livestream(conn, **row)
+                await repo.close_livestream(conn, row["id"], status=row["status"], reason=row["reason"])
+        except _DATABASE_ERRORS as exc:
+            raise StoreUnavailable(repr(exc)) from exc

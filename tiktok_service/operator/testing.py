@@ -18,7 +18,7 @@ from typing import Any, Final, Self
 
 import yaml
 from kubernetes import client, dynamic
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tiktok_service.operator import config
 
@@ -50,7 +50,7 @@ def wait_for(condition: Callable[[], bool], *, what: str, timeout: float = DEFAU
 
 def apply(api: client.ApiClient, docs: Iterable[Mapping[str, Any]], *, namespace: str | None = None) -> None:
     """Create each object (namespaced ones in `namespace` when given); existing ones are replaced."""
-    dyn = dynamic.DynamicClient(api)
+    dyn = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
     for doc in docs:
         body = dict(doc)
         resource = dyn.resources.get(api_version=body["apiVersion"], kind=body["kind"])
@@ -77,7 +77,7 @@ def install_crds(api: client.ApiClient, *, timeout: float = DEFAULT_DEADLINE_S) 
     def established() -> bool:
         for doc in docs:
             crd = extensions.read_custom_resource_definition(doc["metadata"]["name"])
-            conditions = {c.type: c.status for c in (crd.status.conditions or [])}
+            conditions = {c.type: c.status for c in ((crd.status and crd.status.conditions) or [])}
             if conditions.get("Established") != "True":
                 return False
         return True

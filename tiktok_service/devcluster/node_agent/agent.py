@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # developer's shell (with its CONNECTOR_* settings) does not leak into "containers".
 _HOST_VARIABLES = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 _RETRY_S = 0.5
+_POLL_S = 0.05
 _STOP_JOIN_S = 30.0
 _NOT_READY_TIMEOUT_S = 5.0
 
@@ -85,6 +86,7 @@ class NodeAgent:
         stop_grace_s: float = 2.0,
         mark_not_ready_on_stop: bool = True,
         startup_timeout_s: float = 30.0,
+        schedulable_timeout_s: float = 10.0,
         kubelet_version: str = "v0.0.0-node-agent",
     ) -> None:
         """Configure only; nothing is contacted or started until ``start``/``run``.
@@ -118,6 +120,7 @@ class NodeAgent:
         self._stop_grace_s = stop_grace_s
         self._mark_not_ready_on_stop = mark_not_ready_on_stop
         self._startup_timeout_s = startup_timeout_s
+        self._schedulable_timeout_s = schedulable_timeout_s
 
         self._workers: dict[str, PodWorker] = {}
         self._node_uid = ""
@@ -153,12 +156,12 @@ class NodeAgent:
     # -- lifecycle in a background thread ------------------------------------------------------
 
     def start(self) -> Self:
-        """Run the agent in a thread; return once the node is registered Ready."""
+        """Run the agent in a thread; return once the node is Ready and schedulable."""
         if self._thread is not None:
             raise NodeAgentError("the agent was already started")
         self._thread = threading.Thread(target=self._thread_main, name=f"node-agent-{self.node_name}", daemon=True)
         self._thread.start()
-        deadline = self._startup_timeout_s + 5.0
+        deadline = self._startup_timeout_s + self._schedulable_timeout_s + 5.0
         waited = 0.0
         while not self._ready.wait(0.05) and self._thread.is_alive() and waited < deadline:
             waited += 0.05
@@ -218,7 +221,7 @@ class NodeAgent:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         api = KubeApi.from_kubeconfig(self._kubeconfig)
         try:
-            if not await self._register(api):
+            if not await self._register(api) or not await self._until_schedulable(api):
                 return
             self._ready.set()
             log.info("node %s registered and ready", self.node_name)
@@ -261,6 +264,32 @@ class NodeAgent:
                 log.warning("registering node %s failed, retrying: %r", self.node_name, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event.wait(), _RETRY_S)
+        return False
+
+    async def _until_schedulable(self, api: KubeApi) -> bool:
+        """Wait for the node-lifecycle controller to lift the ``not-ready`` taint.
+
+        The ``TaintNodesByCondition`` admission plugin taints every new node
+        ``node.kubernetes.io/not-ready:NoSchedule``; the controller removes it ~0.1 s after
+        seeing the node Ready. Declaring the agent ready before that would make pods
+        created right away briefly unschedulable. Without a controller-manager the taint
+        stays: after ``schedulable_timeout_s`` we go on with a warning rather than fail.
+        """
+        assert self._stop_event is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._schedulable_timeout_s
+        while not self._stop_event.is_set():
+            with contextlib.suppress(ApiError, httpx.HTTPError):
+                node = await api.get(f"/api/v1/nodes/{self.node_name}")
+                if not nodes.lifecycle_taints((node.get("spec") or {}).get("taints") or []):
+                    return True
+            if loop.time() > deadline:
+                log.warning(
+                    "node %s still carries the not-ready taint; is kube-controller-manager running?", self.node_name
+                )
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event.wait(), _POLL_S)
         return False
 
     async def _register_once(self, api: KubeApi) -> None:

@@ -18,6 +18,8 @@ from tiktok_service.devcluster.node_agent.status import HOST_IP
 from tiktok_service.devcluster.node_agent.times import micro_time, rfc3339
 
 LEASE_NAMESPACE = "kube-node-lease"
+# Taints the control plane puts on nodes that are not (yet, or no longer) Ready.
+LIFECYCLE_TAINT_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -73,6 +75,11 @@ def missing_taints(shape: NodeShape, existing: Sequence[Mapping[str, Any]]) -> l
     """
     have = {(t.get("key"), t.get("effect")) for t in existing}
     return [dict(t) for t in existing] + [dict(t) for t in shape.taints if (t.get("key"), t.get("effect")) not in have]
+
+
+def lifecycle_taints(taints: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The taints that still keep pods off a node we have just declared Ready."""
+    return [t for t in taints if t.get("key") in LIFECYCLE_TAINT_KEYS]
 
 
 def node_status(

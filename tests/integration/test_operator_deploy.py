@@ -1,0 +1,68 @@
+"""Everything in deploy/ and examples/ is accepted by a real API server (server-side dry run)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client, config
+
+from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tiktok_service.operator import desired, model, testing
+from tiktok_service.operator.config import OperatorSettings
+
+pytestmark = pytest.mark.slow
+
+NAMESPACE = "tiktok-service"
+
+
+@pytest.fixture(scope="module")
+def control_plane() -> Iterator[ControlPlane]:
+    try:
+        binaries_dir()
+    except BinariesNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with ControlPlane(wait_for_controllers=False) as cp:
+        api = config.new_client_from_config(config_file=str(cp.kubeconfig_path))
+        with api:
+            testing.install_crds(api)
+            testing.apply(api, testing.manifests(testing.DEPLOY_DIR / "namespace.yaml"))
+        yield cp
+
+
+def kubectl(cp: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(binaries_dir() / "kubectl"), f"--kubeconfig={cp.kubeconfig_path}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_every_deploy_manifest_passes_a_server_side_dry_run(control_plane: ControlPlane) -> None:
+    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(testing.DEPLOY_DIR))
+
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr
+    kinds = {line.split("/")[0] for line in result.stdout.splitlines()}
+    assert {"serviceaccount", "role.rbac.authorization.k8s.io", "rolebinding.rbac.authorization.k8s.io"} <= kinds
+    assert {"deployment.apps", "kopfpeering.kopf.dev", "secret", "configmap"} <= kinds
+
+
+def test_the_example_livestream_passes_a_server_side_dry_run(control_plane: ControlPlane) -> None:
+    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(testing.EXAMPLES_DIR))
+
+    assert result.returncode == 0, result.stderr
+    assert "livestream.tiktok.tiktok-service.io/example-streamer created (server dry run)" in result.stdout
+
+
+def test_the_connector_pod_is_admitted_in_a_namespace_enforcing_the_restricted_pod_security_standard(
+    control_plane: ControlPlane,
+) -> None:
+    livestream = testing.manifests(testing.EXAMPLES_DIR / "livestream.yaml")[0]
+    livestream["metadata"]["uid"] = "6f1c3c50-8a4e-4c1e-9d7e-2a1b3c4d5e6f"
+    pod = desired.desired_pod(livestream, OperatorSettings())
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig_path))
+
+    with api:
+        created = client.CoreV1Api(api).create_namespaced_pod(NAMESPACE, pod, dry_run="All")
+
+    assert created.metadata.name == model.pod_name("example-streamer")
+    assert created.spec.containers[0].security_context.read_only_root_filesystem is True

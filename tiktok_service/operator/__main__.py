@@ -1,0 +1,5 @@
+import sys
+
+from tiktok_service.operator.main import cli
+
+sys.exit(cli())
