@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -64,20 +63,32 @@ def run(events: int = 50_000, latency_seconds: float = 10.0) -> list[str]:
     sim = Simulator()
     try:
         with LocalRedis() as redis:
-            scenario = {"seed": 1, "rate": 0, "batch": 20, "mix": {"comment": 1}, "live_end_after": events,
-                        "history": 0}
+            scenario = {
+                "seed": 1,
+                "rate": 0,
+                "batch": 20,
+                "mix": {"comment": 1},
+                "live_end_after": events,
+                "history": 0,
+            }
             sim.room("bare_room", **scenario)
             bare = worker("bare", sim, "bare_room")
             sim.room("conn_room", **scenario)
             ours = worker("connector", sim, "conn_room", redis.url)
             bare_rate, our_rate = events / bare["seconds"], events / ours["seconds"]
-            lines.append(f"connector_events_per_s={our_rate:.0f} bare_client_events_per_s={bare_rate:.0f} "
-                         f"ratio={our_rate / bare_rate:.2f} (target >= 0.85)")
-            lines.append(f"connector_cpu_ms_per_1000={1000 * ours['cpu_s'] / events * 1000:.0f} "
-                         f"bare_client_cpu_ms_per_1000={1000 * bare['cpu_s'] / events * 1000:.0f} "
-                         f"ratio={ours['cpu_s'] / bare['cpu_s']:.2f}")
-            lines.append(f"connector_rss_mb={ours['rss_mb']:.0f} bare_client_rss_mb={bare['rss_mb']:.0f} "
-                         f"ratio={ours['rss_mb'] / bare['rss_mb']:.2f} after {events} events (target <= 1.10)")
+            lines.append(
+                f"connector_events_per_s={our_rate:.0f} bare_client_events_per_s={bare_rate:.0f} "
+                f"ratio={our_rate / bare_rate:.2f} (target >= 0.85)"
+            )
+            lines.append(
+                f"connector_cpu_ms_per_1000={1000 * ours['cpu_s'] / events * 1000:.0f} "
+                f"bare_client_cpu_ms_per_1000={1000 * bare['cpu_s'] / events * 1000:.0f} "
+                f"ratio={ours['cpu_s'] / bare['cpu_s']:.2f}"
+            )
+            lines.append(
+                f"connector_rss_mb={ours['rss_mb']:.0f} bare_client_rss_mb={bare['rss_mb']:.0f} "
+                f"ratio={ours['rss_mb'] / bare['rss_mb']:.2f} after {events} events (target <= 1.10)"
+            )
 
             total = int(500 * latency_seconds)
             live = {"seed": 2, "rate": 500, "batch": 5, "mix": {"comment": 1}, "live_end_after": total, "history": 0}
@@ -88,9 +99,11 @@ def run(events: int = 50_000, latency_seconds: float = 10.0) -> list[str]:
             delays = asyncio.run(_collect(redis.url, sim, latency_seconds))
             p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
             b50, b99 = percentile(bare_lat, 0.5), percentile(bare_lat, 0.99)
-            lines.append(f"latency_to_redis_p50_ms={p50:.1f} p99_ms={p99:.1f} bare_client_p50_ms={b50:.1f} "
-                         f"p99_ms={b99:.1f} p99_ratio={p99 / max(b99, 0.1):.2f} at 500 events/s "
-                         f"({len(delays)} samples; target p99 <= 20 ms)")
+            lines.append(
+                f"latency_to_redis_p50_ms={p50:.1f} p99_ms={p99:.1f} bare_client_p50_ms={b50:.1f} "
+                f"p99_ms={b99:.1f} p99_ratio={p99 / max(b99, 0.1):.2f} at 500 events/s "
+                f"({len(delays)} samples; target p99 <= 20 ms)"
+            )
     finally:
         sim.close()
     return lines

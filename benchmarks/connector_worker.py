@@ -39,6 +39,7 @@ async def bare(url: str, username: str, latency: bool) -> dict[str, Any]:
     client = TikTokLiveClient(unique_id=username, web_kwargs={"signer_kwargs": {"sign_api_base": url}})
     delays: list[float] = []
     if latency:
+
         def on_comment(event: pe.CommentEvent) -> None:
             delays.append(time.time() * 1000 - event.common.create_time)
 
@@ -48,8 +49,12 @@ async def bare(url: str, username: str, latency: bool) -> dict[str, Any]:
     cpu0, t0 = time.process_time(), time.perf_counter()
     task = await client.start()
     await task
-    return {"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0, "rss_mb": rss_mb(),
-            "delays_ms": delays}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - cpu0,
+        "rss_mb": rss_mb(),
+        "delays_ms": delays,
+    }
 
 
 async def connector(url: str, username: str, redis_url: str, latency: bool) -> dict[str, Any]:
@@ -60,8 +65,13 @@ async def connector(url: str, username: str, redis_url: str, latency: bool) -> d
     from tiktok_service.settings import ConnectorSettings
 
     settings = ConnectorSettings(
-        livestream_id=f"bench-{username}", username=username, redis_url=redis_url, sign_api_url=url,
-        tiktok_app_url=url, tiktok_webcast_url=url + "/webcast", http_port=0,
+        livestream_id=f"bench-{username}",
+        username=username,
+        redis_url=redis_url,
+        sign_api_url=url,
+        tiktok_app_url=url,
+        tiktok_webcast_url=url + "/webcast",
+        http_port=0,
     )
     configure_tiktok_urls(settings)
 
@@ -72,8 +82,14 @@ async def connector(url: str, username: str, redis_url: str, latency: bool) -> d
     code = await runner.run()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     await redis.aclose()
-    return {"seconds": elapsed, "cpu_s": cpu, "rss_mb": rss_mb(), "exit_code": int(code),
-            "published": runner.publisher.published, "delays_ms": []}
+    return {
+        "seconds": elapsed,
+        "cpu_s": cpu,
+        "rss_mb": rss_mb(),
+        "exit_code": int(code),
+        "published": runner.publisher.published,
+        "delays_ms": [],
+    }
 
 
 def main() -> None:

@@ -20,8 +20,10 @@ S = TypeVar("S", bound=BaseSettings)
 
 def load(model: type[S], command: str, argv: Sequence[str]) -> S:
     """Settings from the environment, overridden by `--kebab-case` flags."""
-    return model(  # type: ignore[call-arg]
-        _cli_parse_args=list(argv), _cli_kebab_case=True, _cli_prog_name=f"tiktok-service {command}",
+    return model(
+        _cli_parse_args=list(argv),
+        _cli_kebab_case=True,
+        _cli_prog_name=f"tiktok-service {command}",
         _cli_implicit_flags=True,
     )
 

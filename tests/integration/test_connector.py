@@ -91,7 +91,9 @@ async def sent(simulator: SimulatorServer, username: str) -> list[dict[str, Any]
     return list(simulator.room(username).sent_json()["messages"])
 
 
-async def wait_for_all(redis: aioredis.Redis, livestream_id: str, expected: dict[str, str], timeout: float = 30) -> None:
+async def wait_for_all(
+    redis: aioredis.Redis, livestream_id: str, expected: dict[str, str], timeout: float = 30
+) -> None:
     async def arrived() -> bool:
         return set(expected) <= set(await tiktok_ids(redis, livestream_id))
 
@@ -103,7 +105,9 @@ def metric(name: str, **labels: str) -> float:
 
 
 async def test_every_event_type_lands_in_redis_exactly_once_as_the_simulator_sent_it(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
     redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
@@ -117,8 +121,19 @@ async def test_every_event_type_lands_in_redis_exactly_once_as_the_simulator_sen
     published = await tiktok_ids(redis_client, settings.livestream_id)
     assert sorted(published) == sorted(expected), "every sent event once, nothing else"
     types = {event_type for event_type, _ in await livestream_entries(redis_client, settings.livestream_id)}
-    assert {"tiktok.comment", "tiktok.gift", "tiktok.like", "tiktok.join", "tiktok.follow", "tiktok.share",
-            "tiktok.viewer", "tiktok.unknown", "tiktok.live_end", "tiktok.connect", "tiktok.disconnect"} <= types
+    assert {
+        "tiktok.comment",
+        "tiktok.gift",
+        "tiktok.like",
+        "tiktok.join",
+        "tiktok.follow",
+        "tiktok.share",
+        "tiktok.viewer",
+        "tiktok.unknown",
+        "tiktok.live_end",
+        "tiktok.connect",
+        "tiktok.disconnect",
+    } <= types
     for event_type in set(expected.values()):
         in_type_stream = await redis_client.xrange(event_type)
         mine = [f[naming.FIELD_ID].decode() for _, f in in_type_stream]
@@ -128,7 +143,9 @@ async def test_every_event_type_lands_in_redis_exactly_once_as_the_simulator_sen
 
 
 async def test_a_gift_streak_is_published_once_with_its_final_count(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
     redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
@@ -141,7 +158,8 @@ async def test_a_gift_streak_is_published_once_with_its_final_count(
     from tiktok_service.domain.events import decode
 
     gifts = {
-        e.id: e for _, f in await redis_client.xrange(naming.livestream_stream(settings.livestream_id))
+        e.id: e
+        for _, f in await redis_client.xrange(naming.livestream_stream(settings.livestream_id))
         if (e := decode(f[naming.FIELD_EVENT])).type.value == "tiktok.gift"
     }
     for msg_id, count in finals.items():
@@ -152,12 +170,15 @@ async def test_a_gift_streak_is_published_once_with_its_final_count(
 
 
 async def test_a_dropped_socket_reconnects_and_the_replayed_history_is_not_published_twice(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
     redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
-    await simulator.add_room(username, Scenario(seed=11, rate=400, drop_after=100, drop_repeat=True, history=10,
-                                                live_end_after=450))
+    await simulator.add_room(
+        username, Scenario(seed=11, rate=400, drop_after=100, drop_repeat=True, history=10, live_end_after=450)
+    )
     settings = make_settings(username)
     connector = start(settings)
     assert await connector.exit_code() == ExitCode.LIVE_ENDED
@@ -169,20 +190,23 @@ async def test_a_dropped_socket_reconnects_and_the_replayed_history_is_not_publi
 
 
 async def test_live_end_exits_with_the_live_end_code_and_leaves_a_final_status(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
     redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
     await simulator.add_room(username, Scenario(seed=5, rate=200, mix={"comment": 1, "viewer": 1}))
     settings = make_settings(username)
     connector = start(settings)
-    await wait_until(lambda: simulator.room(username).stats_json()["events_sent"] >= 20, timeout=10,
-                     what="traffic")
+    await wait_until(lambda: simulator.room(username).stats_json()["events_sent"] >= 20, timeout=10, what="traffic")
     await simulator.room(username).end_live()
     assert await connector.exit_code() == ExitCode.LIVE_ENDED
     status = status_from_hash(
-        {k.decode(): v.decode() for k, v in
-         (await redis_client.hgetall(naming.connector_status_key(settings.livestream_id))).items()}
+        {
+            k.decode(): v.decode()
+            for k, v in (await redis_client.hgetall(naming.connector_status_key(settings.livestream_id))).items()
+        }
     )
     assert status.phase is ConnectorPhase.ENDED and status.exit_code == ExitCode.LIVE_ENDED
     assert status.room_id == simulator.room(username).room_id
@@ -191,7 +215,9 @@ async def test_live_end_exits_with_the_live_end_code_and_leaves_a_final_status(
 
 
 async def test_an_unknown_user_exits_with_the_user_not_found_code(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
 ) -> None:
     username = new_name()
     await simulator.add_room(username, Scenario(not_found=True))
@@ -199,7 +225,9 @@ async def test_an_unknown_user_exits_with_the_user_not_found_code(
 
 
 async def test_an_offline_user_exits_or_is_waited_for_until_live(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
     redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
@@ -220,7 +248,9 @@ async def test_an_offline_user_exits_or_is_waited_for_until_live(
 
 
 async def test_a_sign_server_429_is_retried_no_sooner_than_its_retry_after(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
 ) -> None:
     username = new_name()
     await simulator.add_room(username, Scenario(sign_429=1, retry_after_s=2, rate=50))
@@ -236,13 +266,14 @@ async def test_a_sign_server_429_is_retried_no_sooner_than_its_retry_after(
 
 
 async def test_malformed_frames_are_counted_and_the_connector_keeps_receiving(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
     redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
     kinds = ["bad_gzip", "truncated", "unknown_method", "oversized", "not_pushframe"]
-    await simulator.add_room(username, Scenario(seed=9, rate=300, malformed=kinds, live_end_after=300,
-                                                fixtures=True))
+    await simulator.add_room(username, Scenario(seed=9, rate=300, malformed=kinds, live_end_after=300, fixtures=True))
     malformed_before = metric("tiktok_connector_events_dropped_total", reason="malformed")
     settings = make_settings(username)
     assert await start(settings).exit_code(timeout=60) == ExitCode.LIVE_ENDED
@@ -253,7 +284,9 @@ async def test_malformed_frames_are_counted_and_the_connector_keeps_receiving(
 
 
 async def test_a_stalled_socket_is_replaced_by_a_fresh_connection(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
 ) -> None:
     username = new_name()
     await simulator.add_room(username, Scenario(seed=2, rate=200, stall_after=50, stall_s=0))
@@ -263,8 +296,11 @@ async def test_a_stalled_socket_is_replaced_by_a_fresh_connection(
 
 
 async def test_events_received_while_redis_is_down_are_published_when_it_returns(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
-    redis_server: LocalRedis, redis_client: aioredis.Redis,
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
+    redis_server: LocalRedis,
+    redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
     await simulator.add_room(username, Scenario(seed=4, rate=300, total=600, mix={"comment": 3, "like": 1}))
@@ -287,7 +323,9 @@ async def test_events_received_while_redis_is_down_are_published_when_it_returns
 
 
 async def test_a_restarted_connector_does_not_republish_the_history_tiktok_replays(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], start: Callable[..., Running],
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    start: Callable[..., Running],
     redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
@@ -302,8 +340,11 @@ async def test_a_restarted_connector_does_not_republish_the_history_tiktok_repla
     await wait_until(lambda: second.runner.status.phase is ConnectorPhase.LIVE, timeout=10, what="live again")
     simulator.room(username).resume(more=50)
     expected = expected_events(await sent(simulator, username))
-    await wait_until(lambda: len(expected_events(simulator.room(username).sent_json()["messages"])) >= 150,
-                     timeout=10, what="more events")
+    await wait_until(
+        lambda: len(expected_events(simulator.room(username).sent_json()["messages"])) >= 150,
+        timeout=10,
+        what="more events",
+    )
     expected = expected_events(simulator.room(username).sent_json()["messages"])
     await wait_for_all(redis_client, settings.livestream_id, expected)
     published = await tiktok_ids(redis_client, settings.livestream_id)
@@ -312,17 +353,30 @@ async def test_a_restarted_connector_does_not_republish_the_history_tiktok_repla
 
 
 async def test_sigterm_flushes_buffered_events_before_the_process_exits(
-    simulator: SimulatorServer, make_settings: Callable[..., ConnectorSettings], redis_server: LocalRedis,
+    simulator: SimulatorServer,
+    make_settings: Callable[..., ConnectorSettings],
+    redis_server: LocalRedis,
     redis_client: aioredis.Redis,
 ) -> None:
     username = new_name()
     await simulator.add_room(username, Scenario(seed=6, rate=300, total=300, mix={"comment": 1}))
     settings = make_settings(username, drain_timeout_s=30)
-    env = {**os.environ, **{f"CONNECTOR_{k.upper()}": str(v) for k, v in settings.model_dump().items()
-                            if v is not None and not isinstance(v, list)}}
+    env = {
+        **os.environ,
+        **{
+            f"CONNECTOR_{k.upper()}": str(v)
+            for k, v in settings.model_dump().items()
+            if v is not None and not isinstance(v, list)
+        },
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tiktok_service", "connector", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tiktok_service",
+        "connector",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     room = simulator.room(username)
     try:

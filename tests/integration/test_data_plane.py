@@ -24,9 +24,15 @@ pytestmark = pytest.mark.slow
 
 def connector_settings(simulator: SimulatorServer, redis_url: str, username: str, **extra: Any) -> ConnectorSettings:
     return ConnectorSettings(
-        livestream_id=str(uuid.uuid4()), username=username, redis_url=redis_url,
-        sign_api_url=simulator.base_url, tiktok_app_url=simulator.base_url,
-        tiktok_webcast_url=simulator.base_url + "/webcast", http_port=0, backoff_base_s=0.05, backoff_cap_s=0.5,
+        livestream_id=str(uuid.uuid4()),
+        username=username,
+        redis_url=redis_url,
+        sign_api_url=simulator.base_url,
+        tiktok_app_url=simulator.base_url,
+        tiktok_webcast_url=simulator.base_url + "/webcast",
+        http_port=0,
+        backoff_base_s=0.05,
+        backoff_cap_s=0.5,
         **extra,
     )
 
@@ -43,25 +49,34 @@ async def stored(database_url: str, livestream_id: str) -> list[tuple[str, str]]
 
 
 async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_drops_and_a_database_outage(
-    simulator: SimulatorServer, redis_url: str, redis_client: aioredis.Redis, database_url: str,
+    simulator: SimulatorServer,
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    database_url: str,
     postgres_server: LocalPostgres,
 ) -> None:
     username = f"e2e_{uuid.uuid4().hex[:8]}"
     mix = {"comment": 40, "gift": 15, "like": 10, "join": 10, "follow": 5, "share": 5, "viewer": 5, "unknown": 5}
-    await simulator.add_room(username, Scenario(seed=21, rate=400, mix=mix, drop_after=250, drop_repeat=True,
-                                                history=12, live_end_after=1500))
+    await simulator.add_room(
+        username,
+        Scenario(seed=21, rate=400, mix=mix, drop_after=250, drop_repeat=True, history=12, live_end_after=1500),
+    )
     settings = connector_settings(simulator, redis_url, username)
     connector_runner.configure_tiktok_urls(settings)
     persister_settings = persister_testing.quick_settings(redis_url, database_url)
     async with persister_testing.running(persister_settings, name="e2e"):
         runner = connector_runner.ConnectorRunner(settings, redis=redis_client)
         task = asyncio.create_task(runner.run())
-        await wait_until(lambda: len(simulator.room(username).sent_json()["messages"]) >= 500, timeout=30,
-                         what="500 events sent")
+        await wait_until(
+            lambda: len(simulator.room(username).sent_json()["messages"]) >= 500, timeout=30, what="500 events sent"
+        )
         postgres_server.stop()
         try:
-            await wait_until(lambda: len(simulator.room(username).sent_json()["messages"]) >= 1000, timeout=30,
-                             what="1000 events sent while PostgreSQL is down")
+            await wait_until(
+                lambda: len(simulator.room(username).sent_json()["messages"]) >= 1000,
+                timeout=30,
+                what="1000 events sent while PostgreSQL is down",
+            )
         finally:
             postgres_server.start()
         assert await asyncio.wait_for(task, 60) == ExitCode.LIVE_ENDED
@@ -78,7 +93,10 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
     rows = await stored(database_url, settings.livestream_id)
     ids = [event_id for event_id, _ in rows]
     assert len(ids) == len(set(ids)), "no duplicates in PostgreSQL"
-    tiktok_rows = {event_id: event_type for event_id, event_type in rows
-                   if event_type not in {"tiktok.connect", "tiktok.disconnect"}}
+    tiktok_rows = {
+        event_id: event_type
+        for event_id, event_type in rows
+        if event_type not in {"tiktok.connect", "tiktok.disconnect"}
+    }
     assert tiktok_rows == expected
     assert runner.status.reconnects >= 3

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -459,12 +461,14 @@ def test_a_container_waits_for_its_missing_secret_and_starts_once_it_exists(
     script = "import os, time; print(os.environ['TOKEN'], flush=True); time.sleep(3600)"
     core.create_namespaced_pod(namespace, python_pod("patient", script, env=env))
 
-    waiting = wait_for(
-        lambda: (s := container_status(read_pod(core, namespace, "patient"))) and s.state.waiting and s.state.waiting,
-        timeout=30,
-        what="the container to wait for its secret",
-    )
-    assert (waiting.reason, waiting.message) == ("CreateContainerConfigError", 'secret "late" not found')
+    def config_error() -> client.V1ContainerStateWaiting | None:
+        status = container_status(read_pod(core, namespace, "patient"))
+        waiting = status.state.waiting if status else None
+        return waiting if waiting and waiting.reason == "CreateContainerConfigError" else None
+
+    waiting = wait_for(config_error, timeout=30, what="the container to wait for its secret")
+    assert waiting.message == 'secret "late" not found'
+    assert read_pod(core, namespace, "patient").status.phase == "Pending"
     core.create_namespaced_secret(namespace, {"metadata": {"name": "late"}, "stringData": {"token": "arrived"}})
 
     wait_running(core, agent, namespace, "patient")
@@ -597,3 +601,105 @@ def test_stopping_an_agent_kills_its_processes_and_marks_its_node_not_ready(
     ready = next(c for c in core.read_node(doomed.node_name).status.conditions if c.type == "Ready")
     assert (ready.status, ready.reason) == ("False", "KubeletNotReady")
     core.delete_namespaced_pod("orphan", namespace, grace_period_seconds=0)  # no agent left to confirm
+
+
+def test_a_restarted_agent_adopts_its_node_and_restarts_the_pods_it_lost(
+    control_plane: ControlPlane, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    pool = {"pool": f"phoenix-{uuid.uuid4().hex[:6]}"}
+
+    def phoenix() -> NodeAgent:
+        return NodeAgent(
+            control_plane.kubeconfig_path, pool["pool"], labels=pool, work_dir=tmp_path / "phoenix", stop_grace_s=0.5
+        )
+
+    with phoenix() as first:
+        core.create_namespaced_pod(namespace, python_pod("survivor", SLEEPER, node_selector=pool))
+        old_pid = pid_of(wait_running(core, first, namespace, "survivor"))
+
+    with phoenix() as second:
+        pod = wait_for(
+            lambda: (p := read_pod(core, namespace, "survivor")) and container_status(p).restart_count == 1 and p,
+            timeout=30,
+            what="the pod to be restarted by the new agent",
+            details=explain(core, second, namespace, "survivor"),
+        )
+        pod = wait_running(core, second, namespace, "survivor")
+
+        status = container_status(pod)
+        assert status.last_state.terminated.reason == "ContainerStatusUnknown"
+        assert pid_of(pod) != old_pid and process_exists(pid_of(pod))
+        ready = next(c for c in core.read_node(second.node_name).status.conditions if c.type == "Ready")
+        assert ready.status == "True"
+        delete_and_watch_until_gone(core, namespace, "survivor")
+
+
+def test_deleting_a_namespace_completes_because_the_agent_confirms_its_pods_deletion(
+    core: client.CoreV1Api, agent: NodeAgent
+) -> None:
+    name = f"doomed-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    for index in range(3):
+        core.create_namespaced_pod(name, python_pod(f"p{index}", SLEEPER))
+    pids = [pid_of(wait_running(core, agent, name, f"p{index}")) for index in range(3)]
+
+    core.delete_namespace(name)
+
+    def namespace_gone() -> bool:
+        try:
+            core.read_namespace(name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(namespace_gone, timeout=60, what=f"namespace {name} to be deleted")
+    assert [pid for pid in pids if process_exists(pid)] == []
+
+
+def test_the_command_line_agent_serves_pods_until_sigterm(
+    control_plane: ControlPlane, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    node_name = f"cli-{uuid.uuid4().hex[:6]}"
+    argv = [
+        sys.executable,
+        "-m",
+        "tiktok_service.devcluster.node_agent",
+        f"--kubeconfig={control_plane.kubeconfig_path}",
+        f"--node-name={node_name}",
+        "--pods=5",
+        f"--label=pool={node_name}",
+        f"--work-dir={tmp_path}",
+    ]
+    log_file = (tmp_path / "agent.log").open("wb")
+    with log_file, subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT) as agent_process:
+        try:
+
+            def node_ready() -> bool:
+                try:
+                    node = core.read_node(node_name)
+                except ApiException:
+                    return False
+                return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+
+            wait_for(node_ready, timeout=30, what="the CLI agent's node", details=lambda: log_tail(tmp_path))
+            assert core.read_node(node_name).status.allocatable["pods"] == "5"
+            core.create_namespaced_pod(namespace, python_pod("served", SLEEPER, node_selector={"pool": node_name}))
+            pod = wait_for(
+                lambda: (p := read_pod(core, namespace, "served")) and p.status.phase == "Running" and p,
+                timeout=30,
+                what="the pod to run on the CLI agent",
+                details=lambda: log_tail(tmp_path),
+            )
+
+            agent_process.send_signal(signal.SIGTERM)
+
+            assert agent_process.wait(timeout=30) == 0, log_tail(tmp_path)
+            assert not process_exists(pid_of(pod))
+        finally:
+            if agent_process.poll() is None:
+                agent_process.kill()
+    core.delete_namespaced_pod("served", namespace, grace_period_seconds=0)
+
+
+def log_tail(directory: Path) -> str:
+    return (directory / "agent.log").read_text(errors="replace")[-4000:]

@@ -9,8 +9,8 @@ import pytest
 from TikTokLive.events import proto_events as pe
 from TikTokLive.events.custom_events import FollowEvent, ShareEvent
 from TikTokLive.proto import CommonMessageData
-from TikTokLiveProto.v3.webcast.model.message.common import Text
 from TikTokLive.proto.custom_proto import ExtendedGift, ExtendedUser
+from TikTokLiveProto.v3.webcast.model.message.common import Text
 
 from tiktok_service.connector import normalise
 from tiktok_service.domain.events import EventType, User
@@ -56,7 +56,9 @@ def test_likes_viewers_and_joins_carry_their_numbers() -> None:
 
 
 def test_follow_and_share_are_told_apart_and_other_social_messages_are_not_modelled() -> None:
-    follow = normalise.social(FollowEvent(common=common(1, display_key="pm_main_follow_message"), user=user()), CTX, NOW)
+    follow = normalise.social(
+        FollowEvent(common=common(1, display_key="pm_main_follow_message"), user=user()), CTX, NOW
+    )
     share = normalise.social(ShareEvent(common=common(2, display_key="pm_mt_guidance_share"), user=user()), CTX, NOW)
     assert follow is not None and follow.envelope.type is EventType.FOLLOW
     assert share is not None and share.envelope.type is EventType.SHARE
@@ -65,7 +67,12 @@ def test_follow_and_share_are_told_apart_and_other_social_messages_are_not_model
 
 def test_a_gift_step_describes_the_gift_and_its_streak_key() -> None:
     event = pe.GiftEvent(
-        common=common(9), gift_id=5655, repeat_count=3, repeat_end=1, group_id=8, user=user(),
+        common=common(9),
+        gift_id=5655,
+        repeat_count=3,
+        repeat_end=1,
+        group_id=8,
+        user=user(),
         gift=ExtendedGift(id=5655, name="Rose", diamond_count=1, type=1),
     )
     step, description, who, drift = normalise.gift_step(event, NOW)
@@ -89,7 +96,9 @@ CAPTURED = [
 
 
 @pytest.mark.parametrize(("name", "event_class", "fn"), CAPTURED)
-def test_payloads_captured_from_tiktok_in_2023_normalise_without_error(name: str, event_class: type, fn: object) -> None:
+def test_payloads_captured_from_tiktok_in_2023_normalise_without_error(
+    name: str, event_class: type, fn: object
+) -> None:
     event = event_class().parse(base64.b64decode((FIXTURES / name).read_bytes()))
     result = fn(event, CTX, NOW)  # type: ignore[operator]
     assert result.envelope.id
@@ -98,7 +107,7 @@ def test_payloads_captured_from_tiktok_in_2023_normalise_without_error(name: str
 
 def test_the_captured_gift_and_social_payloads_normalise_without_error() -> None:
     gift = pe.GiftEvent().parse(base64.b64decode((FIXTURES / "MessageWebcastGiftMessage.bin").read_bytes()))
-    step, description, _, _ = normalise.gift_step(gift, NOW)
+    _, description, _, _ = normalise.gift_step(gift, NOW)
     assert description["gift_id"] == 5655
     social = pe.SocialEvent().parse(base64.b64decode((FIXTURES / "MessageWebcastSocialMessage.bin").read_bytes()))
     normalise.social(social, CTX, NOW)

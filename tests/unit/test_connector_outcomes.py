@@ -12,10 +12,12 @@ from tiktok_service.connector import outcomes
 from tiktok_service.connector.outcomes import Action, Ended
 from tiktok_service.domain.exit_codes import ExitCode
 
-POLICY = outcomes.Policy(wait_for_live=False, live_poll_interval_s=30, backoff_base_s=1, backoff_cap_s=60,
-                         max_reconnects=0)
-WAITING = outcomes.Policy(wait_for_live=True, live_poll_interval_s=30, backoff_base_s=1, backoff_cap_s=60,
-                          max_reconnects=0)
+POLICY = outcomes.Policy(
+    wait_for_live=False, live_poll_interval_s=30, backoff_base_s=1, backoff_cap_s=60, max_reconnects=0
+)
+WAITING = outcomes.Policy(
+    wait_for_live=True, live_poll_interval_s=30, backoff_base_s=1, backoff_cap_s=60, max_reconnects=0
+)
 
 
 def rate_limited(headers: dict[str, str]) -> SignatureRateLimitError:
@@ -24,8 +26,9 @@ def rate_limited(headers: dict[str, str]) -> SignatureRateLimitError:
 
 
 def test_live_end_exits_with_the_live_end_code_unless_asked_to_wait() -> None:
-    assert outcomes.after_end(Ended.LIVE_END, POLICY) == outcomes.Decision(Action.EXIT, "live_end",
-                                                                           exit_code=ExitCode.LIVE_ENDED)
+    assert outcomes.after_end(Ended.LIVE_END, POLICY) == outcomes.Decision(
+        Action.EXIT, "live_end", exit_code=ExitCode.LIVE_ENDED
+    )
     assert outcomes.after_end(Ended.LIVE_END, WAITING).action is Action.WAIT_FOR_LIVE
 
 
@@ -58,8 +61,9 @@ def test_network_errors_back_off_exponentially() -> None:
 
 
 def test_retries_are_bounded_when_asked_and_a_block_says_so() -> None:
-    bounded = outcomes.Policy(wait_for_live=False, live_poll_interval_s=1, backoff_base_s=1, backoff_cap_s=2,
-                              max_reconnects=3)
+    bounded = outcomes.Policy(
+        wait_for_live=False, live_poll_interval_s=1, backoff_base_s=1, backoff_cap_s=2, max_reconnects=3
+    )
     assert outcomes.after_error(OSError(), 3, bounded, random.Random(0)).action is Action.RECONNECT
     assert outcomes.after_error(OSError(), 4, bounded, random.Random(0)).exit_code is ExitCode.FAILED
     assert outcomes.after_error(WebcastBlockedError("no"), 4, bounded, random.Random(0)).exit_code is ExitCode.BLOCKED

@@ -30,7 +30,9 @@ def test_backoff_never_undercuts_the_servers_retry_after() -> None:
     assert backoff.next_delay(1, base=1.0, cap=30.0, rng=random.Random(0), floor=45.0) == 45.0
 
 
-def step(msg: int, count: int, end: bool, *, key: tuple[int, int, int] = (1, 5655, 9), streakable: bool = True) -> StreakStep:
+def step(
+    msg: int, count: int, end: bool, *, key: tuple[int, int, int] = (1, 5655, 9), streakable: bool = True
+) -> StreakStep:
     return StreakStep(key=key, msg_id=str(msg), repeat_count=count, repeat_end=end, streakable=streakable, time_ms=msg)
 
 

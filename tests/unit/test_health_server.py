@@ -12,8 +12,15 @@ from tiktok_service.health_server import health_app
 
 def call(app: Any, path: str) -> tuple[str, bytes]:
     status: list[str] = []
-    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "QUERY_STRING": "", "wsgi.input": io.BytesIO(),
-               "SERVER_NAME": "x", "SERVER_PORT": "1", "wsgi.url_scheme": "http"}
+    environ = {
+        "PATH_INFO": path,
+        "REQUEST_METHOD": "GET",
+        "QUERY_STRING": "",
+        "wsgi.input": io.BytesIO(),
+        "SERVER_NAME": "x",
+        "SERVER_PORT": "1",
+        "wsgi.url_scheme": "http",
+    }
     body = b"".join(app(environ, lambda s, h: status.append(s)))
     return status[0], body
 

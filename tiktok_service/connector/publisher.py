@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -181,4 +181,5 @@ async def recent_ids(redis: aioredis.Redis, livestream_id: str, count: int) -> l
     except RedisError as exc:
         log.warning("could not read recent ids; duplicates of replayed history possible", extra={"error": repr(exc)})
         return []
-    return [fields[naming.FIELD_ID].decode() for _, fields in reversed(entries) if naming.FIELD_ID in fields]
+    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], entries or [])
+    return [fields[naming.FIELD_ID].decode() for _, fields in reversed(rows) if naming.FIELD_ID in fields]

@@ -24,8 +24,8 @@ from tiktok_service.connector import metrics
 log = logging.getLogger(__name__)
 
 
-class TolerantWebcastConnect(WebcastConnect):
-    async def __aiter__(self) -> WebcastIterator:  # type: ignore[override]
+class TolerantWebcastConnect(WebcastConnect):  # type: ignore[misc]
+    async def __aiter__(self) -> WebcastIterator:
         async with self as protocol:
             self._ws = protocol
             self._ws_options = extract_websocket_options(protocol.response_headers)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -74,34 +74,47 @@ def _describe(envelope: Envelope) -> str:
     user = f"@{envelope.user.unique_id}" if envelope.user else ""
     data = envelope.data
     kind = envelope.type.value.removeprefix("tiktok.")
-    details = {
-        "comment": lambda: f"{user}: {str(data.get('text', '')).replace(chr(10), ' ')}",
-        "gift": lambda: f"{user} sent {data.get('gift_name')} x{data.get('repeat_count')} "
-        f"({data.get('total_diamonds')} diamonds)",
-        "like": lambda: f"{user} +{data.get('count')} likes (total {data.get('total')})",
-        "viewer": lambda: f"{data.get('viewer_count')} watching",
-        "unknown": lambda: f"method {data.get('method')}",
-    }.get(kind, lambda: user or str(data))
-    return f"{kind:<10} {details()}"
+    if kind == "comment":
+        text = str(data.get("text", "")).replace("\n", " ")
+        detail = f"{user}: {text}"
+    elif kind == "gift":
+        detail = (
+            f"{user} sent {data.get('gift_name')} x{data.get('repeat_count')} ({data.get('total_diamonds')} diamonds)"
+        )
+    elif kind == "like":
+        detail = f"{user} +{data.get('count')} likes (total {data.get('total')})"
+    elif kind == "viewer":
+        detail = f"{data.get('viewer_count')} watching"
+    elif kind == "unknown":
+        detail = f"method {data.get('method')}"
+    else:
+        detail = user or str(data)
+    return f"{kind:<10} {detail}"
 
 
 async def show_events(redis_url: str, livestream_id: str, quiet: bool) -> None:
     client = aioredis.from_url(redis_url)
     stream = naming.livestream_stream(livestream_id)
-    last_id = "0-0"
+    last_id: bytes | str = "0-0"
     count = 0
     try:
         while True:
-            reply = await client.xread({stream: last_id}, block=1000, count=500)
-            for _, entries in reply:
+            reply = cast(
+                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                await client.xread({stream: last_id}, block=1000, count=500),
+            )
+            for _, entries in reply or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
                     count += 1
                     if not quiet:
                         envelope = decode(fields[naming.FIELD_EVENT])
-                        print(f"{envelope.time_ms // 1000 % 86400 // 3600:02d}:"
-                              f"{envelope.time_ms // 60000 % 60:02d}:{envelope.time_ms // 1000 % 60:02d}  "
-                              f"{_describe(envelope)}", flush=True)
+                        print(
+                            f"{envelope.time_ms // 1000 % 86400 // 3600:02d}:"
+                            f"{envelope.time_ms // 60000 % 60:02d}:{envelope.time_ms // 1000 % 60:02d}  "
+                            f"{_describe(envelope)}",
+                            flush=True,
+                        )
             if quiet:
                 print(f"\r{count} events", end="", flush=True)
     finally:
@@ -138,20 +151,41 @@ def main(argv: Sequence[str]) -> int:
         asyncio.run(prepare_database(stack.postgres.dsn, livestream_id, args.username))
         sim_port = processes.free_port()
         sim_url = f"http://127.0.0.1:{sim_port}"
-        stack.spawn("simulator", ["simulator", "--port", str(sim_port),
-                                  "--room", f"{args.username}:{args.seed}:{args.rate}"], {})
+        stack.spawn(
+            "simulator",
+            ["simulator", "--port", str(sim_port), "--room", f"{args.username}:{args.seed}:{args.rate}"],
+            {},
+        )
         processes.wait_for(lambda: processes.port_open(sim_port), timeout=20, what="the simulator")
-        stack.spawn("persister", ["persister"], {
-            "PERSISTER_REDIS_URL": stack.redis.url, "PERSISTER_DATABASE_URL": stack.postgres.dsn,
-            "PERSISTER_HTTP_PORT": "0"})
-        stack.spawn("connector", ["connector"], {
-            "CONNECTOR_LIVESTREAM_ID": livestream_id, "CONNECTOR_USERNAME": args.username,
-            "CONNECTOR_REDIS_URL": stack.redis.url, "CONNECTOR_SIGN_API_URL": sim_url,
-            "CONNECTOR_TIKTOK_APP_URL": sim_url, "CONNECTOR_TIKTOK_WEBCAST_URL": f"{sim_url}/webcast",
-            "CONNECTOR_HTTP_PORT": "0", "CONNECTOR_WAIT_FOR_LIVE": "true", "CONNECTOR_LIVE_POLL_INTERVAL_S": "2"})
+        stack.spawn(
+            "persister",
+            ["persister"],
+            {
+                "PERSISTER_REDIS_URL": stack.redis.url,
+                "PERSISTER_DATABASE_URL": stack.postgres.dsn,
+                "PERSISTER_HTTP_PORT": "0",
+            },
+        )
+        stack.spawn(
+            "connector",
+            ["connector"],
+            {
+                "CONNECTOR_LIVESTREAM_ID": livestream_id,
+                "CONNECTOR_USERNAME": args.username,
+                "CONNECTOR_REDIS_URL": stack.redis.url,
+                "CONNECTOR_SIGN_API_URL": sim_url,
+                "CONNECTOR_TIKTOK_APP_URL": sim_url,
+                "CONNECTOR_TIKTOK_WEBCAST_URL": f"{sim_url}/webcast",
+                "CONNECTOR_HTTP_PORT": "0",
+                "CONNECTOR_WAIT_FOR_LIVE": "true",
+                "CONNECTOR_LIVE_POLL_INTERVAL_S": "2",
+            },
+        )
         print(f"TikTok Service dev stack — livestream {livestream_id} (@{args.username})", file=sys.stderr)
-        print(f"  redis      {stack.redis.url}\n  postgres   {stack.postgres.dsn}\n  simulator  {sim_url}",
-              file=sys.stderr)
+        print(
+            f"  redis      {stack.redis.url}\n  postgres   {stack.postgres.dsn}\n  simulator  {sim_url}",
+            file=sys.stderr,
+        )
         print(f"  logs       {stack.log_path('*')}\n  Ctrl-C to stop\n", file=sys.stderr)
         signal.signal(signal.SIGTERM, _raise_interrupt)
         with contextlib.suppress(KeyboardInterrupt):

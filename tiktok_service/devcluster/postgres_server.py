@@ -7,6 +7,7 @@ are root the server runs as the `postgres` system user through `runuser`.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -76,10 +77,8 @@ def _template_dir(cache_dir: Path, bin_dir: Path) -> Path:
     partial = Path(tempfile.mkdtemp(prefix="pg-template-", dir=cache_dir))
     shutil.copytree(building, partial / "data")
     shutil.rmtree(scratch, ignore_errors=True)
-    try:
+    with contextlib.suppress(OSError):  # another process won the race; theirs is as good as ours
         (partial / "data").rename(template)
-    except OSError:  # another process won the race; theirs is as good as ours
-        pass
     shutil.rmtree(partial, ignore_errors=True)
     return template
 

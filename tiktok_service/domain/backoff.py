@@ -13,7 +13,7 @@ def ceiling(attempt: int, *, base: float, cap: float) -> float:
     """The largest delay allowed for the `attempt`-th retry (1-based)."""
     if attempt < 1:
         return 0.0
-    return min(cap, base * (2 ** min(attempt - 1, 32)))
+    return float(min(cap, base * 2.0 ** min(attempt - 1, 32)))
 
 
 def next_delay(attempt: int, *, base: float, cap: float, rng: random.Random, floor: float = 0.0) -> float:
