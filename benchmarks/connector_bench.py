@@ -58,7 +58,7 @@ def worker(mode: str, sim: Simulator, username: str, redis_url: str = "", latenc
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def run(events: int = 50_000, latency_seconds: float = 10.0) -> list[str]:
+def run(events: int = 50_000, latency_seconds: float = 10.0, repeats: int = 2) -> list[str]:
     lines: list[str] = []
     sim = Simulator()
     try:
@@ -71,23 +71,32 @@ def run(events: int = 50_000, latency_seconds: float = 10.0) -> list[str]:
                 "live_end_after": events,
                 "history": 0,
             }
-            sim.room("bare_room", **scenario)
-            bare = worker("bare", sim, "bare_room")
-            sim.room("conn_room", **scenario)
-            ours = worker("connector", sim, "conn_room", redis.url)
-            bare_rate, our_rate = events / bare["seconds"], events / ours["seconds"]
+            # Interleaved and repeated: the machine is shared, so each side keeps its best run.
+            bare_runs, our_runs = [], []
+            for attempt in range(repeats):
+                sim.room(f"bare_room{attempt}", **scenario)
+                bare_runs.append(worker("bare", sim, f"bare_room{attempt}"))
+                sim.room(f"conn_room{attempt}", **scenario)
+                our_runs.append(worker("connector", sim, f"conn_room{attempt}", redis.url))
+            bare_seconds = min(r["seconds"] for r in bare_runs)
+            our_seconds = min(r["seconds"] for r in our_runs)
+            bare_cpu = min(r["cpu_s"] for r in bare_runs)
+            our_cpu = min(r["cpu_s"] for r in our_runs)
+            bare_rate, our_rate = events / bare_seconds, events / our_seconds
             lines.append(
                 f"connector_events_per_s={our_rate:.0f} bare_client_events_per_s={bare_rate:.0f} "
                 f"ratio={our_rate / bare_rate:.2f} (target >= 0.85)"
             )
             lines.append(
-                f"connector_cpu_ms_per_1000={1000 * ours['cpu_s'] / events * 1000:.0f} "
-                f"bare_client_cpu_ms_per_1000={1000 * bare['cpu_s'] / events * 1000:.0f} "
-                f"ratio={ours['cpu_s'] / bare['cpu_s']:.2f}"
+                f"connector_cpu_ms_per_1000={our_cpu / events * 1e6:.0f} "
+                f"bare_client_cpu_ms_per_1000={bare_cpu / events * 1e6:.0f} "
+                f"ratio={our_cpu / bare_cpu:.2f} (lower is better)"
             )
+            bare_rss = min(r["rss_mb"] for r in bare_runs)
+            our_rss = min(r["rss_mb"] for r in our_runs)
             lines.append(
-                f"connector_rss_mb={ours['rss_mb']:.0f} bare_client_rss_mb={bare['rss_mb']:.0f} "
-                f"ratio={ours['rss_mb'] / bare['rss_mb']:.2f} after {events} events (target <= 1.10)"
+                f"connector_rss_mb={our_rss:.0f} bare_client_rss_mb={bare_rss:.0f} "
+                f"ratio={our_rss / bare_rss:.2f} after {events} events (target <= 1.10)"
             )
 
             total = int(500 * latency_seconds)
