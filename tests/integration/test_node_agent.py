@@ -24,7 +24,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
-from tiktok_service.devcluster.node_agent import NodeAgent
+from tiktok_service.devcluster.node_agent import NodeAgent, NodeAgentError
+from tiktok_service.devcluster.ports import free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +74,7 @@ def agent(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
         crash_backoff_base_s=0.5,
         crash_backoff_cap_s=2.0,
         stop_grace_s=1.0,
+        watch_timeout_s=2,  # reconnects many times during the module
     ) as node_agent:
         yield node_agent
 
@@ -517,15 +519,24 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(
         print("ready", flush=True)
         time.sleep(3600)
     """
-    core.create_namespaced_pod(namespace, python_pod("stubborn", script, grace_s=1))
+    manifest = python_pod("stubborn", script, grace_s=1, restart_policy="Never")
+    # A container already done must not make the agent wait any differently for the other.
+    manifest["spec"]["containers"].append({"name": "done", "image": "x", "command": ["true"]})
+    core.create_namespaced_pod(namespace, manifest)
     pid = pid_of(wait_running(core, agent, namespace, "stubborn"))
     wait_logged(agent, namespace, "stubborn", "ready")
+    wait_for(
+        lambda: (p := read_pod(core, namespace, "stubborn")) and p.status.container_statuses[1].state.terminated,
+        timeout=30,
+        what="the second container to finish",
+    )
 
     final = delete_and_watch_until_gone(core, namespace, "stubborn")
 
     assert not process_exists(pid)
-    terminated = container_status(final).state.terminated
-    assert (terminated.exit_code, terminated.reason) == (137, "Error")  # 128 + SIGKILL
+    stubborn, done = final.status.container_statuses
+    assert (stubborn.state.terminated.exit_code, stubborn.state.terminated.reason) == (137, "Error")  # 128 + SIGKILL
+    assert done.state.terminated.exit_code == 0
     assert final.status.phase == "Failed"
 
 
@@ -703,3 +714,17 @@ def test_the_command_line_agent_serves_pods_until_sigterm(
 
 def log_tail(directory: Path) -> str:
     return (directory / "agent.log").read_text(errors="replace")[-4000:]
+
+
+def test_an_agent_that_cannot_reach_the_api_fails_to_start_with_a_clear_error(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    kubeconfig = json.loads(control_plane.kubeconfig_path.read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_ports(1)[0]}"
+    unreachable = tmp_path / "kubeconfig.yaml"
+    unreachable.write_text(json.dumps(kubeconfig))
+
+    with pytest.raises(NodeAgentError, match="did not become ready") as failure:
+        NodeAgent(unreachable, "lonely", work_dir=tmp_path / "lonely", startup_timeout_s=1.0).start()
+
+    assert "could not register node lonely" in str(failure.value.__cause__)

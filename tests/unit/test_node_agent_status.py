@@ -236,6 +236,20 @@ def test_a_completed_container_of_a_never_pod_is_not_rerun_after_an_agent_restar
     )
 
 
+def test_a_crash_looping_container_keeps_its_restart_count_after_an_agent_restart() -> None:
+    previous = {
+        "name": "c",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 4, "finishedAt": "2025-01-01T11:00:00Z"}},
+        "restartCount": 5,
+    }
+
+    observation, run = status.adopted(previous, "Always", now=T0)
+
+    assert run and observation is not None
+    assert status.started(observation, Running(T0), container_id=None).restart_count == 6
+
+
 def test_a_container_that_never_started_just_starts_after_an_agent_restart() -> None:
     assert status.adopted({"name": "c", "state": {"waiting": {"reason": "X"}}}, "Never", now=T0) == (None, True)
     assert status.adopted(None, "Never", now=T0) == (None, True)

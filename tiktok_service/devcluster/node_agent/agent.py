@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -161,10 +162,9 @@ class NodeAgent:
             raise NodeAgentError("the agent was already started")
         self._thread = threading.Thread(target=self._thread_main, name=f"node-agent-{self.node_name}", daemon=True)
         self._thread.start()
-        deadline = self._startup_timeout_s + self._schedulable_timeout_s + 5.0
-        waited = 0.0
-        while not self._ready.wait(0.05) and self._thread.is_alive() and waited < deadline:
-            waited += 0.05
+        deadline = time.monotonic() + self._startup_timeout_s + self._schedulable_timeout_s + 5.0
+        while not self._ready.wait(_POLL_S) and self._thread.is_alive() and time.monotonic() < deadline:
+            pass
         if not self._ready.is_set():
             error = self._error
             self.stop()

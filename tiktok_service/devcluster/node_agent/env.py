@@ -68,14 +68,14 @@ def resolve(
     secrets: Sources,
     config_maps: Sources,
     node: NodeResources,
-    base: Mapping[str, str] = {},
+    base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """``base`` (the agent's PATH etc.), then ``envFrom`` in order, then ``env`` in order.
 
     Later entries override earlier ones, and ``$(NAME)`` in a literal value expands to
     what is defined so far, exactly the kubelet's precedence.
     """
-    result = dict(base)
+    result = dict(base or {})
     result.setdefault("HOSTNAME", str(pod["metadata"]["name"]))
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix") or ""

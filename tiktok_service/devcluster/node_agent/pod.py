@@ -95,10 +95,6 @@ class PodWorker:
         self._runners = self._make_runners(pod) if self._active else []
         self.update(pod)
 
-    @property
-    def pids(self) -> list[int]:
-        return [pid for runner in self._runners if (pid := runner.pid) is not None]
-
     # -- signals from the agent ------------------------------------------------------------
 
     def update(self, pod: dict[str, Any]) -> None:
@@ -163,7 +159,8 @@ class PodWorker:
                 break
             self._grace_changed.clear()
             changed = asyncio.ensure_future(self._grace_changed.wait())
-            await asyncio.wait([changed, *runners], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            pending = [r for r in runners if not r.done()]
+            await asyncio.wait([changed, *pending], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             changed.cancel()
         for runner in self._runners:
             if runner.pid is not None:
@@ -209,6 +206,8 @@ class PodWorker:
         while self._end in (None, End.DELETING):
             await self._dirty.wait()
             self._dirty.clear()
+            if self._end not in (None, End.DELETING):
+                return  # vanished pods cannot be written; a stopping agent is a node going away
             try:
                 await self._write_status()
             except ApiError as exc:

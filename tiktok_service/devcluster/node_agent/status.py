@@ -143,6 +143,8 @@ def adopted(
         return None, True
     state = container_status.get("state") or {}
     previous = state.get("terminated")
+    if previous is None and state.get("waiting") is not None:
+        previous = (container_status.get("lastState") or {}).get("terminated")  # was crash-looping
     if previous is None and state.get("running") is None:
         return None, True
     restarts = int(container_status.get("restartCount") or 0)
