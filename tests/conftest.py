@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,6 +19,13 @@ from tiktok_service.simulator.config import SimulatorConfig
 from tiktok_service.simulator.server import SimulatorServer
 
 _db_counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_after_each_test() -> Iterator[None]:
+    """Leaked sockets and tasks warn when collected; collecting here blames the test that leaked."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 `initdb` takes seconds, so it runs once into a template cluster under the user cache;
 each instance copies the template (~0.2 s). PostgreSQL refuses to run as root, so when we
-are root the server runs as the `postgres` system user through `runuser`.
+are root the server runs as the `postgres` system user (the child process itself switches
+user, so signals reach the postmaster directly).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tiktok_service.devcluster import processes
 
@@ -34,8 +36,11 @@ def _version_key(path: str) -> int:
     return int(Path(path).parent.parent.name.split(".")[0])
 
 
-def _as_server_user() -> list[str]:
-    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+def _as_server_user() -> dict[str, Any]:
+    """Popen arguments that run the child as `postgres` when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": "postgres", "group": "postgres", "extra_groups": [], "env": {**os.environ, "HOME": "/tmp"}}
 
 
 def _chown_to_server_user(path: Path) -> None:
@@ -59,7 +64,6 @@ def _template_dir(cache_dir: Path, bin_dir: Path) -> Path:
     _chown_to_server_user(building)
     subprocess.run(
         [
-            *_as_server_user(),
             str(bin_dir / "initdb"),
             "-D",
             str(building),
@@ -73,6 +77,8 @@ def _template_dir(cache_dir: Path, bin_dir: Path) -> Path:
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        cwd="/tmp",
+        **_as_server_user(),
     )
     partial = Path(tempfile.mkdtemp(prefix="pg-template-", dir=cache_dir))
     shutil.copytree(building, partial / "data")
@@ -113,7 +119,6 @@ class LocalPostgres:
         log_handle = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self._proc = subprocess.Popen(
             [
-                *_as_server_user(),
                 str(self._bin / "postgres"),
                 "-D",
                 str(self._data),
@@ -134,6 +139,8 @@ class LocalPostgres:
             ],
             stdout=log_handle,
             stderr=subprocess.STDOUT,
+            cwd="/tmp",
+            **_as_server_user(),
         )
         log_handle.close()
         try:
