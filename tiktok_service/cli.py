@@ -55,6 +55,13 @@ def _simulator(argv: Sequence[str]) -> int:
     return main(list(argv))
 
 
+def _operator(argv: Sequence[str]) -> int:
+    from tiktok_service.operator.main import main
+    from tiktok_service.settings import OperatorSettings
+
+    return main(load(OperatorSettings, "operator", argv))
+
+
 def _node_agent(argv: Sequence[str]) -> int:
     from tiktok_service.devcluster.node_agent.cli import main
 
@@ -72,6 +79,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "persister": (_persister, "store events from the Redis streams in PostgreSQL"),
     "migrate": (_migrate, "apply database migrations and exit"),
     "simulator": (_simulator, "run the TikTok LIVE simulator (tests, demos, benchmarks)"),
+    "operator": (_operator, "reconcile Livestream resources into connector pods"),
     "node-agent": (_node_agent, "dev/test only: run pods bound to a local Node as processes"),
     "dev": (_dev, "run the whole stack locally and show events arriving"),
 }

@@ -10,7 +10,7 @@ from kubernetes import client, config
 
 from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
 from tiktok_service.operator import desired, model, testing
-from tiktok_service.operator.config import OperatorSettings
+from tiktok_service.settings import OperatorSettings
 
 pytestmark = pytest.mark.slow
 

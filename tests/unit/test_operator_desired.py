@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from tiktok_service.operator import desired, model
-from tiktok_service.operator.config import OperatorSettings
-from tiktok_service.settings import ConnectorSettings
+from tiktok_service.settings import ConnectorSettings, OperatorSettings
 
 UID = "0b3f6a4e-8c1d-4d59-9a55-0c6b1f1f2a10"
 

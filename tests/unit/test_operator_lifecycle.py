@@ -6,9 +6,9 @@ from typing import Any
 
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.operator import desired, lifecycle, model
-from tiktok_service.operator.config import OperatorSettings
 from tiktok_service.operator.lifecycle import Do
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
+from tiktok_service.settings import OperatorSettings
 
 NOW = 1_800_000_000.0
 SETTINGS = OperatorSettings.model_validate({"restart_reset_after_s": 600, "heartbeat_grace_s": 30})

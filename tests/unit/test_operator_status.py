@@ -6,8 +6,8 @@ from typing import Any
 
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.operator import desired, model, status
-from tiktok_service.operator.config import OperatorSettings
 from tiktok_service.operator.model import Heartbeat, PodObservation
+from tiktok_service.settings import OperatorSettings
 
 NOW = 1_800_000_000.0
 SETTINGS = OperatorSettings()

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tiktok_service.operator import model
-from tiktok_service.operator.config import OperatorSettings
+from tiktok_service.settings import OperatorSettings
 
 _HASHED_OUT = frozenset({"state"})
 _HTTP_PORT = 8080

@@ -45,10 +45,12 @@ def register(registry: kopf.OperatorRegistry, runtime: reconciler.Runtime, crede
     async def livestream_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         runtime.spec_seen((namespace or "", name), int(body.get("metadata", {}).get("generation") or 0))
 
-    @kopf.daemon(*livestreams, id="reconcile", cancellation_timeout=1.0, registry=registry)
-    async def reconcile(body: kopf.Body, namespace: str | None, name: str, **kwargs: Any) -> None:
+    @kopf.daemon(*livestreams, id="reconcile", cancellation_backoff=2.0, cancellation_timeout=5.0, registry=registry)
+    async def reconcile(
+        body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, **kwargs: Any
+    ) -> None:
         pods: kopf.Index[reconciler.Key, model.PodObservation] = kwargs["connector_pods"]  # an index is a kwarg
-        await reconciler.run(runtime, (namespace or "", name), body, pods)
+        await reconciler.run(runtime, (namespace or "", name), body, pods, stopped)
 
     @kopf.on.delete(*livestreams, id="finalize", registry=registry)
     async def finalize(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:

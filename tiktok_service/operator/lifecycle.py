@@ -28,8 +28,8 @@ from tiktok_service.domain import backoff
 from tiktok_service.domain.connector_status import ConnectorPhase
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.operator import desired, model
-from tiktok_service.operator.config import OperatorSettings
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
+from tiktok_service.settings import OperatorSettings
 
 #: A heartbeat older than the pod's start (minus clock skew) is the previous pod's.
 _HEARTBEAT_SKEW_S = 5.0

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 from tiktok_service import logs
 from tiktok_service.health_server import HealthServer
 from tiktok_service.operator import handlers, k8s, reconciler, store
-from tiktok_service.operator.config import OperatorSettings
 from tiktok_service.operator.metrics import OperatorMetrics
+from tiktok_service.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,17 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
 async def run_operator(
     settings: OperatorSettings,
     *,
-    stop_flag: kopf.aiokits.aioadapters.Flag | None = None,  # type: ignore[name-defined]
+    stop_flag: Any = None,
     ready_flag: Any = None,
+    metrics: OperatorMetrics | None = None,
 ) -> int:
-    """Run until `stop_flag` (or SIGTERM in the main thread); returns the exit code."""
+    """Run until `stop_flag` is set (or SIGTERM in the main thread); returns the exit code.
+
+    `stop_flag`/`ready_flag` are kopf flags (asyncio or threading Events or Futures).
+    """
     credentials = k8s.load_credentials(settings.kubeconfig)
     registry = kopf.OperatorRegistry()
-    metrics = OperatorMetrics(CollectorRegistry())
+    metrics = metrics if metrics is not None else OperatorMetrics(CollectorRegistry())
     priority = settings.peering_priority if settings.peering_priority is not None else random.randint(1, 2**31 - 1)
     async with (
         k8s.KubeClient(credentials) as kube,
@@ -92,6 +96,8 @@ async def run_operator(
 
 def main(settings: OperatorSettings) -> int:
     logs.configure("operator", settings.log_level)
+    # kopf logs every handler call at INFO ("Handler 'pod_changed' succeeded"): per event, per object.
+    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLogger().level))
     return asyncio.run(run_operator(settings))
 
 

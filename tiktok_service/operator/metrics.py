@@ -47,6 +47,8 @@ class OperatorMetrics:
 
     def observe_phase(self, key: tuple[str, str], phase: str | None) -> None:
         """Track `key`'s phase (None = no longer served) for the by-phase gauge."""
+        if self._phases.get(key) == phase:
+            return
         old = self._phases.pop(key, None)
         if old is not None:
             self.livestreams.labels(phase=old).dec()

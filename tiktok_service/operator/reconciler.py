@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+import kopf
 
 from tiktok_service.operator import desired, k8s, lifecycle, model, status
 from tiktok_service.operator import store as stores
-from tiktok_service.operator.config import OperatorSettings
 from tiktok_service.operator.lifecycle import Do
 from tiktok_service.operator.metrics import OperatorMetrics
+from tiktok_service.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class LivestreamLoop:
             await self.patch(livestream, wanted, patch)
         if self.row_dirty:
             await self.save_row(livestream, self.written or livestream["status"])
+        self.runtime.metrics.observe_phase(self.key, wanted["phase"])
         return max(0.0, min(delays))
 
     async def act(self, livestream: Mapping[str, Any], action: lifecycle.Action) -> None:
@@ -131,7 +133,6 @@ class LivestreamLoop:
             return  # the Livestream is gone; the daemon is about to be stopped
         self.runtime.metrics.status_patches.inc()
         self.written, self.last_patch, self.row_dirty = wanted, time.monotonic(), True
-        self.runtime.metrics.observe_phase(self.key, wanted.get("phase"))
         for event in status.transition_events(livestream["status"], wanted):
             await self.runtime.kube.post_event(
                 livestream, type_=event.type, reason=event.reason, message=event.message, component=COMPONENT
@@ -147,15 +148,25 @@ class LivestreamLoop:
         self.row_dirty = False
 
 
+async def _relay(stopped: kopf.DaemonStopped, wake: asyncio.Event) -> None:
+    await stopped.wait()
+    wake.set()
+
+
 async def run(
-    runtime: Runtime, key: Key, body: Mapping[str, Any], pods: Mapping[Key, Iterable[model.PodObservation]]
+    runtime: Runtime,
+    key: Key,
+    body: Mapping[str, Any],
+    pods: Mapping[Key, Iterable[model.PodObservation]],
+    stopped: kopf.DaemonStopped,
 ) -> None:
-    """The reconcile loop of one Livestream until cancelled (kopf stops daemons by cancelling)."""
+    """The reconcile loop of one Livestream, until kopf stops it (deletion, pause, exit)."""
     wake = runtime.wakeups[key] = asyncio.Event()
     done = runtime.finished[key] = asyncio.Event()
+    relay = asyncio.create_task(_relay(stopped, wake), name=f"stop-relay {key}")
     loop = LivestreamLoop(runtime, key)
     try:
-        while True:
+        while not stopped:
             wake.clear()
             started = time.monotonic()
             try:
@@ -169,6 +180,7 @@ async def run(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
     finally:
+        relay.cancel()
         runtime.metrics.observe_phase(key, None)
         runtime.wakeups.pop(key, None)
         runtime.generations.pop(key, None)

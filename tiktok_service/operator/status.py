@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tiktok_service.operator import lifecycle, model
-from tiktok_service.operator.config import OperatorSettings
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
+from tiktok_service.settings import OperatorSettings
 
 #: Fields that change with every comment or viewer update; alone they do not justify a patch.
 VOLATILE_FIELDS: Final = frozenset({"viewerCount", "eventCounts", "totalEvents", "lastEventAt"})

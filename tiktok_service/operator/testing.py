@@ -19,8 +19,10 @@ from typing import Any, Final, Self
 import yaml
 from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry
 
-from tiktok_service.operator import config
+from tiktok_service.operator.metrics import OperatorMetrics
+from tiktok_service.settings import OperatorSettings
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 CRDS_DIR: Final = REPO_ROOT / "crds"
@@ -108,7 +110,7 @@ def create_peering(api: client.ApiClient, *, namespace: str, name: str) -> None:
 
 def quick_settings(
     *, kubeconfig: Path, namespace: str, redis_url: str, database_url: str | None, **overrides: object
-) -> config.OperatorSettings:
+) -> OperatorSettings:
     """Settings that make the operator react within a second (short resync, no rate limit)."""
     values: dict[str, object] = {
         "kubeconfig": kubeconfig,
@@ -122,13 +124,13 @@ def quick_settings(
         "connector_image": "tiktok-service:test",
     }
     values.update(overrides)
-    return config.OperatorSettings.model_validate(values)
+    return OperatorSettings.model_validate(values)
 
 
 class OperatorThread:
     """The real operator in a background thread; `with OperatorThread(settings):` runs it."""
 
-    def __init__(self, settings: config.OperatorSettings, *, startup_timeout: float = DEFAULT_DEADLINE_S) -> None:
+    def __init__(self, settings: OperatorSettings, *, startup_timeout: float = DEFAULT_DEADLINE_S) -> None:
         self.settings = settings
         self._startup_timeout = startup_timeout
         self._stop = threading.Event()
@@ -136,12 +138,15 @@ class OperatorThread:
         self._thread = threading.Thread(target=self._main, name="operator", daemon=True)
         self._error: BaseException | None = None
         self.exit_code: int | None = None
+        self.metrics = OperatorMetrics(CollectorRegistry())
 
     def _main(self) -> None:
         from tiktok_service.operator import main
 
         try:
-            self.exit_code = asyncio.run(main.run_operator(self.settings, stop_flag=self._stop, ready_flag=self._ready))
+            self.exit_code = asyncio.run(
+                main.run_operator(self.settings, stop_flag=self._stop, ready_flag=self._ready, metrics=self.metrics)
+            )
         except BaseException as exc:  # surfaced to the test by stop()/start()
             self._error = exc
 
