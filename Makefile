@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane dev test unit bench lint fmt clean
+.PHONY: venv deps controlplane dev test unit bench lint fmt clean image kind-up kind-down
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,24 @@ deps:
 controlplane:
 	@bash scripts/build-controlplane.sh
 
-dev: venv deps
+dev: venv deps controlplane
 	$(PY) -m tiktok_service dev
+
+# --- For users with Docker: the same stack on a kind cluster -----------------------------
+KIND_CLUSTER ?= tiktok-service
+IMAGE ?= tiktok-service:dev
+
+image:
+	docker build -t $(IMAGE) .
+
+kind-up: image
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	kubectl apply -f crds/
+	kubectl apply -f deploy/
+
+kind-down:
+	kind delete cluster --name $(KIND_CLUSTER)
 
 test: venv deps controlplane
 	$(PY) -m pytest

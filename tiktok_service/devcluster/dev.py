@@ -16,18 +16,22 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as aioredis
+from kubernetes.client import ApiClient
+from kubernetes.config import new_client_from_config
 
 from tiktok_service.devcluster import processes
 from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
 from tiktok_service.domain.events import Envelope, decode
+from tiktok_service.operator import testing as kube_testing
 from tiktok_service.persister import livestreams_repository
 from tiktok_service.persister.livestreams_repository import LivestreamStatus
 from tiktok_service.persister.migrate import migrate
@@ -39,7 +43,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=5.0, help="simulated events per second")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="do not print events, only a running count")
+    parser.add_argument(
+        "--data-plane-only",
+        action="store_true",
+        help="no Kubernetes: run one connector directly (no control plane binaries needed)",
+    )
+    parser.add_argument("--no-example", action="store_true", help="do not apply examples/livestream.yaml")
     return parser.parse_args(argv)
+
+
+NAMESPACE = "tiktok-service"
 
 
 class Stack:
@@ -47,6 +60,7 @@ class Stack:
 
     def __init__(self) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.closers: list[Callable[[], None]] = []
         self.redis = LocalRedis()
         self.postgres = LocalPostgres()
 
@@ -66,6 +80,8 @@ class Stack:
     def close(self) -> None:
         for _, proc in reversed(self.children):
             processes.terminate(proc, timeout=25)
+        for closer in reversed(self.closers):
+            closer()
         self.redis.close()
         self.postgres.close()
 
@@ -92,29 +108,29 @@ def _describe(envelope: Envelope) -> str:
     return f"{kind:<10} {detail}"
 
 
-async def show_events(redis_url: str, livestream_id: str, quiet: bool) -> None:
+async def show_events(redis_url: str, livestream_id: str | None, quiet: bool) -> None:
+    """Print events as they arrive: one livestream's stream, or every per-type stream."""
     client = aioredis.from_url(redis_url)
-    stream = naming.livestream_stream(livestream_id)
-    last_id: bytes | str = "0-0"
+    streams: dict[Any, Any]
+    if livestream_id is not None:
+        streams = {naming.livestream_stream(livestream_id): "0-0"}
+    else:
+        streams = dict.fromkeys(naming.all_type_streams(), "$")
     count = 0
     try:
         while True:
             reply = cast(
                 list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
-                await client.xread({stream: last_id}, block=1000, count=500),
+                await client.xread(dict(streams), block=1000, count=500),
             )
-            for _, entries in reply or []:
+            for stream, entries in reply or []:
                 for entry_id, fields in entries:
-                    last_id = entry_id
+                    streams[stream.decode()] = entry_id
                     count += 1
                     if not quiet:
                         envelope = decode(fields[naming.FIELD_EVENT])
-                        print(
-                            f"{envelope.time_ms // 1000 % 86400 // 3600:02d}:"
-                            f"{envelope.time_ms // 60000 % 60:02d}:{envelope.time_ms // 1000 % 60:02d}  "
-                            f"{_describe(envelope)}",
-                            flush=True,
-                        )
+                        clock = time.strftime("%H:%M:%S", time.gmtime(envelope.time_ms / 1000))
+                        print(f"{clock}  {envelope.livestream_id[:8]}  {_describe(envelope)}", flush=True)
             if quiet:
                 print(f"\r{count} events", end="", flush=True)
     finally:
@@ -131,8 +147,8 @@ def running_stack() -> Iterator[Stack]:
         stack.close()
 
 
-async def prepare_database(dsn: str, livestream_id: str, username: str) -> None:
-    await migrate(dsn)
+async def register_livestream(dsn: str, livestream_id: str, username: str) -> None:
+    """Without the operator (the single writer of livestream rows) the dev flow writes its own row."""
     conn = await asyncpg.connect(dsn)
     try:
         await livestreams_repository.upsert_livestream(
@@ -144,19 +160,25 @@ async def prepare_database(dsn: str, livestream_id: str, username: str) -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    livestream_id = str(uuid.uuid4())
     with running_stack() as stack:
         stack.redis.start()
         stack.postgres.start()
-        asyncio.run(prepare_database(stack.postgres.dsn, livestream_id, args.username))
         sim_port = processes.free_port()
         sim_url = f"http://127.0.0.1:{sim_port}"
         stack.spawn(
             "simulator",
-            ["simulator", "--port", str(sim_port), "--room", f"{args.username}:{args.seed}:{args.rate}"],
+            [
+                "simulator",
+                "--port",
+                str(sim_port),
+                "--auto-create",
+                "--room",
+                f"{args.username}:{args.seed}:{args.rate}",
+            ],
             {},
         )
         processes.wait_for(lambda: processes.port_open(sim_port), timeout=20, what="the simulator")
+        asyncio.run(migrate(stack.postgres.dsn))
         stack.spawn(
             "persister",
             ["persister"],
@@ -166,31 +188,104 @@ def main(argv: Sequence[str]) -> int:
                 "PERSISTER_HTTP_PORT": "0",
             },
         )
-        stack.spawn(
-            "connector",
-            ["connector"],
-            {
-                "CONNECTOR_LIVESTREAM_ID": livestream_id,
-                "CONNECTOR_USERNAME": args.username,
-                "CONNECTOR_REDIS_URL": stack.redis.url,
-                "CONNECTOR_SIGN_API_URL": sim_url,
-                "CONNECTOR_TIKTOK_APP_URL": sim_url,
-                "CONNECTOR_TIKTOK_WEBCAST_URL": f"{sim_url}/webcast",
-                "CONNECTOR_HTTP_PORT": "0",
-                "CONNECTOR_WAIT_FOR_LIVE": "true",
-                "CONNECTOR_LIVE_POLL_INTERVAL_S": "2",
-            },
-        )
-        print(f"TikTok Service dev stack — livestream {livestream_id} (@{args.username})", file=sys.stderr)
         print(
-            f"  redis      {stack.redis.url}\n  postgres   {stack.postgres.dsn}\n  simulator  {sim_url}",
+            f"TikTok Service dev stack\n  redis       {stack.redis.url}\n  postgres    {stack.postgres.dsn}",
             file=sys.stderr,
         )
-        print(f"  logs       {stack.log_path('*')}\n  Ctrl-C to stop\n", file=sys.stderr)
+        print(f"  simulator   {sim_url}  (any username is a live room)", file=sys.stderr)
+        if args.data_plane_only:
+            livestream_id: str | None = str(uuid.uuid4())
+            _run_one_connector(stack, args, livestream_id or "", sim_url)
+        else:
+            livestream_id = None
+            _run_kubernetes(stack, args, sim_url)
+        print(f"  logs        {stack.log_path('*')}\n  Ctrl-C to stop\n", file=sys.stderr)
         signal.signal(signal.SIGTERM, _raise_interrupt)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(show_events(stack.redis.url, livestream_id, args.quiet))
     return 0
+
+
+def _run_one_connector(stack: Stack, args: argparse.Namespace, livestream_id: str, sim_url: str) -> None:
+    asyncio.run(register_livestream(stack.postgres.dsn, livestream_id, args.username))
+    stack.spawn(
+        "connector",
+        ["connector"],
+        {
+            "CONNECTOR_LIVESTREAM_ID": livestream_id,
+            "CONNECTOR_USERNAME": args.username,
+            "CONNECTOR_REDIS_URL": stack.redis.url,
+            "CONNECTOR_SIGN_API_URL": sim_url,
+            "CONNECTOR_TIKTOK_APP_URL": sim_url,
+            "CONNECTOR_TIKTOK_WEBCAST_URL": f"{sim_url}/webcast",
+            "CONNECTOR_HTTP_PORT": "0",
+            "CONNECTOR_WAIT_FOR_LIVE": "true",
+            "CONNECTOR_LIVE_POLL_INTERVAL_S": "2",
+        },
+    )
+    print(f"  livestream  {livestream_id} (@{args.username}, one connector, no Kubernetes)", file=sys.stderr)
+
+
+def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> None:
+    """Control plane + node agent + operator: Livestreams become connector pods run as local processes."""
+    from tiktok_service.devcluster.controlplane import ControlPlane
+
+    plane = ControlPlane(extra_users=["operator"])
+    stack.closers.append(plane.stop)
+    plane.start()
+    kubeconfig = str(plane.kubeconfig_path)
+    with _api(kubeconfig) as api:
+        kube_testing.install_crds(api)
+        kube_testing.apply(api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
+        kube_testing.apply(api, [_connector_secret(stack.redis.url)], namespace=NAMESPACE)
+        kube_testing.grant_role(api, namespace=NAMESPACE, user="operator")
+        kube_testing.create_peering(api, namespace=NAMESPACE, name="tiktok-operator")
+    stack.spawn("node-agent", ["node-agent", "--kubeconfig", kubeconfig, "--node-name", "dev-node"], {})
+    stack.spawn(
+        "operator",
+        ["operator"],
+        {
+            "OPERATOR_KUBECONFIG": str(plane.kubeconfig_for("operator")),
+            "OPERATOR_NAMESPACES": f'["{NAMESPACE}"]',
+            "OPERATOR_PEERING_NAME": "tiktok-operator",
+            "OPERATOR_REDIS_URL": stack.redis.url,
+            "OPERATOR_DATABASE_URL": stack.postgres.dsn,
+            "OPERATOR_SIGN_API_URL": sim_url,
+            "OPERATOR_TIKTOK_APP_URL": sim_url,
+            "OPERATOR_TIKTOK_WEBCAST_URL": f"{sim_url}/webcast",
+            "OPERATOR_HTTP_PORT": "0",
+        },
+    )
+    print(f"  kubernetes  {plane.server_url}\n  export KUBECONFIG={kubeconfig}", file=sys.stderr)
+    print(f"  kubectl     {_kubectl()} get livestreams -n {NAMESPACE}", file=sys.stderr)
+    if not args.no_example:
+        with _api(kubeconfig) as api:
+            kube_testing.apply(api, kube_testing.manifests(kube_testing.EXAMPLES_DIR / "livestream.yaml"))
+        print("  applied     examples/livestream.yaml (more: kubectl apply -f your-livestream.yaml)", file=sys.stderr)
+
+
+def _api(kubeconfig: str) -> ApiClient:
+    return cast(ApiClient, new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
+
+
+def _kubectl() -> str:
+    from tiktok_service.devcluster.controlplane import binaries_dir
+
+    try:
+        return str(binaries_dir() / "kubectl")
+    except Exception:
+        return "kubectl"
+
+
+def _connector_secret(redis_url: str) -> dict[str, Any]:
+    # The connector pods run on this machine (node agent), so they reach the local Redis directly.
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "tiktok-connector"},
+        "type": "Opaque",
+        "stringData": {"redis-url": redis_url},
+    }
 
 
 def _raise_interrupt(*_: Any) -> None:
