@@ -99,7 +99,7 @@ class PersisterSettings(BaseSettings):
         "PERSISTER_", "DATABASE_URL", "postgresql://tiktok@127.0.0.1:5432/tiktok"
     )
     consumer_name: str | None = Field(default=None, description="Defaults to hostname-pid (the pod name).")
-    batch_size: int = Field(default=2_000, ge=1, description="Max entries per read and per COPY.")
+    batch_size: int = Field(default=2_000, ge=1, description="Max rows per COPY batch (filled from several reads).")
     block_ms: int = Field(default=1_000, ge=1, description="XREADGROUP block time.")
     claim_idle_ms: int = Field(
         default=60_000, ge=1_000, description="Reclaim entries pending longer than this (a dead persister)."

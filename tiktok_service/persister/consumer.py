@@ -19,13 +19,12 @@ Failure policy, in one place:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Final, TypeVar
 
 import asyncpg
@@ -49,6 +48,9 @@ REDIS_TRANSIENT: Final = (RedisError, OSError)
 #: Decoded batches waiting for the writer. 2 keeps the database busy while the reader
 #: works ahead, and bounds memory to ~4 batches (queue + one being read + one being stored).
 PIPELINE_DEPTH: Final = 2
+#: Entries per stream per XREADGROUP. A reply is parsed in one go on the event loop; small
+#: replies keep the writer responsive, and batches are filled from several reads anyway.
+READ_COUNT: Final = 250
 #: Entries decoded between two yields to the event loop. Decoding is CPU work on the loop
 #: thread; long uninterrupted runs would leave PostgreSQL idle waiting for the writer.
 DECODE_SLICE: Final = 200
@@ -135,13 +137,34 @@ class Persister:
             tasks.create_task(self._write_batches(queue, reader), name="persister-writer")
 
     async def _read_batches(self, queue: asyncio.Queue[list[Item] | None], *, burst: bool) -> None:
+        """Fill batches of up to batch_size rows from small reads, and hand them to the writer.
+
+        Reads are small (READ_COUNT per stream) because parsing a reply blocks the event
+        loop, and with it the writer; batches are large because that is what makes COPY
+        cheap. A partial batch is handed over as soon as a read finds nothing more, so a
+        quiet stream does not wait for a full batch.
+        """
+        batch: list[Item] = []
+        size = self.settings.batch_size
+        claim_every_s = self.settings.claim_idle_ms / 2000
+        next_claim = time.monotonic()
         try:
-            async with contextlib.aclosing(self._entries(burst=burst)) as reads:
-                async for entries in reads:
-                    for chunk in self._chunks(entries):
-                        await queue.put(await self._decode(chunk))
+            while not self.stopping:
+                claiming = time.monotonic() >= next_claim
+                if claiming:
+                    next_claim = time.monotonic() + claim_every_s
+                    entries = await self._claim_idle()
+                else:
+                    entries = await self._read_new(block=not batch)
+                batch.extend(await self._decode(entries))
+                drained = not claiming and not entries  # nothing new in any stream right now
+                while len(batch) >= size or (drained and batch):
+                    await queue.put(batch[:size])
+                    batch = batch[size:]
+                if burst and drained:
+                    break
         except Stopped:
-            pass
+            pass  # what is in `batch` stays pending on us and is reclaimed later
         await queue.put(None)  # the writer stores what is queued, then ends
 
     async def _write_batches(self, queue: asyncio.Queue[list[Item] | None], reader: asyncio.Task[None]) -> None:
@@ -153,31 +176,20 @@ class Persister:
             # us and get reclaimed) and stop the reader, which may be blocked on a full queue.
             reader.cancel()
 
-    async def _entries(self, *, burst: bool) -> AsyncGenerator[Sequence[Entry], None]:
-        """What to work on next: entries reclaimed from idle consumers (every claim_idle_ms/2),
-        else new ones. Ends on stop(), or in burst mode when a read finds nothing new."""
-        claim_every_s = self.settings.claim_idle_ms / 2000
-        next_claim = time.monotonic()
-        while not self.stopping:
-            if time.monotonic() >= next_claim:
-                next_claim = time.monotonic() + claim_every_s
-                claimed = await self._retry_redis(
-                    lambda: self.group.claim_idle(
-                        min_idle_ms=self.settings.claim_idle_ms, count=self.settings.batch_size
-                    )
-                )
-                if claimed:
-                    self.metrics.claimed.inc(len(claimed))
-                    log.info("reclaimed idle entries", extra={"count": len(claimed)})
-                    yield claimed
-                    continue
-            entries = await self._retry_redis(
-                lambda: self.group.read_new(count=self.settings.batch_size, block_ms=self.settings.block_ms)
-            )
-            if entries:
-                yield entries
-            elif burst:
-                return
+    async def _read_new(self, *, block: bool) -> list[Entry]:
+        block_ms = self.settings.block_ms if block else None
+        count = min(self.settings.batch_size, READ_COUNT)
+        return await self._retry_redis(lambda: self.group.read_new(count=count, block_ms=block_ms))
+
+    async def _claim_idle(self) -> list[Entry]:
+        """Entries idle longer than claim_idle_ms under any consumer (a dead persister's)."""
+        claimed = await self._retry_redis(
+            lambda: self.group.claim_idle(min_idle_ms=self.settings.claim_idle_ms, count=self.settings.batch_size)
+        )
+        if claimed:
+            self.metrics.claimed.inc(len(claimed))
+            log.info("reclaimed idle entries", extra={"count": len(claimed)})
+        return claimed
 
     def _chunks(self, entries: Sequence[Entry]) -> Iterator[Sequence[Entry]]:
         size = self.settings.batch_size

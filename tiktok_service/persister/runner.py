@@ -66,6 +66,7 @@ async def open_persister(
         max_size=2,
         timeout=DB_CONNECT_TIMEOUT_S,
         command_timeout=DB_COMMAND_TIMEOUT_S,
+        reset=_keep_session,
     )
     try:
         await pool
@@ -79,6 +80,15 @@ async def open_persister(
     finally:
         await pool.close()
         await redis.aclose()
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without the default reset query (RESET ALL, UNLISTEN *, ...).
+
+    The persister's connections carry no session state to clean (no LISTEN, no SET, no
+    session advisory locks), and the staging temp table should survive between batches.
+    Skipping the reset saves a round trip per batch.
+    """
 
 
 async def run_persister(settings: PersisterSettings, *, handle_signals: bool = True) -> int:

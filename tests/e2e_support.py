@@ -1,0 +1,308 @@
+"""Helpers for the end-to-end tests (`tests/integration/test_e2e_*.py`).
+
+Those tests are synchronous: the `kubernetes` client, the node agents and the operator all
+block or run in their own threads. The asyncio services a test talks to (the simulator,
+the persister, PostgreSQL queries) run on a `BackgroundLoop`, an event loop in its own
+thread, so they keep serving the connector processes while a test waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import asyncpg
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tiktok_service.devcluster.node_agent import NodeAgent
+from tiktok_service.operator import model
+from tiktok_service.persister import livestreams_repository as repo
+
+T = TypeVar("T")
+
+DEADLINE_S: Final = 60.0
+_POLL_S: Final = 0.1
+_LOG_TAIL_LINES: Final = 40
+
+
+class BackgroundLoop:
+    """An asyncio event loop in a daemon thread; `run(coro)` executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name="e2e-services", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = DEADLINE_S) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.run(self._drain())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(DEADLINE_S)
+        self.loop.close()
+
+    async def _drain(self) -> None:
+        await self.loop.shutdown_asyncgens()
+        await self.loop.shutdown_default_executor()
+
+
+class Background:
+    """A long-running coroutine on a `BackgroundLoop` (e.g. a persister), stopped on request."""
+
+    def __init__(self, bg: BackgroundLoop, serve: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+        self._bg = bg
+        self._stop = asyncio.Event()
+        self._future = asyncio.run_coroutine_threadsafe(serve(self._stop), bg.loop)
+
+    def stop(self, timeout: float = DEADLINE_S) -> None:
+        self._bg.loop.call_soon_threadsafe(self._stop.set)
+        self._future.result(timeout)  # re-raises what killed it, if anything did
+
+
+def wait_for(
+    condition: Callable[[], T], *, what: str, timeout: float = DEADLINE_S, explain: Callable[[], str] | None = None
+) -> T:
+    """Poll until `condition()` is truthy and return it; fail naming `what` (and `explain()`) at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            details = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{details}")
+        time.sleep(_POLL_S)
+
+
+def connector_bin_dir(root: Path, venv_bin: Path) -> Path:
+    """A bin dir whose `tiktok-service` is the venv's, run with the connector's HTTP port off.
+
+    On Kubernetes every pod has its own network namespace, so every connector listens on
+    :8080 (`CONNECTOR_HTTP_PORT` set by the operator). The local node agent runs all pods in
+    the host's namespace, where a second connector could not bind :8080 and would exit 1.
+    The agent puts this dir first on the pods' PATH; the connector itself runs unchanged.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    script = root / "tiktok-service"
+    script.write_text(
+        "#!/bin/sh\n"
+        "# Pods of the local node agent share the host network: no fixed health port.\n"
+        "export CONNECTOR_HTTP_PORT=0\n"
+        f'exec "{venv_bin / "tiktok-service"}" "$@"\n'
+    )
+    script.chmod(0o755)
+    return root
+
+
+def livestream(name: str, username: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": model.API_VERSION,
+        "kind": model.KIND,
+        "metadata": {"name": name},
+        "spec": {"username": username, **spec},
+    }
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+class Cluster:
+    """The test's view of one namespace: Livestreams, their pods, and what to print when stuck."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, agents: list[NodeAgent]) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.agents = agents  # every node agent running now (for connector logs)
+
+    # -- Livestreams -------------------------------------------------------------------------
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.create_namespaced_custom_object(  # type: ignore[no-any-return]
+            model.GROUP, model.VERSION, self.namespace, model.PLURAL, body
+        )
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
+                model.GROUP, model.VERSION, self.namespace, model.PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def status(self, name: str) -> dict[str, Any]:
+        found = self.get(name)
+        return dict((found or {}).get("status") or {})
+
+    def phase(self, name: str) -> str | None:
+        return self.status(name).get("phase")
+
+    def in_phase(self, name: str, phase: str, **fields: Any) -> dict[str, Any] | None:
+        """The status when it shows `phase` (and each of `fields`), else None (for `wait_for`)."""
+        status = self.status(name)
+        if status.get("phase") != phase or any(status.get(key) != value for key, value in fields.items()):
+            return None
+        return status
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            model.GROUP, model.VERSION, self.namespace, model.PLURAL, name, {"spec": spec}
+        )
+
+    def delete(self, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(model.GROUP, model.VERSION, self.namespace, model.PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def gone(self, name: str) -> bool:
+        """Neither the Livestream nor its pod exists any more."""
+        return not self.pods(name) and self.get(name) is None
+
+    def events(self, name: str) -> list[str]:
+        found = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}")
+        return [event.reason for event in found.items]
+
+    # -- pods ----------------------------------------------------------------------------------
+
+    def pods(self, name: str) -> list[client.V1Pod]:
+        """Every connector pod of the Livestream `name` (there must never be more than one)."""
+        selector = f"{model.LABEL_LIVESTREAM}={model.label_value(name)}"
+        return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
+
+    def pod(self, name: str) -> client.V1Pod | None:
+        pods = self.pods(name)
+        assert len(pods) <= 1, f"{len(pods)} connector pods for {name}"
+        return pods[0] if pods else None
+
+    def running_pod(self, name: str, *, other_than: str | None = None) -> client.V1Pod | None:
+        """The pod once its connector process runs (a `local://<pid>` container id); not `other_than` (a uid)."""
+        pod = self.pod(name)
+        state = container_status(pod)
+        if pod is None or state is None or state.state.running is None or not state.container_id:
+            return None
+        return pod if pod.metadata.uid != other_than else None
+
+    def delete_pod(self, pod: client.V1Pod) -> None:
+        self.core.delete_namespaced_pod(pod.metadata.name, self.namespace)
+
+    # -- diagnosis ---------------------------------------------------------------------------
+
+    def connector_log(self, name: str) -> str:
+        pod_name = model.pod_name(name)
+        for agent in self.agents:
+            path = agent.log_path(self.namespace, pod_name, model.CONTAINER)
+            if path.exists():
+                lines = path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+                return f"connector log on {agent.node_name} ({path}):\n" + "\n".join(lines)
+        return f"no connector log for {pod_name} on {[agent.node_name for agent in self.agents]}"
+
+    def explain(self, *names: str) -> Callable[[], str]:
+        """Failure details: each Livestream's status, its pod's status and its connector's log."""
+
+        def details() -> str:
+            parts = []
+            for name in names:
+                pod = next(iter(self.pods(name)), None)
+                pod_state = pod.status.to_dict() if pod is not None and pod.status is not None else None
+                parts.append(
+                    f"--- livestream {self.namespace}/{name}\n"
+                    f"status: {json.dumps(self.status(name), indent=1, default=str)}\n"
+                    f"pod: {pod.metadata.name if pod else None} on {pod.spec.node_name if pod else None}: "
+                    f"{json.dumps(pod_state, default=str)}\n"
+                    f"{self.connector_log(name)}"
+                )
+            return "\n".join(parts)
+
+        return details
+
+
+def container_status(pod: client.V1Pod | None) -> client.V1ContainerStatus | None:
+    if pod is None or pod.status is None or not pod.status.container_statuses:
+        return None
+    status: client.V1ContainerStatus = pod.status.container_statuses[0]
+    return status
+
+
+def pid_of(pod: client.V1Pod) -> int:
+    state = container_status(pod)
+    assert state is not None and state.container_id.startswith("local://"), state
+    return int(state.container_id.removeprefix("local://"))
+
+
+class Livestreams:
+    """Livestreams a test created: printed (shown by pytest when the test fails) and deleted after it."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.names: list[str] = []
+
+    def create(self, name: str, username: str, **spec: Any) -> dict[str, Any]:
+        self.names.append(name)
+        return self.cluster.create(livestream(name, username, **spec))
+
+    def adopt(self, name: str) -> None:
+        """Track one created by other means (kubectl)."""
+        self.names.append(name)
+
+    def delete_all(self, timeout: float = DEADLINE_S) -> None:
+        """Print their state (pytest shows it if the test failed), delete them, wait for their pods to go."""
+        self.report()
+        names, self.names = self.names, []
+        for name in names:
+            self.cluster.delete(name)
+        for name in names:
+            wait_for(
+                functools.partial(self.cluster.gone, name),
+                what=f"livestream {name} and its pod to be gone",
+                timeout=timeout,
+                explain=self.cluster.explain(name),
+            )
+
+    def report(self) -> None:
+        if self.names:
+            print(self.cluster.explain(*self.names)())
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+async def fetch_row(database_url: str, uid: str) -> repo.Livestream | None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await repo.get_livestream(conn, uuid.UUID(uid))
+    finally:
+        await conn.close()
+
+
+async def stored_events(database_url: str, uid: str) -> list[tuple[str, str]]:
+    """(event_id, event_type) of every row of the livestream in `events`."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT event_id, event_type FROM events WHERE livestream_id = $1", uuid.UUID(uid))
+    finally:
+        await conn.close()
+    return [(row["event_id"], row["event_type"]) for row in rows]
+
+
+def without_markers(events: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """id -> type of TikTok-originated events (not the connector's connect/disconnect markers)."""
+    return {event_id: kind for event_id, kind in events if kind not in {"tiktok.connect", "tiktok.disconnect"}}
