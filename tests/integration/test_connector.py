@@ -11,12 +11,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from tests.support import expected_events, livestream_entries, tiktok_ids, wait_until
 from tiktok_service.connector import runner as connector_runner
+from tiktok_service.devcluster.processes import free_port
 from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorPhase, status_from_hash
@@ -98,6 +100,13 @@ async def wait_for_all(
         return set(expected) <= set(await tiktok_ids(redis, livestream_id))
 
     await wait_until(arrived, timeout=timeout, what=f"{len(expected)} events in the livestream stream")
+
+
+def received_comments(metrics_text: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith('tiktok_connector_events_received_total{type="tiktok.comment"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def metric(name: str, **labels: str) -> float:
@@ -360,7 +369,8 @@ async def test_sigterm_flushes_buffered_events_before_the_process_exits(
 ) -> None:
     username = new_name()
     await simulator.add_room(username, Scenario(seed=6, rate=300, total=300, mix={"comment": 1}))
-    settings = make_settings(username, drain_timeout_s=30)
+    port = free_port()
+    settings = make_settings(username, drain_timeout_s=30, http_port=port)
     env = {
         **os.environ,
         **{
@@ -379,10 +389,20 @@ async def test_sigterm_flushes_buffered_events_before_the_process_exits(
         stderr=asyncio.subprocess.PIPE,
     )
     room = simulator.room(username)
+
+    async def received_all() -> bool:
+        # What the connector has taken off the socket (its /metrics), not what is still in flight.
+        try:
+            async with httpx.AsyncClient() as http:
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=2)).text
+        except httpx.HTTPError:
+            return False
+        return received_comments(text) >= 300
+
     try:
         await wait_until(lambda: room.stats_json()["events_sent"] >= 50, timeout=20, what="traffic")
         redis_server.stop()
-        await wait_until(lambda: room.stats_json()["events_sent"] >= 300, timeout=20, what="all events sent")
+        await wait_until(received_all, timeout=30, what="all 300 events received by the connector")
         process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0)  # the connector is now draining into a Redis that is down
     finally:
