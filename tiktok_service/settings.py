@@ -62,7 +62,7 @@ class ConnectorSettings(BaseSettings):
         default=2_000, ge=1, description="Max events per Redis round trip; large batches keep a backlog short."
     )
     dedupe_window: int = Field(
-        default=20_000, ge=100, description="Recent msg_ids remembered to drop replayed history."
+        default=5_000, ge=100, description="Recent msg_ids remembered to drop replayed history (TikTok replays tens)."
     )
 
     # Reconnects: exponential backoff with full jitter between base and cap.

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from tiktok_service.connector import metrics
+from tiktok_service.connector import memory, metrics
 from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorStatus
 
@@ -64,6 +64,7 @@ class StatusReporter:
     async def run(self) -> None:
         while True:
             await self.write(self._ttl_s)
+            memory.release()
             await asyncio.sleep(self._interval_s)
 
     async def write_final(self) -> None:
