@@ -48,6 +48,14 @@ class BackgroundLoop:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = DEADLINE_S) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def call(self, function: Callable[[], T], timeout: float = DEADLINE_S) -> T:
+        """`function()` on the loop's thread (for objects that only that loop may touch)."""
+
+        async def invoke() -> T:
+            return function()
+
+        return self.run(invoke(), timeout)
+
     def close(self) -> None:
         self.run(self._drain())
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -34,11 +34,17 @@ async def run_connector(settings: ConnectorSettings, *, install_signal_handlers:
         return True, details
 
     health = HealthServer(host="0.0.0.0", port=settings.http_port, probe=probe)
+    try:
+        await health.start()
+    except OSError as exc:
+        # A taken port is a configuration problem: restarting the pod would not help.
+        log.error("cannot serve /healthz and /metrics", extra={"port": settings.http_port, "error": str(exc)})
+        await redis.aclose()
+        return int(ExitCode.CONFIG)
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.stop)
-    await health.start()
     log.info("connector starting", extra={"livestream_id": settings.livestream_id, "username": settings.username})
     try:
         code = await runner.run()

@@ -110,6 +110,8 @@ class LocalPostgres:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, *, timeout: float = 30.0) -> None:
+        if self.running:
+            return
         if not self._created:
             shutil.copytree(_template_dir(self._cache_dir, self._bin), self._data)
             os.chmod(self._root, 0o755)

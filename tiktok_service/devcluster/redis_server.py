@@ -30,6 +30,8 @@ class LocalRedis:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, *, timeout: float = 10.0) -> None:
+        if self.running:
+            return
         log = self._dir / "redis.log"
         args = [
             self._binary,
