@@ -254,6 +254,8 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
             "OPERATOR_TIKTOK_APP_URL": sim_url,
             "OPERATOR_TIKTOK_WEBCAST_URL": f"{sim_url}/webcast",
             "OPERATOR_HTTP_PORT": "0",
+            # Every pod of the local node shares this host: connectors must not all bind one port.
+            "OPERATOR_CONNECTOR_HTTP_PORT": "0",
         },
     )
     print(f"  kubernetes  {plane.server_url}\n  export KUBECONFIG={kubeconfig}", file=sys.stderr)
