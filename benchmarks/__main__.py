@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import connector_bench, persister_throughput
+from benchmarks import api_bench, connector_bench, operator_bench, persister_throughput
 
 
 def main() -> int:
@@ -13,6 +13,10 @@ def main() -> int:
     connector_bench.main()
     print("# persister vs raw asyncpg COPY", flush=True)
     persister_throughput.main()
+    print("# operator: 1,000 Livestreams vs 1,000 pods created directly", flush=True)
+    operator_bench.main()
+    print("# API: 1,000 SSE subscribers vs a bare Redis XREAD reader", flush=True)
+    api_bench.main()
     return 0
 
 

@@ -62,6 +62,19 @@ def _operator(argv: Sequence[str]) -> int:
     return main(load(OperatorSettings, "operator", argv))
 
 
+def _api(argv: Sequence[str]) -> int:
+    from tiktok_service.api.main import serve
+    from tiktok_service.settings import ApiSettings
+
+    return serve(load(ApiSettings, "api", argv))
+
+
+def _api_keys(argv: Sequence[str]) -> int:
+    from tiktok_service.api.main import keys_main
+
+    return keys_main(list(argv))
+
+
 def _node_agent(argv: Sequence[str]) -> int:
     from tiktok_service.devcluster.node_agent.cli import main
 
@@ -80,6 +93,8 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "migrate": (_migrate, "apply database migrations and exit"),
     "simulator": (_simulator, "run the TikTok LIVE simulator (tests, demos, benchmarks)"),
     "operator": (_operator, "reconcile Livestream resources into connector pods"),
+    "api": (_api, "serve the REST API (livestreams, SSE events, history) on port 8002"),
+    "api-keys": (_api_keys, "create, list and revoke API keys (one workspace per key)"),
     "node-agent": (_node_agent, "dev/test only: run pods bound to a local Node as processes"),
     "dev": (_dev, "run the whole stack locally and show events arriving"),
 }

@@ -182,6 +182,13 @@ class OperatorSettings(BaseSettings):
     resync_interval_s: float = Field(
         default=5.0, gt=0, description="How often each Livestream re-reads its connector's heartbeat (2 s refresh)."
     )
+    idle_resync_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A Livestream whose connector is not running has no heartbeat to read: it changes through pod "
+        "and spec events, and is looked at this often only as a safety net (1,000 pending pods cost ~17 passes/s, "
+        "not 200).",
+    )
     status_min_interval_s: float = Field(
         default=10.0,
         ge=0,
@@ -200,3 +207,84 @@ class OperatorSettings(BaseSettings):
         if self.connector_grace_period_s <= self.connector_drain_timeout_s:
             raise ValueError("connector_grace_period_s must exceed connector_drain_timeout_s (the connector's flush)")
         return self
+
+
+class ApiSettings(BaseSettings):
+    """The HTTP API: Livestreams for one workspace per API key, SSE from Redis, history from PostgreSQL."""
+
+    model_config = SettingsConfigDict(env_prefix="API_", extra="ignore")
+
+    host: str = Field(default="0.0.0.0", description="Listen address (all interfaces: it runs in a pod).")
+    port: int = Field(default=8002, ge=0, le=65535, description="Listen port (0 = any free port).")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("API_REDIS_URL", "REDIS_URL")
+    )
+    database_url: str = Field(
+        default="postgresql://tiktok@127.0.0.1:5432/tiktok",
+        validation_alias=AliasChoices("API_DATABASE_URL", "DATABASE_URL"),
+    )
+    kubeconfig: Path | None = Field(
+        default=None, description="Kubeconfig file; None = in-cluster service account (or the client's default)."
+    )
+    namespace: str = Field(
+        default="tiktok-service",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="The one namespace whose Livestreams this API manages (its Role is bound there).",
+    )
+
+    # Connection pools.
+    database_pool_size: int = Field(
+        default=10, ge=1, le=200, description="PostgreSQL connections: key lookups and history pages are short."
+    )
+    redis_pool_size: int = Field(
+        default=64,
+        ge=2,
+        le=10_000,
+        description="Redis connections: one blocking XREAD per livestream being streamed, plus catch-up reads.",
+    )
+    kube_timeout_s: float = Field(default=10.0, gt=0, description="Per Kubernetes API request.")
+
+    # Server-sent events. One reader per livestream fans out to every subscriber of it.
+    sse_block_ms: int = Field(
+        default=1_000,
+        ge=10,
+        le=30_000,
+        description="XREAD BLOCK of a livestream's reader: also how often it notices shutdown and its last subscriber.",
+    )
+    sse_batch: int = Field(
+        default=256, ge=1, le=10_000, description="XREAD/XRANGE COUNT per loop: the most entries a subscriber holds."
+    )
+    sse_ring_size: int = Field(
+        default=2_048,
+        ge=16,
+        le=1_000_000,
+        description="Recent entries kept per streamed livestream (~1 KB each); a subscriber further behind reads "
+        "Redis itself until it catches up, so a slow client never grows a buffer.",
+    )
+    sse_writes_per_s: int = Field(
+        default=20_000,
+        ge=100,
+        description="Write budget per livestream: its subscribers are woken at most this many times a second "
+        "in total, so 1,000 subscribers of a busy room get a few events per write every 50 ms, while a "
+        "few subscribers get each event as it comes (~30 us of CPU per write).",
+    )
+    sse_ping_interval_s: float = Field(
+        default=15.0, gt=0, description="Comment line sent after this long without an event (proxies close idle ones)."
+    )
+    sse_phase_check_s: float = Field(
+        default=2.0, gt=0, description="How often a livestream's reader re-reads its CR phase (Stopped/Ended ends SSE)."
+    )
+    sse_retry_ms: int = Field(default=2_000, ge=0, description="`retry:` sent to EventSource clients.")
+    shutdown_timeout_s: float = Field(
+        default=10.0, gt=0, description="Uvicorn's graceful-shutdown limit; streams close well before it."
+    )
+
+    # Pagination.
+    page_size: int = Field(
+        default=50,
+        ge=1,
+        le=500,
+        description="Page size of lists and history when the client gives no `limit` (<= 500).",
+    )
+
+    log_level: str = "INFO"

@@ -89,7 +89,9 @@ def install_crds(api: client.ApiClient, *, timeout: float = DEFAULT_DEADLINE_S) 
 
 def grant_role(api: client.ApiClient, *, namespace: str, user: str) -> None:
     """Bind the operator's Role from `deploy/` (and nothing else) to `user` in `namespace`."""
-    roles = [doc for doc in manifests(DEPLOY_DIR) if doc["kind"] == "Role"]
+    roles = [
+        doc for doc in manifests(DEPLOY_DIR) if doc["kind"] == "Role" and doc["metadata"]["name"] == "tiktok-operator"
+    ]
     apply(api, roles, namespace=namespace)
     bindings = [
         {

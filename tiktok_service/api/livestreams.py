@@ -1,0 +1,246 @@
+"""The API's data layer for livestreams: routes call this, never Kubernetes or SQL directly.
+
+Every method takes the caller's workspace and treats a Livestream of another workspace
+exactly like one that does not exist (None), so a route can only answer 404 and never
+confirms that someone else's livestream exists.
+
+Finding a Livestream by id (its uid): the uid -> name mapping never changes during a
+resource's life, so it is cached (bounded). On a miss the livestreams row (the operator
+mirrors every Livestream there, with its workspace and username) gives the name, since
+names are derived from (workspace, username); a Livestream so new that the operator has
+not written its row yet is found by listing the workspace's Livestreams (one
+label-selected request).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Final
+
+import aiohttp
+import asyncpg
+import orjson
+
+from tiktok_service.api import feeds, kube, repository, resources, schemas
+from tiktok_service.operator import model
+from tiktok_service.persister import events_repository, rows
+
+log = logging.getLogger(__name__)
+
+_NAME_CACHE_SIZE: Final = 10_000
+_END_REASONS: Final = {
+    model.Phase.STOPPED: feeds.STOPPED,
+    model.Phase.ENDED: feeds.ENDED,
+    model.Phase.FAILED: feeds.FAILED,
+}
+
+
+class WrongWorkspace(Exception):
+    """The request names a workspace other than the API key's."""
+
+
+class Invalid(Exception):
+    """Kubernetes refused the resource (the message says why); a client error."""
+
+
+class LivestreamService:
+    def __init__(self, kube_api: kube.LivestreamsApi, pool: asyncpg.Pool) -> None:
+        self._kube = kube_api
+        self._pool = pool
+        self._names: OrderedDict[str, str] = OrderedDict()
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def _remember(self, livestream: dict[str, Any]) -> None:
+        self._names[resources.uid(livestream)] = resources.name(livestream)
+        self._names.move_to_end(resources.uid(livestream))
+        while len(self._names) > _NAME_CACHE_SIZE:
+            self._names.popitem(last=False)
+
+    async def _get_if(self, name: str, livestream_id: str) -> dict[str, Any] | None:
+        found = await self._kube.get(name)
+        if found is None or resources.uid(found) != livestream_id:
+            self._names.pop(livestream_id, None)
+            return None
+        self._remember(found)
+        return found
+
+    async def find(self, workspace_id: str, livestream_id: uuid.UUID) -> dict[str, Any] | None:
+        """The Livestream `livestream_id` of `workspace_id`, or None (also when it is another workspace's)."""
+        key = str(livestream_id)
+        found: dict[str, Any] | None = None
+        if (name := self._names.get(key)) is not None:
+            found = await self._get_if(name, key)
+        else:
+            async with self._pool.acquire() as conn:
+                row = await repository.livestream_row(conn, livestream_id, workspace_id)
+            if row is not None:
+                found = await self._get_if(resources.livestream_name(workspace_id, row.username), key)
+            else:
+                listed = await self._kube.list(resources.workspace_selector(workspace_id))
+                found = next((item for item in listed if resources.uid(item) == key), None)
+                if found is not None:
+                    self._remember(found)
+        return found if found is not None and resources.in_workspace(found, workspace_id) else None
+
+    async def _row(self, workspace_id: str, livestream_id: str) -> Any:
+        async with self._pool.acquire() as conn:
+            return await repository.livestream_row(conn, uuid.UUID(livestream_id), workspace_id)
+
+    async def _detail(self, workspace_id: str, livestream: dict[str, Any]) -> dict[str, Any]:
+        row = await self._row(workspace_id, resources.uid(livestream))
+        return resources.view(livestream, row, detail=True)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def connect(self, workspace_id: str, request: schemas.LivestreamCreate) -> schemas.LivestreamConnected:
+        """Create the Livestream, or return the workspace's existing one for that user (set Running again)."""
+        if request.workspace_id is not None and request.workspace_id != workspace_id:
+            raise WrongWorkspace(f"this API key belongs to workspace {workspace_id!r}")
+        body = resources.desired_livestream(
+            namespace=self._kube.namespace,
+            workspace_id=workspace_id,
+            username=request.username,
+            wait_for_live=request.wait_for_live,
+            event_types=[t.value for t in request.event_types or []],
+        )
+        name = body["metadata"]["name"]
+        created = resumed = False
+        livestream: dict[str, Any] | None = None
+        for _ in range(3):  # create, or take the existing one; again if it vanished in between
+            try:
+                livestream = await self._kube.create(body)
+                created = True
+                break
+            except kube.KubeError as exc:
+                if exc.status == 422:
+                    raise Invalid(exc.message) from exc
+                if exc.status != 409:
+                    raise
+            livestream = await self._kube.get(name)
+            if livestream is not None:
+                break
+        if livestream is None:
+            raise kube.KubeError(409, "Conflict", f"livestream {name} is being replaced; try again")
+        if not resources.in_workspace(livestream, workspace_id):
+            raise kube.KubeError(409, "Conflict", f"livestream {name} is not managed by this API")
+        if not created and resources.desired_state(livestream) != model.DesiredState.RUNNING.value:
+            patched = await self._kube.patch_spec(
+                name, resources.uid(livestream), {"state": model.DesiredState.RUNNING.value}
+            )
+            if patched is not None:
+                livestream, resumed = patched, True
+        self._remember(livestream)
+        fields = await self._detail(workspace_id, livestream)
+        return schemas.LivestreamConnected(**fields, created=created, resumed=resumed)
+
+    async def disconnect(self, workspace_id: str, livestream_id: uuid.UUID) -> schemas.LivestreamDetail | None:
+        """Set the Livestream Stopped: the operator removes its connector; resource, row and events stay."""
+        found = await self.find(workspace_id, livestream_id)
+        if found is None:
+            return None
+        patched = await self._kube.patch_spec(
+            resources.name(found), resources.uid(found), {"state": model.DesiredState.STOPPED.value}
+        )
+        if patched is None:
+            return None
+        return schemas.LivestreamDetail(**await self._detail(workspace_id, patched))
+
+    async def delete(self, workspace_id: str, livestream_id: uuid.UUID) -> bool:
+        found = await self.find(workspace_id, livestream_id)
+        if found is None:
+            return False
+        deleted = await self._kube.delete(resources.name(found), resources.uid(found))
+        self._names.pop(str(livestream_id), None)
+        return deleted
+
+    # -- queries -----------------------------------------------------------------------------
+
+    async def get(self, workspace_id: str, livestream_id: uuid.UUID) -> schemas.LivestreamDetail | None:
+        found = await self.find(workspace_id, livestream_id)
+        return schemas.LivestreamDetail(**await self._detail(workspace_id, found)) if found is not None else None
+
+    async def page(
+        self,
+        workspace_id: str,
+        *,
+        phases: set[str] | None,
+        username: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> schemas.LivestreamsPage:
+        """Raises ValueError for a cursor this API did not make."""
+        after = resources.decode_list_cursor(cursor) if cursor is not None else None
+        listed = await self._kube.list(resources.workspace_selector(workspace_id, username))
+        page, next_key = resources.select_page(listed, phases=phases, username=username, after=after, limit=limit)
+        async with self._pool.acquire() as conn:
+            found_rows = await repository.livestream_rows(
+                conn, [uuid.UUID(resources.uid(item)) for item in page], workspace_id
+            )
+        items = [
+            schemas.LivestreamPublic(**resources.view(item, found_rows.get(uuid.UUID(resources.uid(item)))))
+            for item in page
+        ]
+        return schemas.LivestreamsPage(
+            items=items, next_cursor=resources.encode_list_cursor(next_key) if next_key else None
+        )
+
+    async def owns_history(self, workspace_id: str, livestream_id: uuid.UUID) -> bool:
+        """Its row or its resource is in the workspace (history outlives a deleted resource)."""
+        if await self._row(workspace_id, str(livestream_id)) is not None:
+            return True
+        return await self.find(workspace_id, livestream_id) is not None
+
+    async def history(
+        self,
+        livestream_id: uuid.UUID,
+        *,
+        cursor: str | None,
+        limit: int,
+        types: Sequence[str] | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+    ) -> schemas.EventsPage:
+        """Stored events; call `owns_history` first. Raises ValueError for a cursor this API did not make."""
+        after = rows.Cursor.decode(cursor) if cursor is not None else None
+        async with self._pool.acquire() as conn:
+            page = await events_repository.events_page(
+                conn, livestream_id, after=after, limit=limit, types=types, since=since, until=until
+            )
+        items = [
+            schemas.EventPublic.model_validate(
+                {
+                    "id": event.event_id,
+                    "type": event.event_type,
+                    "timestamp": event.timestamp,
+                    "received_at": event.received_at,
+                    "event": orjson.loads(event.payload),
+                }
+            )
+            for event in page.events
+        ]
+        return schemas.EventsPage(items=items, next_cursor=page.next_cursor.encode() if page.next_cursor else None)
+
+    # -- for the SSE feeds -------------------------------------------------------------------
+
+    async def end_reason(self, livestream_id: str) -> str | None:
+        """Why the livestream is over (feeds.STOPPED/ENDED/FAILED/DELETED), or None while it goes on.
+
+        Only called for livestreams a subscriber was authorised for (so their name is cached).
+        """
+        name = self._names.get(livestream_id)
+        if name is None:
+            return None
+        try:
+            found = await self._kube.get(name)
+        except (kube.KubeError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not read a livestream's phase", extra={"error": repr(exc)})
+            return None
+        if found is None or resources.uid(found) != livestream_id:
+            return feeds.DELETED
+        phase = resources.phase(found)
+        return _END_REASONS.get(model.Phase(phase)) if phase else None

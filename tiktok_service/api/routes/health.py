@@ -1,0 +1,62 @@
+"""`/healthz` (the process serves), `/readyz` (its dependencies answer), `/metrics`.
+
+Unauthenticated, for probes and Prometheus; they reveal nothing about any workspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from fastapi import APIRouter, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tiktok_service.api import deps, repository, schemas
+
+router = APIRouter(tags=["health"])
+
+_CHECK_TIMEOUT_S: Final = 2.0
+
+
+@router.get("/healthz")
+async def healthz() -> schemas.Health:
+    return schemas.Health(status="ok")
+
+
+@router.get("/readyz", responses={503: {"model": schemas.Health, "description": "A dependency does not answer."}})
+async def readyz(api: deps.ApiResources, response: Response) -> schemas.Health:
+    """PostgreSQL, Redis and the Kubernetes API (a one-item list of Livestreams: our RBAC too)."""
+
+    async def postgres() -> None:
+        async with api.pool.acquire() as conn:
+            await repository.ping(conn)
+
+    async def redis() -> None:
+        await api.redis.ping()
+
+    checks: dict[str, Callable[[], Awaitable[None]]] = {
+        "postgresql": postgres,
+        "redis": redis,
+        "kubernetes": api.kube.ping,
+    }
+    results = await asyncio.gather(*(_check(check) for check in checks.values()))
+    report = dict(zip(checks, results, strict=True))
+    ready = all(result == "ok" for result in results)
+    if not ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return schemas.Health(status="ok" if ready else "unavailable", checks=report)
+
+
+async def _check(check: Callable[[], Awaitable[None]]) -> str:
+    try:
+        async with asyncio.timeout(_CHECK_TIMEOUT_S):
+            await check()
+    except Exception as exc:  # any failure means "not ready"; its kind is the report
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+async def metrics(api: deps.ApiResources) -> Response:
+    return Response(generate_latest(api.metrics.registry), media_type=CONTENT_TYPE_LATEST)
