@@ -230,7 +230,7 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
     """Control plane + node agent + operator: Livestreams become connector pods run as local processes."""
     from tiktok_service.devcluster.controlplane import ControlPlane
 
-    plane = ControlPlane(extra_users=["operator"])
+    plane = ControlPlane(extra_users=["operator", "api"])
     stack.closers.append(plane.stop)
     plane.start()
     kubeconfig = str(plane.kubeconfig_path)
@@ -240,6 +240,11 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
         kube_testing.apply(api, [_connector_secret(stack.redis.url)], namespace=NAMESPACE)
         kube_testing.grant_role(api, namespace=NAMESPACE, user="operator")
         kube_testing.create_peering(api, namespace=NAMESPACE, name="tiktok-operator")
+        api_roles = [
+            d for d in kube_testing.manifests(kube_testing.DEPLOY_DIR / "api-rbac.yaml") if d["kind"] == "Role"
+        ]
+        kube_testing.apply(api, api_roles, namespace=NAMESPACE)
+        kube_testing.apply(api, [_binding("tiktok-api", "api")], namespace=NAMESPACE)
     stack.spawn("node-agent", ["node-agent", "--kubeconfig", kubeconfig, "--node-name", "dev-node"], {})
     stack.spawn(
         "operator",
@@ -258,7 +263,27 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
             "OPERATOR_CONNECTOR_HTTP_PORT": "0",
         },
     )
+    api_port = processes.free_port()
+    stack.spawn(
+        "api",
+        ["api"],
+        {
+            "API_PORT": str(api_port),
+            "API_HOST": "127.0.0.1",
+            "API_KUBECONFIG": str(plane.kubeconfig_for("api")),
+            "API_NAMESPACE": NAMESPACE,
+            "API_REDIS_URL": stack.redis.url,
+            "API_DATABASE_URL": stack.postgres.dsn,
+        },
+    )
+    key = _create_api_key(stack.postgres.dsn)
     print(f"  kubernetes  {plane.server_url}\n  export KUBECONFIG={kubeconfig}", file=sys.stderr)
+    print(f"  api         http://127.0.0.1:{api_port}/docs   key (workspace demo): {key}", file=sys.stderr)
+    print(
+        f"              curl -H 'Authorization: Bearer {key}' -d '{{\"username\": \"alice\"}}' "
+        f"-H 'Content-Type: application/json' http://127.0.0.1:{api_port}/api/livestreams/connect",
+        file=sys.stderr,
+    )
     print(f"  kubectl     {_kubectl()} get livestreams -n {NAMESPACE}", file=sys.stderr)
     if not args.no_example:
         with _api(kubeconfig) as api:
@@ -268,6 +293,38 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
 
 def _api(kubeconfig: str) -> ApiClient:
     return cast(ApiClient, new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
+
+
+def _binding(role: str, user: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": f"{role}-{user}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+
+
+def _create_api_key(dsn: str) -> str:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tiktok_service",
+            "api-keys",
+            "--database-url",
+            dsn,
+            "create",
+            "--workspace",
+            "demo",
+            "--name",
+            "dev",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("key: "))
 
 
 def _kubectl() -> str:
