@@ -56,6 +56,58 @@ async def test_an_empty_batch_does_nothing(conn: asyncpg.Connection) -> None:
     assert await events_repository.insert_events(conn, []) == 0
 
 
+async def staging_table_exists(conn: asyncpg.Connection) -> bool:
+    return await conn.fetchval("SELECT to_regclass('pg_temp.events_staging') IS NOT NULL") is True
+
+
+async def test_a_batch_of_new_events_is_copied_straight_into_events_without_staging(
+    conn: asyncpg.Connection,
+) -> None:
+    assert await events_repository.insert_events(conn, records(40)) == 40
+    assert not await staging_table_exists(conn)
+    assert await events_repository.count_events(conn) == 40
+
+
+async def test_a_batch_holding_stored_events_falls_back_to_the_merge_and_stores_only_the_new_ones(
+    conn: asyncpg.Connection,
+) -> None:
+    batch = records(40)
+    await events_repository.insert_events(conn, batch[:10])
+    assert await events_repository.insert_events(conn, batch) == 30
+    assert await staging_table_exists(conn)
+    assert await events_repository.count_events(conn) == 40
+    assert not conn.is_in_transaction()
+
+
+async def test_a_batch_expected_to_hold_duplicates_is_merged_right_away(conn: asyncpg.Connection) -> None:
+    batch = records(20)
+    assert await events_repository.insert_events(conn, batch[:5], expect_new=False) == 5
+    assert await events_repository.insert_events(conn, batch, expect_new=False) == 15
+    assert await events_repository.count_events(conn) == 20
+
+
+async def test_inside_a_callers_transaction_a_failed_copy_does_not_abort_it(conn: asyncpg.Connection) -> None:
+    batch = records(20)
+    await events_repository.insert_events(conn, batch[:5])
+    async with conn.transaction():
+        assert await events_repository.insert_events(conn, batch) == 15
+        assert await events_repository.count_events(conn) == 20  # the transaction is still usable
+    assert await events_repository.count_events(conn) == 20
+
+
+async def test_rows_postgresql_refuses_fail_the_batch_as_a_data_error_whichever_path_it_takes(
+    conn: asyncpg.Connection,
+) -> None:
+    batch = records(10)
+    assert batch[3][2] == "7400000000000000003"
+    await conn.execute("ALTER TABLE events ADD CONSTRAINT refuse_one CHECK (event_id <> '7400000000000000003')")
+    for expect_new in (True, False):
+        with pytest.raises(asyncpg.CheckViolationError) as caught:
+            await events_repository.insert_events(conn, batch, expect_new=expect_new)
+        assert events_repository.is_data_error(caught.value)
+    assert await events_repository.count_events(conn) == 0
+
+
 async def test_paging_returns_every_event_of_the_livestream_once_in_time_order(conn: asyncpg.Connection) -> None:
     await events_repository.insert_events(conn, records(251, ties=True) + records(40, OTHER_UID))
     livestream = rows.livestream_key(CR_UID)
@@ -137,6 +189,44 @@ async def test_a_livestream_row_is_created_then_updated_keeping_what_an_update_d
     assert later.created_at == created.created_at
     assert later.updated_at >= live.updated_at
     assert await livestreams.get_livestream(conn, uid) == later
+
+
+@pytest.mark.parametrize("terminal", [LivestreamStatus.STOPPED, LivestreamStatus.ENDED, LivestreamStatus.FAILED])
+async def test_a_terminal_status_sets_ended_at_once_and_a_resumed_livestream_clears_it(
+    conn: asyncpg.Connection, terminal: LivestreamStatus
+) -> None:
+    uid = uuid.UUID(CR_UID)
+    live = await livestreams.upsert_livestream(conn, id=uid, username="alice", status=LivestreamStatus.LIVE)
+    assert live.ended_at is None
+    ended = await livestreams.upsert_livestream(conn, id=uid, username="alice", status=terminal)
+    assert ended.ended_at is not None
+    again = await livestreams.upsert_livestream(conn, id=uid, username="alice", status=terminal)
+    assert again.ended_at == ended.ended_at  # the first end time stays
+    resumed = await livestreams.upsert_livestream(conn, id=uid, username="alice", status=LivestreamStatus.CONNECTING)
+    assert resumed.ended_at is None
+    assert await livestreams.get_livestream(conn, uid) == resumed
+    ended_again = await livestreams.upsert_livestream(conn, id=uid, username="alice", status=terminal)
+    assert ended_again.ended_at is not None
+    assert ended_again.ended_at > ended.ended_at
+
+
+async def test_a_livestream_row_created_in_a_terminal_status_is_ended_from_the_start(
+    conn: asyncpg.Connection,
+) -> None:
+    created = await livestreams.upsert_livestream(
+        conn, id=uuid.UUID(CR_UID), username="alice", status=LivestreamStatus.FAILED
+    )
+    assert created.ended_at is not None
+
+
+async def test_a_closed_livestream_that_resumes_is_no_longer_ended(conn: asyncpg.Connection) -> None:
+    uid = uuid.UUID(CR_UID)
+    await livestreams.upsert_livestream(conn, id=uid, username="alice", status=LivestreamStatus.LIVE)
+    closed = await livestreams.close_livestream(conn, uid, status=LivestreamStatus.STOPPED)
+    assert closed is not None
+    assert closed.ended_at is not None
+    resumed = await livestreams.upsert_livestream(conn, id=uid, username="alice", status=LivestreamStatus.LIVE)
+    assert (resumed.status, resumed.ended_at) == (LivestreamStatus.LIVE, None)
 
 
 async def test_closing_a_livestream_records_the_first_end_time_and_a_terminal_status(

@@ -128,3 +128,107 @@ def test_shipped_migrations_are_numbered_and_ordered() -> None:
 def test_only_migrations_not_yet_applied_are_pending() -> None:
     available = [migrate.Migration("0001_a", ""), migrate.Migration("0002_b", "")]
     assert [m.version for m in migrate.pending_migrations(available, {"0001_a"})] == ["0002_b"]
+
+
+def full_path(raw: bytes) -> rows.Record | tuple[str, str]:
+    """What the full decoder makes of `raw`: its record, or its poison verdict."""
+    try:
+        return rows.record_from_envelope(events.decode(raw), raw)
+    except events.MalformedEnvelope as exc:
+        return ("malformed_envelope", str(exc))
+    except rows.PoisonEntry as exc:
+        return (exc.category, exc.reason)
+
+
+def entry_verdict(raw: bytes) -> rows.Record | tuple[str, str]:
+    try:
+        return rows.record_from_fields({naming.FIELD_EVENT: raw})
+    except rows.PoisonEntry as exc:
+        return (exc.category, exc.reason)
+
+
+def envelope_variants() -> list[events.Envelope]:
+    found = [sample.sample_envelope(n, livestream_id=CR_UID, event_type=t) for n, t in enumerate(events.EventType)]
+    found.append(events.Envelope(id="c-1", type=events.EventType.CONNECT, livestream_id=CR_UID, room_id=1, time_ms=0))
+    found.append(sample.sample_envelope(7, livestream_id="demo"))
+    found.append(sample.sample_envelope(8, livestream_id=CR_UID, room_id=2**63 - 1))
+    unicode = sample.sample_envelope(9, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
+    unicode.data["comment"] = 'héllo 🎉 "quoted" \\ back\\slash'
+    found.append(unicode)
+    late = sample.sample_envelope(10, livestream_id=CR_UID)
+    late.time_ms = 4_102_444_799_999  # 2099-12-31T23:59:59.999Z, the last fast-path millisecond
+    found.append(late)
+    return found
+
+
+@pytest.mark.parametrize("envelope", envelope_variants(), ids=lambda e: f"{e.type.value}-{e.id}-{e.livestream_id}")
+def test_the_fast_path_gives_exactly_the_record_of_the_full_decoder(envelope: events.Envelope) -> None:
+    raw = envelope.encode()
+    fast = rows.fast_record(raw)
+    assert fast is not None
+    assert fast == full_path(raw)
+    assert [type(value) for value in fast] == [type(value) for value in rows.record_from_envelope(envelope, raw)]
+    assert fast[-1].tzinfo is dt.UTC
+
+
+def _envelope_doc(**changes: object) -> dict[str, object]:
+    doc = sample.sample_envelope(3, livestream_id=CR_UID, event_type=events.EventType.GIFT).to_cloudevent()
+    doc.update(changes)
+    return doc
+
+
+def _user_doc(**changes: object) -> dict[str, object]:
+    user: dict[str, object] = {"id": "6800000000000000003", "unique_id": "viewer_3", "nickname": "V"}
+    user.update(changes)
+    return user
+
+
+UNUSUAL_ENVELOPES = {
+    # valid, but not in the shape connectors publish: the full decoder takes them
+    "time with microseconds": _envelope_doc(time="2026-01-01T00:00:00.000123Z"),
+    "time with an offset": _envelope_doc(time="2026-01-01T01:00:00.000+01:00"),
+    "time without fraction": _envelope_doc(time="2026-01-01T00:00:00Z"),
+    "time before 1970": _envelope_doc(time="1969-12-31T23:59:59.999Z"),
+    "time after 2099": _envelope_doc(time="2100-01-01T00:00:00.000Z"),
+    "time with another separator": _envelope_doc(time="2026-01-01 00:00:00.000Z"),
+    "data without user": _envelope_doc(data={"count": 1}),
+    "numeric roomid": _envelope_doc(roomid=7),
+    "numeric user id": _envelope_doc(data={"user": _user_doc(id=6800000000000000003)}),
+    "numeric unique_id": _envelope_doc(data={"user": _user_doc(unique_id=42)}),
+    "data as pairs": _envelope_doc(data=[["count", 1]]),
+    # invalid: the full decoder gives the reason
+    "no nickname": _envelope_doc(data={"user": {"id": "1", "unique_id": "u"}}),
+    "unknown type": _envelope_doc(type="tiktok.nope"),
+    "unhashable type": _envelope_doc(type=["tiktok.gift"]),
+    "empty id": _envelope_doc(id=""),
+    "numeric id": _envelope_doc(id=7),
+    "no livestreamid": {k: v for k, v in _envelope_doc().items() if k != "livestreamid"},
+    "schemaversion 2": _envelope_doc(schemaversion=2),
+    "roomid not a number": _envelope_doc(roomid="seven"),
+    "roomid beyond bigint": _envelope_doc(roomid=str(2**63)),
+    "user id beyond bigint": _envelope_doc(data={"user": _user_doc(id=str(-(2**63) - 1))}),
+    "user id not a number": _envelope_doc(data={"user": _user_doc(id="x")}),
+    "user not an object": _envelope_doc(data={"user": "viewer"}),
+    "NUL in id": _envelope_doc(id="a\x00b"),
+    "NUL in username": _envelope_doc(data={"user": _user_doc(unique_id="a\x00b")}),
+    "NUL in payload": _envelope_doc(data={"user": None, "comment": "a\x00b"}),
+    "time not a time": _envelope_doc(time="yesterday"),
+    "a JSON array": [1, 2],
+    "a JSON string": "event",
+}
+
+
+@pytest.mark.parametrize("doc", list(UNUSUAL_ENVELOPES.values()), ids=list(UNUSUAL_ENVELOPES))
+def test_an_envelope_the_fast_path_does_not_vouch_for_gets_the_full_decoders_verdict(doc: object) -> None:
+    raw = orjson.dumps(doc)
+    assert rows.fast_record(raw) is None
+    assert entry_verdict(raw) == full_path(raw)
+
+
+def test_bytes_that_are_not_json_get_the_full_decoders_verdict() -> None:
+    assert rows.fast_record(b"\xff{") is None
+    assert entry_verdict(b"\xff{") == full_path(b"\xff{")
+
+
+def test_the_payload_position_names_the_payload_column() -> None:
+    assert rows.COLUMNS[rows.PAYLOAD] == "payload"

@@ -2,8 +2,9 @@
 
 Layers, from pure to effectful:
   rows.py                   entry -> row, deterministic keys, poison rules, cursors, backoff (pure)
+  batches.py                stream replies -> batches of rows + where each came from (pure)
   migrate.py, migrations/   versioned schema, applied once under an advisory lock
-  events_repository.py      all SQL on `events` (COPY + merge, keyset pages)
+  events_repository.py      all SQL on `events` (COPY, merge when duplicates, keyset pages)
   livestreams_repository.py all SQL on `livestreams` (written by the operator, not the persister)
   streams.py                the group's Redis commands (read, claim, ack, dead-letter)
   consumer.py               the Persister loop: batching, retries, exactly-once acking

@@ -37,11 +37,15 @@ TERMINAL_STATUSES: Final = frozenset({LivestreamStatus.STOPPED, LivestreamStatus
 
 # Observations that are None keep the stored value: the operator reports what it knows
 # now, and not knowing the viewer count this time must not erase the last one.
+# `ended_at` follows the status instead ($13: is it terminal?): a terminal status keeps the
+# first end time (or records now), any other status clears it, so a livestream resumed
+# after Stopped/Ended is not reported as ended.
 _UPSERT: Final = """
 INSERT INTO livestreams AS l (id, workspace_id, username, status, room_id, viewer_count,
                               event_counts, connected_at, disconnected_at, last_event_at,
-                              reason, message)
-VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7::jsonb, '{}'::jsonb), $8, $9, $10, $11, $12)
+                              reason, message, ended_at)
+VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7::jsonb, '{}'::jsonb), $8, $9, $10, $11, $12,
+        CASE WHEN $13::boolean THEN now() END)
 ON CONFLICT (id) DO UPDATE SET
     workspace_id    = COALESCE(EXCLUDED.workspace_id, l.workspace_id),
     username        = EXCLUDED.username,
@@ -54,6 +58,7 @@ ON CONFLICT (id) DO UPDATE SET
     last_event_at   = COALESCE(EXCLUDED.last_event_at, l.last_event_at),
     reason          = COALESCE(EXCLUDED.reason, l.reason),
     message         = COALESCE(EXCLUDED.message, l.message),
+    ended_at        = CASE WHEN $13::boolean THEN COALESCE(l.ended_at, now()) END,
     updated_at      = now()
 RETURNING id, workspace_id, username, status, room_id, viewer_count, event_counts, connected_at,
           disconnected_at, last_event_at, created_at, updated_at, ended_at, reason, message
@@ -119,7 +124,11 @@ async def upsert_livestream(
     reason: str | None = None,
     message: str | None = None,
 ) -> Livestream:
-    """Create the row or update it with what is known now (None = keep the stored value)."""
+    """Create the row or update it with what is known now (None = keep the stored value).
+
+    `ended_at` is set by a terminal status (stopped, ended, failed) unless already set,
+    and cleared by any other: a livestream resumed after it stopped is no longer ended.
+    """
     counts = orjson.dumps(dict(event_counts)).decode() if event_counts is not None else None
     record = await conn.fetchrow(
         _UPSERT,
@@ -135,6 +144,7 @@ async def upsert_livestream(
         last_event_at,
         reason,
         message,
+        status in TERMINAL_STATUSES,
     )
     assert record is not None  # INSERT ... RETURNING always returns the row
     return _livestream(record)

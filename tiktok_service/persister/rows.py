@@ -37,7 +37,18 @@ COLUMNS: Final = (
     "timestamp",
 )
 Record = tuple[uuid.UUID, uuid.UUID, str, str, int, int | None, str | None, str, dt.datetime]
+#: Position of the payload (the envelope as published) in a record.
+PAYLOAD: Final = 7
 
+#: Values of the `type` attribute the fast path accepts (exactly those events.decode accepts).
+_TYPE_VALUES: Final = frozenset(t.value for t in events.EventType)
+#: Years whose millisecond timestamps survive the full decoder's float round trip exactly
+#: (below 2**32 s a float holds seconds to within 0.25 us, so rounding to microseconds
+#: restores the millisecond): in them both paths agree to the microsecond.
+_FAST_YEARS: Final = range(1970, 2100)
+#: Bits a name-based SHA-1 UUID sets over the hash: version 5 and the RFC 4122 variant.
+_UUID5_MARK: Final = (0x50 << 72) | (0x80 << 56)
+_UUID5_KEEP: Final = ((1 << 128) - 1) ^ ((0xF0 << 72) | (0xC0 << 56))
 _BIGINT_MIN: Final = -(2**63)
 _BIGINT_MAX: Final = 2**63 - 1
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -92,10 +103,9 @@ def _keys_of(livestream_id: str) -> tuple[uuid.UUID, bytes]:
 
 def _uuid5(prefix: bytes, name: str) -> uuid.UUID:
     """uuid.uuid5 with the namespace bytes precomputed (same result, a fraction of the cost)."""
-    digest = bytearray(hashlib.sha1(prefix + name.encode(), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return _fast_uuid(bytes(digest))
+    digest = int.from_bytes(hashlib.sha1(prefix + name.encode(), usedforsecurity=False).digest()[:16])
+    made: uuid.UUID = pgproto.UUID(((digest & _UUID5_KEEP) | _UUID5_MARK).to_bytes(16))
+    return made
 
 
 def _fast_uuid(value: bytes) -> uuid.UUID:
@@ -112,11 +122,93 @@ def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:
     raw = fields.get(naming.FIELD_EVENT)
     if raw is None:
         raise PoisonEntry("missing_event", f"entry has no {naming.FIELD_EVENT.decode()!r} field")
+    record = fast_record(raw)
+    if record is not None:
+        return record
     try:
         envelope = events.decode(raw)
     except events.MalformedEnvelope as exc:
         raise PoisonEntry("malformed_envelope", str(exc)) from exc
     return record_from_envelope(envelope, raw)
+
+
+def fast_record(raw: bytes) -> Record | None:
+    """The record of an envelope in the exact shape connectors publish, or None.
+
+    The hot path: one orjson parse, and only the columns are picked out, without building
+    an Envelope or round-tripping the time through a float (about half the cost of
+    `events.decode` + `record_from_envelope`). Whatever is not plainly well-formed (a
+    missing key, a wrong type, an unusual time format, a value PostgreSQL would refuse)
+    gives None, and the full decoder then decides, explaining any refusal. So this
+    function accepts a subset of what the full path accepts, and returns the very same
+    record for it (tests/unit/test_persister_rows.py holds it to that).
+    """
+    try:
+        doc = orjson.loads(raw)
+        if doc["specversion"] != events.SPEC_VERSION or doc["schemaversion"] != events.SCHEMA_VERSION:
+            return None
+        event_id = doc["id"]
+        event_type = doc["type"]
+        livestream_id = doc["livestreamid"]
+        room = doc["roomid"]
+        time_text = doc["time"]
+        user = doc["data"]["user"]  # subscripting proves `data` an object
+        if (
+            type(event_id) is not str
+            or type(event_type) is not str
+            or type(livestream_id) is not str
+            or type(room) is not str
+            or type(time_text) is not str
+            or not event_id
+            or not livestream_id
+            or event_type not in _TYPE_VALUES
+            or "\x00" in event_id
+        ):
+            return None
+        if user:
+            username = user["unique_id"]
+            raw_user_id = user["id"]
+            if (
+                type(username) is not str
+                or type(raw_user_id) is not str
+                or "\x00" in username
+                or "nickname" not in user
+            ):
+                return None
+            user_id: int | None = int(raw_user_id)
+        else:
+            user_id = username = None
+        room_id = int(room)
+        moment = dt.datetime.fromisoformat(time_text)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    if (
+        # format_time's shape: UTC, milliseconds, in a year both paths agree on
+        len(time_text) != 24
+        or time_text[10] != "T"
+        or time_text[19] != "."
+        or time_text[23] != "Z"
+        or moment.microsecond % 1000
+        or moment.year not in _FAST_YEARS
+        # values PostgreSQL would refuse
+        or not _BIGINT_MIN <= room_id <= _BIGINT_MAX
+        or (user_id is not None and not _BIGINT_MIN <= user_id <= _BIGINT_MAX)
+        # maybe a NUL, which jsonb cannot hold: the full path checks (memchr first: 10x faster)
+        or (b"\\" in raw and b"\\u0000" in raw)
+    ):
+        return None
+    livestream, key_prefix = _keys_of(livestream_id)
+    return (
+        _uuid5(key_prefix, event_id),
+        livestream,
+        event_id,
+        event_type,
+        room_id,
+        user_id,
+        username,
+        raw.decode("utf-8"),
+        moment,
+    )
 
 
 def record_from_envelope(envelope: events.Envelope, raw: bytes) -> Record:
@@ -151,7 +243,7 @@ def _check_storable(envelope: events.Envelope, raw: bytes) -> None:
     if "\x00" in envelope.id or (user is not None and "\x00" in user.unique_id):
         raise PoisonEntry("unstorable", "id or username contains a NUL character")
     # Cheap pre-filter, exact check only when it fires: jsonb cannot hold \u0000.
-    if b"\\u0000" in raw and _contains_nul(orjson.loads(raw)):
+    if b"\\" in raw and b"\\u0000" in raw and _contains_nul(orjson.loads(raw)):
         raise PoisonEntry("unstorable", "payload contains a \\u0000 character (jsonb cannot store it)")
 
 

@@ -27,6 +27,12 @@ DEAD_LETTER_MAXLEN: Final = 10_000
 #: before the first persister ever ran, and those events must be stored too. The cost is a
 #: one-off replay of what the stream retains, which the idempotent insert absorbs.
 GROUP_START_ID: Final = "0"
+#: XREADGROUP under a name redis-py registers no response callback for (a command name
+#: may carry its first arguments, like "CONFIG GET"; redis-py splits it on spaces before
+#: sending). The reply then comes back as hiredis parsed it, skipping redis-py's
+#: conversion of every entry into a (id, dict) tuple: ~1.5 us per entry, a tenth of the
+#: persister's Python time.
+_XREADGROUP_RAW: Final = "XREADGROUP GROUP"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,21 @@ class GroupConsumer:
     async def read_new(self, *, count: int, block_ms: int | None) -> list[Entry]:
         """Entries never delivered to any consumer of the group (`>`), up to `count` per stream."""
         return await self._read(self._ids(">"), count=count, block_ms=block_ms)
+
+    async def read_new_reply(self, *, count: int, block_ms: int | None) -> Any:
+        """`read_new`, as the reply hiredis parsed (`batches.reply_streams` takes it apart)."""
+        args: list[Any] = [self.group, self.consumer, "COUNT", count]
+        if block_ms is not None:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", *self.streams, *(">" for _ in self.streams)]
+        try:
+            return await self.redis.execute_command(_XREADGROUP_RAW, *args)  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):
+                raise
+            log.warning("consumer group missing; creating it again", extra={"error": str(exc)})
+            await self.ensure_groups()
+            return None
 
     async def read_own_pending(self, *, count: int) -> list[Entry]:
         """Entries delivered to this consumer name earlier and never acked (a previous life)."""
@@ -111,8 +132,8 @@ class GroupConsumer:
                 )
         return claimed
 
-    async def ack(self, entries: Iterable[Entry]) -> None:
-        by_stream = _ids_by_stream(entries)
+    async def ack(self, by_stream: Mapping[str, Sequence[StreamIdT]]) -> None:
+        """XACK entry ids, given per stream; one round trip."""
         if not by_stream:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -120,15 +141,14 @@ class GroupConsumer:
                 pipe.xack(stream, self.group, *ids)
             await pipe.execute()
 
-    async def keep_claimed(self, entries: Iterable[Entry]) -> None:
+    async def keep_claimed(self, by_stream: Mapping[str, Sequence[StreamIdT]]) -> None:
         """Reset the idle time of entries we still hold (XCLAIM JUSTID does not bump the
         delivery count), so other persisters do not reclaim a batch we are retrying."""
-        by_stream = _ids_by_stream(entries)
         if not by_stream:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
-                pipe.xclaim(stream, self.group, self.consumer, 0, ids, justid=True)
+                pipe.xclaim(stream, self.group, self.consumer, 0, list(ids), justid=True)
             await pipe.execute()
 
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
@@ -165,13 +185,6 @@ def _entries(response: Any) -> Iterable[Entry]:
         name = _text(stream)
         for entry_id, fields in found:
             yield Entry(name, entry_id, fields or {})  # None/{}: the entry was trimmed away
-
-
-def _ids_by_stream(entries: Iterable[Entry]) -> dict[str, list[StreamIdT]]:
-    grouped: dict[str, list[StreamIdT]] = {}
-    for entry in entries:
-        grouped.setdefault(entry.stream, []).append(entry.id)
-    return grouped
 
 
 def _raw(fields: Mapping[bytes, bytes]) -> bytes:
