@@ -174,6 +174,14 @@ class OperatorSettings(BaseSettings):
     )
     connector_run_as_user: int = 10001
     connector_service_account: str | None = None
+    connector_http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="The connector's /healthz and /metrics port (its liveness probe). 0 = no HTTP port and no "
+        "probe: for nodes whose pods share the host network (the local node agent), where a second connector "
+        "could not bind a fixed port.",
+    )
 
     # Reconciliation pacing.
     restart_reset_after_s: float = Field(

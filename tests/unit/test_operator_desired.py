@@ -111,6 +111,34 @@ def test_the_container_runs_the_connector_command_with_the_configured_image() ->
     assert container["image"] == "registry.local/tiktok-service:1.2.3"
 
 
+def test_the_connector_serves_health_on_its_http_port_and_the_kubelet_probes_it() -> None:
+    pod = desired.desired_pod(livestream(), settings(connector_http_port=9100))
+    (container,) = pod["spec"]["containers"]
+
+    assert env_of(pod)["CONNECTOR_HTTP_PORT"] == "9100"
+    assert container["ports"] == [{"name": "http", "containerPort": 9100, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+def test_the_http_port_defaults_to_8080() -> None:
+    (container,) = desired.desired_pod(livestream(), settings())["spec"]["containers"]
+
+    assert container["ports"][0]["containerPort"] == 8080
+
+
+def test_http_port_0_gives_a_connector_without_a_port_or_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = desired.desired_pod(livestream(), settings(connector_http_port=0))
+    (container,) = pod["spec"]["containers"]
+    monkeypatch.setenv("CONNECTOR_REDIS_URL", "redis://redis:6379/0")
+    for name, value in env_of(pod).items():
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+
+    assert "ports" not in container
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & container.keys()
+    assert ConnectorSettings().http_port == 0  # type: ignore[call-arg]
+
+
 def test_resources_are_sized_from_the_measured_connector_memory_by_default() -> None:
     (container,) = desired.desired_pod(livestream(), settings())["spec"]["containers"]
 

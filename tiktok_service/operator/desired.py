@@ -15,6 +15,10 @@ Decisions recorded here (see also the README of `deploy/`):
   the spec replaces the pod; operator settings (image, URLs) reach pods on their next
   restart only, so upgrading the operator does not reconnect every room at once.
 * **Grace period > drain timeout** so a stopped connector flushes its buffer before SIGKILL.
+* **HTTP port** (`connector_http_port`): the connector's /healthz, probed by the kubelet.
+  0 turns both off, for nodes whose pods share the host network, where every connector
+  would compete for the same port; a hung connector is then caught by the operator's
+  heartbeat check alone.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from tiktok_service.operator import model
 from tiktok_service.settings import OperatorSettings
 
 _HASHED_OUT = frozenset({"state"})
-_HTTP_PORT = 8080
 _SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 
@@ -81,7 +84,7 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
             },
         },
         {"name": "CONNECTOR_DRAIN_TIMEOUT_S", "value": str(settings.connector_drain_timeout_s)},
-        {"name": "CONNECTOR_HTTP_PORT", "value": str(_HTTP_PORT)},
+        {"name": "CONNECTOR_HTTP_PORT", "value": str(settings.connector_http_port)},
     ]
     if spec.get("eventTypes"):
         env.append({"name": "CONNECTOR_EVENT_TYPES", "value": json.dumps(list(spec["eventTypes"]))})
@@ -123,14 +126,7 @@ def desired_pod(
         "imagePullPolicy": settings.connector_image_pull_policy,
         "command": ["tiktok-service", "connector"],
         "env": connector_env(livestream, settings),
-        "ports": [{"name": "http", "containerPort": _HTTP_PORT, "protocol": "TCP"}],
         "resources": overrides.get("resources") or resources(settings),
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "periodSeconds": 20,
-            "timeoutSeconds": 5,
-            "failureThreshold": 3,
-        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -139,6 +135,14 @@ def desired_pod(
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if settings.connector_http_port:
+        container["ports"] = [{"name": "http", "containerPort": settings.connector_http_port, "protocol": "TCP"}]
+        container["livenessProbe"] = {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": settings.connector_grace_period_s,
