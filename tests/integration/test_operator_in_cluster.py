@@ -452,6 +452,40 @@ async def test_deleting_the_livestream_removes_its_pod_and_closes_its_row(
     assert stored.ended_at is not None
 
 
+async def test_a_livestream_deleted_while_no_operator_runs_is_cleaned_up_by_the_next_one(
+    operator_settings: testing.config.OperatorSettings, cluster: Cluster, migrated_database: str
+) -> None:
+    with testing.OperatorThread(operator_settings):
+        uid = cluster.create(livestream("nia"))["metadata"]["uid"]
+        await wait_until(lambda: cluster.pod("nia") is not None, timeout=DEADLINE_S, what="the connector pod")
+
+    cluster.custom.delete_namespaced_custom_object(model.GROUP, model.VERSION, cluster.namespace, model.PLURAL, "nia")
+    held = cluster.get("nia")["metadata"]
+    assert held["deletionTimestamp"] and held["finalizers"] == [model.FINALIZER]  # no operator, no release
+    assert cluster.pod("nia") is not None
+
+    with testing.OperatorThread(operator_settings):
+        await wait_until(lambda: cluster.pod("nia") is None, timeout=DEADLINE_S, what="the pod to be removed")
+        await wait_until(lambda: "nia" not in cluster.livestreams(), timeout=DEADLINE_S, what="the finalizer's release")
+    stored = await row(migrated_database, uid)
+    assert stored is not None
+    assert (stored.status, stored.reason) == (repo.LivestreamStatus.STOPPED, "Deleted")
+    assert stored.ended_at is not None
+
+
+async def test_the_operator_writes_nothing_onto_a_livestream_but_its_finalizer_and_status(
+    operator: testing.OperatorThread, cluster: Cluster
+) -> None:
+    cluster.create(livestream("oz"))
+
+    await wait_until(lambda: cluster.status("oz").get("podName") is not None, timeout=DEADLINE_S, what="a status")
+
+    metadata = cluster.get("oz")["metadata"]
+    assert metadata["finalizers"] == [model.FINALIZER]
+    assert not metadata.get("annotations")  # no kopf state (last-handled configuration, progress)
+    assert metadata["generation"] == 1
+
+
 async def test_a_restarted_operator_adopts_the_existing_pod_instead_of_creating_another(
     operator_settings: testing.config.OperatorSettings, cluster: Cluster, redis_client: aioredis.Redis
 ) -> None:

@@ -68,6 +68,25 @@ def test_a_pod_being_deleted_is_observed_as_deleting() -> None:
     assert model.observe_pod(body).deleting
 
 
+def test_a_pod_just_created_counts_until_the_index_shows_it() -> None:
+    created = model.PodObservation(name="ls-alice", uid="p-2", phase="Pending")
+    finished = model.PodObservation(name="ls-alice", uid="p-1", phase="Failed")
+
+    assert model.expected_pod(None, created=created, deleted_uid=None) == created
+    assert model.expected_pod(finished, created=created, deleted_uid="p-1") == created
+    assert model.expected_pod(created, created=created, deleted_uid=None) == created
+
+
+def test_a_pod_just_deleted_counts_as_deleting_until_the_index_shows_it() -> None:
+    running = model.PodObservation(name="ls-alice", uid="p-1", phase="Running")
+
+    seen = model.expected_pod(running, created=None, deleted_uid="p-1")
+
+    assert seen is not None and seen.deleting and seen.uid == "p-1"
+    assert model.expected_pod(running, created=None, deleted_uid="p-0") == running
+    assert model.expected_pod(None, created=None, deleted_uid="p-1") is None
+
+
 def test_the_owner_of_a_pod_is_its_controlling_livestream() -> None:
     assert model.owner_key(pod_body()) == ("rooms", "alice")
 

@@ -6,10 +6,17 @@ import time and two operators can run side by side in one process (tests, peerin
 * `connector_pods` (index): every connector pod, reduced to a `PodObservation`, keyed by
   its owning Livestream; kopf fills it before any handler runs, so a restarted operator
   sees existing pods first and never creates a second one.
-* `pod_changed` / `livestream_changed` (events): wake the Livestream's loop.
-* `reconcile` (daemon): the per-Livestream loop; stopped by kopf on deletion and when
-  this replica is paused by peering.
-* `finalize` (on delete, with kopf's finalizer): remove the pod, close the row.
+* `pod_changed` / `livestream_changed` (events): wake the Livestream's loop; a Livestream
+  being deleted is finalized (pod removed, row closed) before the event handler returns.
+* `reconcile` (daemon): the per-Livestream loop; stopped by kopf when this replica is
+  paused by peering or exits, and by itself when its Livestream is being deleted.
+
+No change-detecting handler (`on.create/update/delete`) on purpose: each would make kopf
+write its last-handled state onto every Livestream (one more API write per object, and a
+deep copy of every watched body per event). The daemon makes kopf put the finalizer on
+each Livestream; kopf removes it only after the event's handlers have returned, so the
+finalizer holds the Livestream until `finalize` has cleaned up, and a Livestream deleted
+while no operator was running is finalized by the next one from its first event.
 """
 
 from __future__ import annotations
@@ -18,18 +25,18 @@ from typing import Any
 
 import kopf
 
-from tiktok_service.operator import k8s, model, reconciler, store
+from tiktok_service.operator import k8s, model, reconciler
 
 _PODS_SELECTOR = {model.LABEL_NAME: model.CONNECTOR_APP}
-_FINALIZE_RETRY_S = 5.0
+_KOPF_CONNECTIONS = 64  # 3-4 long watches + finalizer patches; our own calls have their own pool
 
 
 def register(registry: kopf.OperatorRegistry, runtime: reconciler.Runtime, credentials: k8s.Credentials) -> None:
     livestreams = (model.GROUP, model.VERSION, model.PLURAL)
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return credentials.connection_info()
+    async def login(**_: Any) -> kopf.AiohttpSession:
+        return credentials.kopf_session(max_connections=_KOPF_CONNECTIONS)
 
     @kopf.index("pods", labels=_PODS_SELECTOR, id="connector_pods", registry=registry)
     async def connector_pods(body: kopf.Body, **_: Any) -> dict[reconciler.Key, model.PodObservation]:
@@ -39,11 +46,15 @@ def register(registry: kopf.OperatorRegistry, runtime: reconciler.Runtime, crede
     @kopf.on.event("pods", labels=_PODS_SELECTOR, id="pod_changed", registry=registry)
     async def pod_changed(body: kopf.Body, **_: Any) -> None:
         if (key := model.owner_key(body)) is not None:
-            runtime.wake(key)
+            runtime.pod_changed(key)
 
     @kopf.on.event(*livestreams, id="livestream_changed", registry=registry)
-    async def livestream_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
-        runtime.spec_seen((namespace or "", name), int(body.get("metadata", {}).get("generation") or 0))
+    async def livestream_changed(type: str | None, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+        key = (namespace or "", name)
+        if type != "DELETED" and reconciler.deleting(body) and reconciler.held(body):
+            await reconciler.finalize(runtime, key, body)  # the finalizer stays until this returns
+            return
+        runtime.livestream_seen(key, body)
 
     @kopf.daemon(*livestreams, id="reconcile", cancellation_backoff=2.0, cancellation_timeout=5.0, registry=registry)
     async def reconcile(
@@ -51,10 +62,3 @@ def register(registry: kopf.OperatorRegistry, runtime: reconciler.Runtime, crede
     ) -> None:
         pods: kopf.Index[reconciler.Key, model.PodObservation] = kwargs["connector_pods"]  # an index is a kwarg
         await reconciler.run(runtime, (namespace or "", name), body, pods, stopped)
-
-    @kopf.on.delete(*livestreams, id="finalize", registry=registry)
-    async def finalize(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
-        try:
-            await reconciler.finalize(runtime, (namespace or "", name), body)
-        except (k8s.ApiError, store.StoreUnavailable) as exc:
-            raise kopf.TemporaryError(f"cleanup failed: {exc}", delay=_FINALIZE_RETRY_S) from exc

@@ -71,6 +71,18 @@ class Credentials:
             context.load_cert_chain(self.cert_path, self.key_path)
         return context
 
+    def kopf_session(self, *, max_connections: int) -> kopf.AiohttpSession:
+        """kopf's own HTTP session (its watches, finalizer patches), with a bounded connection pool.
+
+        kopf's built-in session has no limit: a burst of new Livestreams opens a TLS connection
+        per concurrent finalizer patch (a handshake each, on both sides, and a 256 KiB read
+        buffer each, kept alive after the burst). Call from the event loop; kopf closes it.
+        """
+        token = self.authorization()
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context(), limit=max_connections)
+        session = aiohttp.ClientSession(connector=connector, headers={"Authorization": token} if token else None)
+        return kopf.AiohttpSession(server=self.server, aiohttp_session=session)
+
     def connection_info(self) -> kopf.ConnectionInfo:
         """The same identity for kopf's own watches (returned by the operator's login handler)."""
         token = self.authorization()

@@ -7,6 +7,7 @@ a 5-10 KB dict: 1,000 rooms must fit in the operator's memory budget).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -35,6 +36,8 @@ ANNOTATION_SPEC_HASH: Final = "tiktok-service.io/spec-hash"
 ANNOTATION_RESTARTS: Final = "tiktok-service.io/restarts"
 ANNOTATION_USERNAME: Final = "tiktok-service.io/username"
 MANAGER: Final = "tiktok-operator"
+#: kopf's finalizer on every served Livestream (kopf's default name would be kopf.zalando.org/KopfFinalizerMarker).
+FINALIZER: Final = "tiktok-service.io/finalizer"
 
 _MAX_NAME: Final = 63
 _LABEL_VALUE_EDGES: Final = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
@@ -177,6 +180,22 @@ def observe_pod(pod: Mapping[str, Any]) -> PodObservation:
         reason=reason,
         message=message[:500],
     )
+
+
+def expected_pod(
+    indexed: PodObservation | None, *, created: PodObservation | None, deleted_uid: str | None
+) -> PodObservation | None:
+    """The pod as decisions should see it: the index, corrected by writes its watch has not shown yet.
+
+    The index lags the operator's own writes by a watch event. A pass in between (a requeue,
+    a heartbeat resync) would otherwise act on the stale view again: create the pod a second
+    time, or delete it again. `created` is a pod this loop created, `deleted_uid` one it deleted.
+    """
+    if created is not None and (indexed is None or indexed.uid != created.uid):
+        return created
+    if indexed is not None and indexed.uid == deleted_uid and not indexed.deleting:
+        return dataclasses.replace(indexed, deleting=True)
+    return indexed
 
 
 def owner_key(pod: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -7,8 +7,15 @@ means actions on one Livestream never race each other. The loop sleeps until a p
 spec change wakes it, a retry falls due, or `resync_interval_s` passes (to pick up
 heartbeats, which arrive in Redis, not through the API).
 
-Counters (viewers, events) alone are patched at most every `status_min_interval_s` per
-Livestream; phase changes go out at once.
+API writes are the operator's cost at scale (each one is also a watch event that kopf
+processes), so a pass writes as little as it can: a pass that creates a pod writes no
+status ("creating" is not news); the pod's own watch event wakes the loop a moment later
+and the first status shows the pod as observed. Counters (viewers, events) alone are
+patched at most every `status_min_interval_s` per Livestream; phase changes go out at once.
+
+Deletion (`finalize`): the loop stops acting as soon as its Livestream shows a
+`deletionTimestamp`; `finalize` waits for it, then deletes the pod and closes the row,
+retrying until both are done, while kopf's finalizer holds the Livestream.
 """
 
 from __future__ import annotations
@@ -36,29 +43,36 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
 COMPONENT: Final = model.MANAGER
 _ERROR_RETRY_S: Final = 2.0
-_DELETE_WAIT_S: Final = 10.0
+_FINALIZE_RETRY_S: Final = 5.0
+_EXPECTATION_S: Final = 60.0  # a safety net: the pod's next watch event normally ends an expectation
+_CREATES: Final = frozenset({Do.CREATE_POD, Do.RECREATE_POD})
 
 
 @dataclass
 class Runtime:
-    """What every handler shares: settings, clients, metrics and the loops' wake-up calls."""
+    """What every handler shares: settings, clients, metrics and the running loops."""
 
     settings: OperatorSettings
     kube: k8s.KubeClient
     store: stores.Store
     metrics: OperatorMetrics
-    wakeups: dict[Key, asyncio.Event] = field(default_factory=dict)
-    generations: dict[Key, int] = field(default_factory=dict)
-    finished: dict[Key, asyncio.Event] = field(default_factory=dict)
+    loops: dict[Key, LivestreamLoop] = field(default_factory=dict)
 
-    def wake(self, key: Key) -> None:
-        if (event := self.wakeups.get(key)) is not None:
-            event.set()
+    def pod_changed(self, key: Key) -> None:
+        """A watch event of the Livestream's pod: the index now shows it (or something newer)."""
+        if (loop := self.loops.get(key)) is not None:
+            loop.pod_events += 1
+            loop.wakeup.set()
 
-    def spec_seen(self, key: Key, generation: int) -> None:
-        """A Livestream event: wake its loop only when the spec changed (not for our own status patches)."""
-        if self.generations.get(key) != generation:
-            self.wake(key)
+    def livestream_seen(self, key: Key, body: Mapping[str, Any]) -> None:
+        """A Livestream event: wake its loop for a new spec or for the finalizer it waits for.
+
+        Not for the echo of our own status patches, which change neither.
+        """
+        if (loop := self.loops.get(key)) is None:
+            return
+        if loop.generation != generation_of(body) or (not loop.held and held(body)):
+            loop.wakeup.set()
 
 
 def pod_of(key: Key, pods: Iterable[model.PodObservation] | None) -> model.PodObservation | None:
@@ -73,37 +87,65 @@ class LivestreamLoop:
     def __init__(self, runtime: Runtime, key: Key) -> None:
         self.runtime = runtime
         self.key = key
+        self.wakeup = asyncio.Event()  # set by pod and spec events, and by `finalize`
+        self.done = asyncio.Event()  # set once the loop has stopped acting
+        self.generation: int | None = None  # of the spec the last pass saw
+        self.held = False  # whether the last pass saw kopf's finalizer on the Livestream
         self.written: dict[str, Any] | None = None  # the status as we last patched it
         self.last_patch = -math.inf  # monotonic time of that patch
         self.heartbeat: model.Heartbeat | None = None
         self.row_dirty = True  # write the row on the first pass: the previous operator may have died first
+        self.pod_events = 0  # watch events of the pod seen so far
+        self.created: model.PodObservation | None = None  # our pod writes the index may not show yet
+        self.deleted_uid: str | None = None
+        self.expect_events = 0  # `pod_events` when they were sent: the next pod event ends the expectation
+        self.expect_since = -math.inf
 
     def snapshot(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The Livestream as a plain dict, with the status we know we wrote (the watch may lag)."""
         current = self.written if self.written is not None else dict(body.get("status") or {})
         return {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {}), "status": current}
 
-    async def reconcile(self, body: Mapping[str, Any], pod: model.PodObservation | None) -> float:
-        """One observe-decide-act pass; returns the seconds until the next look is due."""
+    def observe(self, indexed: model.PodObservation | None) -> model.PodObservation | None:
+        """The pod from the index, corrected by our own pod writes until a pod event after them arrives."""
+        if self.pod_events != self.expect_events or time.monotonic() - self.expect_since > _EXPECTATION_S:
+            self.created = self.deleted_uid = None
+        return model.expected_pod(indexed, created=self.created, deleted_uid=self.deleted_uid)
+
+    async def reconcile(self, body: Mapping[str, Any], indexed: model.PodObservation | None) -> float:
+        """One observe-decide-act pass; returns the seconds until the next look is due.
+
+        Nothing happens before kopf's finalizer is on the Livestream: a pod created earlier
+        would outlive a Livestream deleted at once, and our status patch would fail kopf's
+        finalizer patch (a JSON patch tested against the resourceVersion), sending it twice.
+        The connector's report is read only once its pod has started (a pod not yet running has
+        written nothing), and only a running connector's heartbeats need the periodic resync:
+        any other state changes through pod and spec events.
+        """
         settings = self.runtime.settings
+        self.generation, self.held = generation_of(body), held(body)
+        if not self.held:
+            return settings.idle_resync_interval_s  # the finalizer's event wakes the loop
         livestream = self.snapshot(body)
-        self.runtime.generations[self.key] = int(livestream["metadata"].get("generation") or 0)
-        counts: dict[str, int] | None
-        try:
-            self.heartbeat, counts = await self.runtime.store.connector_report(livestream["metadata"]["uid"])
-        except stores.StoreUnavailable as exc:
-            log.warning("redis unavailable; keeping the last report", extra={"error": str(exc)})
-            counts = None
+        pod = self.observe(indexed)
+        counts: dict[str, int] | None = None
+        if pod is not None and pod.phase != "Pending":
+            try:
+                self.heartbeat, counts = await self.runtime.store.connector_report(livestream["metadata"]["uid"])
+            except stores.StoreUnavailable as exc:
+                log.warning("redis unavailable; keeping the last report", extra={"error": str(exc)})
         now = time.time()
         found = lifecycle.assess(livestream, pod, self.heartbeat, now, settings)
         await self.act(livestream, found.action)
         wanted = status.desired_status(livestream, pod, self.heartbeat, counts, now, settings, assessment=found)
-        delays = [settings.resync_interval_s]
+        running = pod is not None and pod.phase == "Running"
+        delays = [settings.resync_interval_s if running else settings.idle_resync_interval_s]
         if found.action.requeue_after is not None:
             delays.append(found.action.requeue_after)
         if found.action.do is not Do.NOTHING:
             delays.append(_ERROR_RETRY_S)  # confirm the action took effect even if no event comes
-        patch = status.status_patch(livestream["status"], wanted)
+        # A new pod's watch event wakes the loop within moments: its status is written then, from the pod.
+        patch = status.status_patch(livestream["status"], wanted) if found.action.do not in _CREATES else {}
         wait = self.last_patch + settings.status_min_interval_s - time.monotonic()
         if patch and status.rate_limited(patch) and wait > 0:
             delays.append(wait)
@@ -117,14 +159,23 @@ class LivestreamLoop:
     async def act(self, livestream: Mapping[str, Any], action: lifecycle.Action) -> None:
         kube, metrics = self.runtime.kube, self.runtime.metrics
         namespace, name = self.key
+        if action.do is Do.NOTHING:
+            return
+        self.created = self.deleted_uid = None
+        self.expect_events, self.expect_since = self.pod_events, time.monotonic()
         if action.do in {Do.DELETE_POD, Do.RECREATE_POD}:
             grace = 0 if action.do is Do.RECREATE_POD else None  # a finished pod has nothing to drain
             if await kube.delete_pod(namespace, model.pod_name(name), uid=action.pod_uid, grace_period_s=grace):
                 metrics.pod_actions.labels(action="delete").inc()
+                self.deleted_uid = action.pod_uid
         if action.do in {Do.CREATE_POD, Do.RECREATE_POD}:
-            pod = desired.desired_pod(livestream, self.runtime.settings, restarts=action.restarts)
-            if await kube.create_pod(pod) is not None:
+            wanted = desired.desired_pod(livestream, self.runtime.settings, restarts=action.restarts)
+            created = await kube.create_pod(wanted)
+            if created is not None:
                 metrics.pod_actions.labels(action="create").inc()
+            else:  # it exists and the index has not shown it yet: learn it once rather than retry the create
+                created = await kube.get_pod(namespace, wanted["metadata"]["name"])
+            self.created = model.observe_pod(created) if created is not None else None
 
     async def patch(self, livestream: Mapping[str, Any], wanted: dict[str, Any], patch: Mapping[str, Any]) -> None:
         namespace, name = self.key
@@ -148,6 +199,19 @@ class LivestreamLoop:
         self.row_dirty = False
 
 
+def deleting(body: Mapping[str, Any]) -> bool:
+    return (body.get("metadata") or {}).get("deletionTimestamp") is not None
+
+
+def held(body: Mapping[str, Any]) -> bool:
+    """Whether kopf's finalizer is on the Livestream (so a deletion waits for `finalize`)."""
+    return model.FINALIZER in ((body.get("metadata") or {}).get("finalizers") or ())
+
+
+def generation_of(body: Mapping[str, Any]) -> int:
+    return int((body.get("metadata") or {}).get("generation") or 0)
+
+
 async def _relay(stopped: kopf.DaemonStopped, wake: asyncio.Event) -> None:
     await stopped.wait()
     wake.set()
@@ -160,14 +224,18 @@ async def run(
     pods: Mapping[Key, Iterable[model.PodObservation]],
     stopped: kopf.DaemonStopped,
 ) -> None:
-    """The reconcile loop of one Livestream, until kopf stops it (deletion, pause, exit)."""
-    wake = runtime.wakeups[key] = asyncio.Event()
-    done = runtime.finished[key] = asyncio.Event()
-    relay = asyncio.create_task(_relay(stopped, wake), name=f"stop-relay {key}")
-    loop = LivestreamLoop(runtime, key)
+    """The reconcile loop of one Livestream, until kopf stops it (pause, exit) or the Livestream is deleted.
+
+    `body` is kopf's live view of the Livestream, refreshed on every watch event, so the loop
+    sees a `deletionTimestamp` before any handler of that event runs, and stops acting
+    (cleaning up is `finalize`'s job). Registered before the first check, so that `finalize`
+    either finds the loop and waits for it, or the loop finds the deletion and never acts.
+    """
+    loop = runtime.loops[key] = LivestreamLoop(runtime, key)
+    relay = asyncio.create_task(_relay(stopped, loop.wakeup), name=f"stop-relay {key}")
     try:
-        while not stopped:
-            wake.clear()
+        while not stopped and not deleting(body):
+            loop.wakeup.clear()
             started = time.monotonic()
             try:
                 delay = await loop.reconcile(body, pod_of(key, pods.get(key)))
@@ -178,23 +246,37 @@ async def run(
                 delay = _ERROR_RETRY_S
             runtime.metrics.duration.observe(time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):  # unlike wait_for, no extra task per sleeping loop
+                    await loop.wakeup.wait()
     finally:
         relay.cancel()
         runtime.metrics.observe_phase(key, None)
-        runtime.wakeups.pop(key, None)
-        runtime.generations.pop(key, None)
-        done.set()
+        if runtime.loops.get(key) is loop:
+            del runtime.loops[key]
+        loop.done.set()
 
 
 async def finalize(runtime: Runtime, key: Key, body: Mapping[str, Any]) -> None:
-    """The Livestream is being deleted: remove its pod and close its row (no garbage collector needed)."""
-    if (done := runtime.finished.get(key)) is not None:
-        with contextlib.suppress(TimeoutError):  # kopf has cancelled the loop; let it unwind first
-            await asyncio.wait_for(done.wait(), timeout=_DELETE_WAIT_S)
-        runtime.finished.pop(key, None)
+    """The Livestream is being deleted: remove its pod and close its row (no garbage collector needed).
+
+    Waits for the Livestream's loop to stop acting first (so it cannot create a pod after
+    this deleted it), then retries every `_FINALIZE_RETRY_S` until both are done; kopf keeps
+    its finalizer on the Livestream until this returns. Idempotent: a pod already gone and
+    a row already closed are success.
+    """
+    current = dict(body.get("status") or {})
+    if (loop := runtime.loops.get(key)) is not None:
+        loop.wakeup.set()
+        await loop.done.wait()
+        current = loop.written if loop.written is not None else current
     namespace, name = key
-    if await runtime.kube.delete_pod(namespace, model.pod_name(name)):
-        runtime.metrics.pod_actions.labels(action="delete").inc()
     livestream = {"metadata": dict(body["metadata"]), "spec": dict(body.get("spec") or {})}
-    await runtime.store.close_row(livestream, dict(body.get("status") or {}))
+    while True:
+        try:
+            if await runtime.kube.delete_pod(namespace, model.pod_name(name)):
+                runtime.metrics.pod_actions.labels(action="delete").inc()
+            await runtime.store.close_row(livestream, current)
+            return
+        except (k8s.ApiError, aiohttp.ClientError, TimeoutError, stores.StoreUnavailable) as exc:
+            log.warning("cleanup after deletion failed; retrying", extra={"livestream": key, "error": repr(exc)})
+        await asyncio.sleep(_FINALIZE_RETRY_S)
