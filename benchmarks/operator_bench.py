@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +52,7 @@ PEERING: Final = "tiktok-operator"
 PODS_SELECTOR: Final = f"{model.LABEL_NAME}={model.CONNECTOR_APP}"
 DEADLINE_S: Final = 600.0
 _WATCH_S: Final = 2
+_WRITES: Final = frozenset({"POST", "PATCH", "PUT", "DELETE", "APPLY", "CREATE", "UPDATE"})
 
 
 def wait_for(condition: Callable[[], bool], *, what: str, timeout: float = DEADLINE_S, every: float = 0.5) -> None:
@@ -146,7 +150,10 @@ def measure_direct(core: client.CoreV1Api, settings: OperatorSettings, count: in
     return elapsed
 
 
-def measure_operator(core: client.CoreV1Api, custom: client.CustomObjectsApi, count: int, parallel: int) -> float:
+def measure_operator(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, count: int, parallel: int
+) -> tuple[float, float]:
+    """Seconds until `count` connector pods exist, and until the last Livestream was created."""
     counter = PodCounter(core)
     try:
         started = time.perf_counter()
@@ -159,8 +166,9 @@ def measure_operator(core: client.CoreV1Api, custom: client.CustomObjectsApi, co
             ],
             parallel,
         )
+        applied = time.perf_counter() - started
         wait_for(lambda: counter.seen >= count, what=f"{count} connector pods from the operator", every=0.01)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, applied
     finally:
         counter.stop()
 
@@ -168,6 +176,42 @@ def measure_operator(core: client.CoreV1Api, custom: client.CustomObjectsApi, co
 def with_status(custom: client.CustomObjectsApi) -> int:
     found = custom.list_namespaced_custom_object(model.GROUP, model.VERSION, NAMESPACE, model.PLURAL)
     return sum(1 for item in found["items"] if (item.get("status") or {}).get("phase"))
+
+
+def cpu_s(pids: Mapping[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far (from /proc/<pid>/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def cpu_spent(before: Mapping[str, float], after: Mapping[str, float]) -> str:
+    return " ".join(f"{name}={after[name] - before[name]:.1f}" for name in after)
+
+
+def request_counts(cp: ControlPlane) -> Counter[str]:
+    """The API server's own count of write requests so far, by resource and verb (from /metrics)."""
+    context = ssl.create_default_context(cafile=str(cp.ca_cert_path))
+    request = urllib.request.Request(f"{cp.server_url}/metrics", headers={"Authorization": f"Bearer {cp.admin_token}"})
+    with urllib.request.urlopen(request, context=context, timeout=30) as response:
+        text = response.read().decode()
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("verb") in _WRITES:
+            key = f"{labels.get('resource')}{'/' + labels['subresource'] if labels.get('subresource') else ''}"
+            counts[f"{labels['verb']} {key}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def requests_made(before: Counter[str], after: Counter[str]) -> str:
+    spent = after - before
+    return " ".join(f"{key}={value}" for key, value in sorted(spent.items()))
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -233,11 +277,18 @@ def run(count: int, parallel: int) -> None:
             testing.create_peering(api, namespace=NAMESPACE, name=PEERING)
             settings = OperatorSettings(redis_url=redis_server.url)
 
+            before, requests = cpu_s(cp.pids), request_counts(cp)
             direct_s = measure_direct(core, settings, count, parallel)
+            direct_cpu = cpu_spent(before, cpu_s(cp.pids))
+            direct_requests = requests_made(requests, request_counts(cp))
 
             log_path = work / "operator.log"
             with operator_process(cp.kubeconfig_for(OPERATOR_USER), redis_server.url, log_path) as operator:
-                operator_s = measure_operator(core, custom, count, parallel)
+                pids = {**cp.pids, "operator": operator.pid}
+                before, requests = cpu_s(pids), request_counts(cp)
+                operator_s, applied_s = measure_operator(core, custom, count, parallel)
+                operator_cpu = cpu_spent(before, cpu_s(pids))
+                operator_requests = requests_made(requests, request_counts(cp))
                 wait_for(lambda: with_status(custom) >= count, what=f"{count} Livestreams with a status", every=2.0)
                 memory = memory_mb(operator.pid)
     shutil.rmtree(work)
@@ -247,6 +298,11 @@ def run(count: int, parallel: int) -> None:
         f"ratio={operator_s / direct_s:.2f} (target <= 2)",
         flush=True,
     )
+    print(f"livestreams_{count}_applied_s={applied_s:.2f} (part of the operator's time)", flush=True)
+    print(f"cpu_s direct: {direct_cpu}", flush=True)
+    print(f"cpu_s operator: {operator_cpu}", flush=True)
+    print(f"writes direct (incl. the deletion): {direct_requests}", flush=True)
+    print(f"writes operator (until {count} pods): {operator_requests}", flush=True)
     print(f"operator_rss_mb={memory['VmHWM']:.0f} with {count} livestreams (target <= 300)", flush=True)
     print(f"operator_rss_now_mb={memory['VmRSS']:.0f} with {count} livestreams, every status written", flush=True)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from tiktok_service import logs
+from tiktok_service import gc_tuning, logs
 from tiktok_service.connector import runner as connector_runner
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.health_server import HealthServer
@@ -61,21 +60,7 @@ async def run_connector(settings: ConnectorSettings, *, install_signal_handlers:
     return int(code)
 
 
-def tune_runtime(gen0_threshold: int = 50_000) -> None:
-    """Garbage-collector settings for a process that decodes thousands of messages a second.
-
-    Every TikTok message becomes a graph of short-lived objects; with CPython's default
-    thresholds (700 allocations) the cyclic collector runs hundreds of times a second and
-    rescans the whole young generation each time. Module-level objects are frozen out of
-    collections entirely, and generation 0 collects every 50,000 allocations: CPU falls,
-    memory stays bounded (cycles are still collected, just in larger batches).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(gen0_threshold, 20, 20)
-
-
 def main(settings: ConnectorSettings) -> int:
     logs.configure("connector", settings.log_level)
-    tune_runtime()
+    gc_tuning.tune_for_throughput()
     return asyncio.run(run_connector(settings))

@@ -22,6 +22,7 @@ from typing import Any, Final, Self
 
 import aiohttp
 import kopf
+import orjson
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
@@ -145,12 +146,18 @@ class KubeClient:
         if token := self._credentials.authorization():
             headers["Authorization"] = token
         url = self._credentials.server.rstrip("/") + path
-        async with self._session.request(method, url, json=body, headers=headers, params=params or None) as response:
-            payload: dict[str, Any] = await response.json(content_type=None) if response.content_length != 0 else {}
+        data = orjson.dumps(body) if body is not None else None
+        async with self._session.request(method, url, data=data, headers=headers, params=params or None) as response:
+            raw = await response.read()
             if response.status >= 400:
+                try:
+                    payload = orjson.loads(raw) if raw else {}
+                except orjson.JSONDecodeError:  # a proxy's text or HTML error page
+                    payload = {"message": raw[:200].decode(errors="replace")}
                 payload = payload if isinstance(payload, dict) else {}
                 raise ApiError(response.status, str(payload.get("reason", "")), str(payload.get("message", "")))
-            return payload
+            decoded: dict[str, Any] = orjson.loads(raw) if raw else {}
+            return decoded
 
     # -- pods --------------------------------------------------------------------------------
 
