@@ -203,6 +203,12 @@ class OperatorSettings(BaseSettings):
         description="Viewers/counts/last-event changes alone patch a Livestream's status at most this often, "
         "so 1,000 live rooms cost <= 100 patches/s; phase changes are patched at once.",
     )
+    status_write_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Status patches in flight at once, across all Livestreams. Pod creates and deletes are not "
+        "limited: in a burst (1,000 Livestreams applied at once) pods come first and statuses follow.",
+    )
     heartbeat_grace_s: float = Field(
         default=30.0, gt=0, description="A running pod without a heartbeat for this long is reported NoHeartbeat."
     )

@@ -99,6 +99,16 @@ def test_an_unschedulable_pod_is_pending_with_reason_unschedulable_not_failed() 
     assert found.action.do is Do.NOTHING
 
 
+def test_only_a_pod_the_scheduler_has_not_decided_on_is_awaiting_the_scheduler() -> None:
+    undecided = assess(livestream(), pod(phase="Pending", node_name=None))
+    bound = assess(livestream(), pod(phase="Pending", node_name="node-a"))
+    refused = assess(livestream(), pod(phase="Pending", node_name=None, reason="Unschedulable"))
+
+    assert (undecided.reason, undecided.awaiting_scheduler) == ("Scheduling", True)
+    assert (bound.reason, bound.awaiting_scheduler) == ("ContainerCreating", False)
+    assert not refused.awaiting_scheduler
+
+
 def test_a_pod_waiting_for_its_container_reports_the_kubelets_reason() -> None:
     found = assess(livestream(), pod(phase="Pending", reason="CreateContainerConfigError", message="no secret"))
 

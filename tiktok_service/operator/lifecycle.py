@@ -75,6 +75,8 @@ class Assessment:
     restarts: int = 0
     next_retry_at: float | None = None
     action: Action = Action()
+    #: The scheduler has not decided on the pod yet: news follows within moments (bound, or Unschedulable).
+    awaiting_scheduler: bool = False
 
 
 def _spec(livestream: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -157,8 +159,9 @@ def assess(
     if pod.phase == "Running":
         return _assess_running(pod, heartbeat, now, settings, restarts)
     if pod.phase == "Pending":
+        undecided = not pod.reason and not pod.node_name
         reason = pod.reason or ("ContainerCreating" if pod.node_name else "Scheduling")
-        return Assessment(Phase.PENDING, reason, pod.message, restarts)
+        return Assessment(Phase.PENDING, reason, pod.message, restarts, awaiting_scheduler=undecided)
     return Assessment(previous or Phase.PENDING, "PodUnknown", f"pod {pod.name} is in phase {pod.phase}", restarts)
 
 

@@ -9,8 +9,9 @@ heartbeats, which arrive in Redis, not through the API).
 
 API writes are the operator's cost at scale (each one is also a watch event that kopf
 processes), so a pass writes as little as it can: a pass that creates a pod writes no
-status ("creating" is not news); the pod's own watch event wakes the loop a moment later
-and the first status shows the pod as observed. Counters (viewers, events) alone are
+status ("creating" is not news), nor does the pod's first echo while the scheduler has not
+decided (see `LivestreamLoop.news`); status patches in flight are bounded
+(`status_write_concurrency`) so that, in a burst, pods come first. Counters (viewers, events) alone are
 patched at most every `status_min_interval_s` per Livestream; phase changes go out at once.
 
 Deletion (`finalize`): the loop stops acting as soon as its Livestream shows a
@@ -46,6 +47,7 @@ _ERROR_RETRY_S: Final = 2.0
 _FINALIZE_RETRY_S: Final = 5.0
 _EXPECTATION_S: Final = 60.0  # a safety net: the pod's next watch event normally ends an expectation
 _CREATES: Final = frozenset({Do.CREATE_POD, Do.RECREATE_POD})
+_SCHEDULER_GRACE_S: Final = 5.0  # how long a new pod's status waits for the scheduler's verdict
 
 
 @dataclass
@@ -57,6 +59,14 @@ class Runtime:
     store: stores.Store
     metrics: OperatorMetrics
     loops: dict[Key, LivestreamLoop] = field(default_factory=dict)
+    _status_writes: asyncio.Semaphore | None = None
+
+    @property
+    def status_writes(self) -> asyncio.Semaphore:
+        """Bounds status patches in flight (`status_write_concurrency`); created in the running loop."""
+        if self._status_writes is None:
+            self._status_writes = asyncio.Semaphore(self.settings.status_write_concurrency)
+        return self._status_writes
 
     def pod_changed(self, key: Key) -> None:
         """A watch event of the Livestream's pod: the index now shows it (or something newer)."""
@@ -144,8 +154,7 @@ class LivestreamLoop:
             delays.append(found.action.requeue_after)
         if found.action.do is not Do.NOTHING:
             delays.append(_ERROR_RETRY_S)  # confirm the action took effect even if no event comes
-        # A new pod's watch event wakes the loop within moments: its status is written then, from the pod.
-        patch = status.status_patch(livestream["status"], wanted) if found.action.do not in _CREATES else {}
+        patch = status.status_patch(livestream["status"], wanted) if self.news(found, delays) else {}
         wait = self.last_patch + settings.status_min_interval_s - time.monotonic()
         if patch and status.rate_limited(patch) and wait > 0:
             delays.append(wait)
@@ -155,6 +164,21 @@ class LivestreamLoop:
             await self.save_row(livestream, self.written or livestream["status"])
         self.runtime.metrics.observe_phase(self.key, wanted["phase"])
         return max(0.0, min(delays))
+
+    def news(self, found: lifecycle.Assessment, delays: list[float]) -> bool:
+        """Whether this pass has something to tell: not the pod it is creating, nor that pod's first echo.
+
+        A new pod's watch event wakes the loop within moments, and the scheduler's verdict (a
+        node, or Unschedulable) follows: the status is written once, from that, instead of
+        "creating" then "scheduling" then the verdict (two API writes fewer per Livestream).
+        If the verdict takes longer than `_SCHEDULER_GRACE_S`, "scheduling" is written after all.
+        """
+        if found.action.do in _CREATES:
+            return False
+        if found.awaiting_scheduler and (waited := time.monotonic() - self.expect_since) < _SCHEDULER_GRACE_S:
+            delays.append(_SCHEDULER_GRACE_S - waited)
+            return False
+        return True
 
     async def act(self, livestream: Mapping[str, Any], action: lifecycle.Action) -> None:
         kube, metrics = self.runtime.kube, self.runtime.metrics
@@ -179,7 +203,8 @@ class LivestreamLoop:
 
     async def patch(self, livestream: Mapping[str, Any], wanted: dict[str, Any], patch: Mapping[str, Any]) -> None:
         namespace, name = self.key
-        result = await self.runtime.kube.patch_status(namespace, name, patch)
+        async with self.runtime.status_writes:
+            result = await self.runtime.kube.patch_status(namespace, name, patch)
         if result is None:
             return  # the Livestream is gone; the daemon is about to be stopped
         self.runtime.metrics.status_patches.inc()
