@@ -436,6 +436,16 @@ async def test_a_pod_no_node_can_take_is_pending_as_unschedulable(
     assert "nodes are available" in cluster.status("hal")["message"]
 
 
+async def assert_finalized(cluster: Cluster, name: str, *, database: str, uid: str) -> None:
+    """The deleted Livestream's pod is gone, kopf released it, and its row is closed as Deleted."""
+    await wait_until(lambda: cluster.pod(name) is None, timeout=DEADLINE_S, what="the pod to be removed")
+    await wait_until(lambda: name not in cluster.livestreams(), timeout=DEADLINE_S, what="the finalizer's release")
+    stored = await row(database, uid)
+    assert stored is not None
+    assert (stored.status, stored.reason) == (repo.LivestreamStatus.STOPPED, "Deleted")
+    assert stored.ended_at is not None
+
+
 async def test_deleting_the_livestream_removes_its_pod_and_closes_its_row(
     operator: testing.OperatorThread, cluster: Cluster, migrated_database: str
 ) -> None:
@@ -444,12 +454,7 @@ async def test_deleting_the_livestream_removes_its_pod_and_closes_its_row(
 
     cluster.custom.delete_namespaced_custom_object(model.GROUP, model.VERSION, cluster.namespace, model.PLURAL, "ivy")
 
-    await wait_until(lambda: cluster.pod("ivy") is None, timeout=DEADLINE_S, what="the pod to be removed")
-    await wait_until(lambda: "ivy" not in cluster.livestreams(), timeout=DEADLINE_S, what="the finalizer's release")
-    stored = await row(migrated_database, uid)
-    assert stored is not None
-    assert (stored.status, stored.reason) == (repo.LivestreamStatus.STOPPED, "Deleted")
-    assert stored.ended_at is not None
+    await assert_finalized(cluster, "ivy", database=migrated_database, uid=uid)
 
 
 async def test_a_livestream_deleted_while_no_operator_runs_is_cleaned_up_by_the_next_one(
@@ -465,12 +470,7 @@ async def test_a_livestream_deleted_while_no_operator_runs_is_cleaned_up_by_the_
     assert cluster.pod("nia") is not None
 
     with testing.OperatorThread(operator_settings):
-        await wait_until(lambda: cluster.pod("nia") is None, timeout=DEADLINE_S, what="the pod to be removed")
-        await wait_until(lambda: "nia" not in cluster.livestreams(), timeout=DEADLINE_S, what="the finalizer's release")
-    stored = await row(migrated_database, uid)
-    assert stored is not None
-    assert (stored.status, stored.reason) == (repo.LivestreamStatus.STOPPED, "Deleted")
-    assert stored.ended_at is not None
+        await assert_finalized(cluster, "nia", database=migrated_database, uid=uid)
 
 
 async def test_the_operator_writes_nothing_onto_a_livestream_but_its_finalizer_and_status(
