@@ -93,6 +93,7 @@ class Publisher:
         self._script = redis.register_script(_PUBLISH_LUA)
         self._wakeup = asyncio.Event()
         self._closing = False
+        self._abandoned = False
         self._last_seq: int | None = None
         self._inflight: list[Entry] = []
         self._retry_base_s = retry_base_s
@@ -121,7 +122,7 @@ class Publisher:
     async def run(self) -> None:
         """Flush until `close()`; then drain what is left (bounded by the caller's timeout)."""
         attempt = 0
-        while True:
+        while not self._abandoned:
             if not self._inflight and not self._buffer:
                 if self._closing:
                     return
@@ -167,6 +168,15 @@ class Publisher:
     def close(self) -> None:
         """Ask the flusher to drain and stop."""
         self._closing = True
+        self._wakeup.set()
+
+    def abandon(self) -> None:
+        """Stop flushing after the batch in progress, with events still buffered (drain timed out).
+
+        The caller also cancels the task; this flag ends the loop even if that cancel is lost
+        (see `StatusReporter.stop`: redis-py's writes can swallow a cancel on Python 3.11).
+        """
+        self._abandoned = True
         self._wakeup.set()
 
 

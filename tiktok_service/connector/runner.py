@@ -121,7 +121,10 @@ class ConnectorRunner:
                     await asyncio.wait_for(asyncio.shield(flusher), self.settings.drain_timeout_s)
                 except TimeoutError:
                     log.error("exiting with unpublished events", extra={"pending": self.publisher.pending})
+                    self.publisher.abandon()
                     flusher.cancel()
+                # The flags end both loops even if a cancel is swallowed (see `StatusReporter.stop`).
+                reporter.stop()
                 heartbeat.cancel()
         finally:
             TikTokLiveLogHandler.get_logger().removeHandler(parse_counter)

@@ -7,6 +7,7 @@ counters the publisher keeps; a missing hash means the connector is gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ class StatusReporter:
         self._status = status
         self._interval_s = interval_s
         self._ttl_s = ttl_s
+        self._stopped = asyncio.Event()
 
     async def write(self, ttl_s: int) -> bool:
         # Gauges are refreshed here, once per heartbeat, not per event on the hot path.
@@ -62,10 +64,22 @@ class StatusReporter:
         return True
 
     async def run(self) -> None:
-        while True:
+        """Write the status every `interval_s` until `stop()`."""
+        while not self._stopped.is_set():
             await self.write(self._ttl_s)
             memory.release()
-            await asyncio.sleep(self._interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval_s):
+                    await self._stopped.wait()
+
+    def stop(self) -> None:
+        """End `run()` once the write in progress is done.
+
+        Cancelling the task alone is not enough: on Python 3.11 `asyncio.wait_for`, which
+        redis-py wraps around every socket write, swallows a cancel that arrives just as the
+        write completes (CPython gh-86296, fixed in 3.12), and the loop would run forever.
+        """
+        self._stopped.set()
 
     async def write_final(self) -> None:
         await self.write(FINAL_STATUS_TTL_S)
