@@ -131,6 +131,7 @@ class NodeAgent:
         self._stop_requested = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watch_streaming = asyncio.Event()  # the pod watch's response is open
         self._error: BaseException | None = None
 
     # -- accessors -------------------------------------------------------------------------
@@ -235,11 +236,14 @@ class NodeAgent:
                 abrupt_grace_s=self._stop_grace_s,
             )
             async with asyncio.TaskGroup() as group:
-                heartbeat = group.create_task(self._heartbeat(api))
+                group.create_task(self._heartbeat(api))
                 watcher = group.create_task(self._watch_pods(api, group, context))
                 await self._stop_event.wait()
-                heartbeat.cancel()
-                watcher.cancel()
+                # Neither task is cancelled while it may be opening a connection (httpcore leaks
+                # the socket of a connection cancelled during its TLS handshake): the heartbeat
+                # and a watcher between watches see the stop event and end after their request.
+                if self._watch_streaming.is_set():
+                    watcher.cancel()
                 for worker in self._workers.values():
                     worker.shutdown()
             if self._mark_not_ready_on_stop:
@@ -362,11 +366,18 @@ class NodeAgent:
                     listing = await api.get("/api/v1/pods", params)
                     self._relist(listing.get("items") or [], group, context)
                     resource_version = str(listing["metadata"]["resourceVersion"])
+                if self._stop_event.is_set():
+                    return
                 events = api.watch(
-                    "/api/v1/pods", {**params, "resourceVersion": resource_version}, timeout_s=self._watch_timeout_s
+                    "/api/v1/pods",
+                    {**params, "resourceVersion": resource_version},
+                    timeout_s=self._watch_timeout_s,
+                    streaming=self._watch_streaming,
                 )
                 async with contextlib.aclosing(events):
                     async for event in events:
+                        if self._stop_event.is_set():
+                            return
                         pod: dict[str, Any] = event["object"]
                         resource_version = str(pod["metadata"].get("resourceVersion") or resource_version)
                         if event["type"] == "DELETED":

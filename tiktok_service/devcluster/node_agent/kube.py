@@ -8,6 +8,7 @@ a private ``Configuration``, never the global one), so every kubeconfig it accep
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import AsyncGenerator, Mapping
@@ -82,26 +83,34 @@ class KubeApi:
         return await self._call("DELETE", path, body=body)
 
     async def watch(
-        self, path: str, params: Mapping[str, str], *, timeout_s: int
+        self, path: str, params: Mapping[str, str], *, timeout_s: int, streaming: asyncio.Event | None = None
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Watch events (``{"type", "object"}``) until the server ends the watch.
 
         Bounded by ``timeoutSeconds``; the caller reconnects from the last resourceVersion
         and relists on ``410 Gone`` (raised as ``ApiError``, whether as HTTP status or as
-        an ``ERROR`` event).
+        an ``ERROR`` event). ``streaming`` is set while the response is open: only then is
+        cancelling the watch clean (httpcore leaks the socket of a connection cancelled
+        during its TLS handshake).
         """
         query = {**params, "watch": "true", "timeoutSeconds": str(timeout_s), "allowWatchBookmarks": "true"}
         timeout = httpx.Timeout(10.0, read=timeout_s + _WATCH_READ_SLACK_S)
         async with self._http.stream("GET", path, params=query, timeout=timeout) as response:
             if response.status_code != 200:
                 raise ApiError.from_status(response.status_code, _json(await response.aread()))
-            async for line in response.aiter_lines():
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    raise ApiError.from_status(500, event.get("object"))
-                yield event
+            if streaming is not None:
+                streaming.set()
+            try:
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        raise ApiError.from_status(500, event.get("object"))
+                    yield event
+            finally:
+                if streaming is not None:
+                    streaming.clear()
 
     async def _call(
         self,
