@@ -51,10 +51,12 @@ def register(registry: kopf.OperatorRegistry, runtime: reconciler.Runtime, crede
     @kopf.on.event(*livestreams, id="livestream_changed", registry=registry)
     async def livestream_changed(type: str | None, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         key = (namespace or "", name)
-        if type != "DELETED" and reconciler.deleting(body) and reconciler.held(body):
+        if type == "DELETED":
+            runtime.livestream_gone(key)
+        elif reconciler.deleting(body) and reconciler.held(body):
             await reconciler.finalize(runtime, key, body)  # the finalizer stays until this returns
-            return
-        runtime.livestream_seen(key, body)
+        else:
+            runtime.livestream_seen(key, body)
 
     @kopf.daemon(*livestreams, id="reconcile", cancellation_backoff=2.0, cancellation_timeout=5.0, registry=registry)
     async def reconcile(

@@ -74,6 +74,17 @@ class Runtime:
             loop.pod_events += 1
             loop.wakeup.set()
 
+    def livestream_gone(self, key: Key) -> None:
+        """The Livestream was removed while its loop still runs: it never held kopf's finalizer.
+
+        (Deleted within moments of its creation. A Livestream that held it was finalized first,
+        and its loop had stopped.) kopf stops daemons only through the finalizer, so the loop
+        is told here; it had created nothing yet.
+        """
+        if (loop := self.loops.get(key)) is not None:
+            loop.gone = True
+            loop.wakeup.set()
+
     def livestream_seen(self, key: Key, body: Mapping[str, Any]) -> None:
         """A Livestream event: wake its loop for a new spec or for the finalizer it waits for.
 
@@ -101,6 +112,7 @@ class LivestreamLoop:
         self.done = asyncio.Event()  # set once the loop has stopped acting
         self.generation: int | None = None  # of the spec the last pass saw
         self.held = False  # whether the last pass saw kopf's finalizer on the Livestream
+        self.gone = False  # removed from the API without ever holding the finalizer
         self.written: dict[str, Any] | None = None  # the status as we last patched it
         self.last_patch = -math.inf  # monotonic time of that patch
         self.heartbeat: model.Heartbeat | None = None
@@ -259,7 +271,7 @@ async def run(
     loop = runtime.loops[key] = LivestreamLoop(runtime, key)
     relay = asyncio.create_task(_relay(stopped, loop.wakeup), name=f"stop-relay {key}")
     try:
-        while not stopped and not deleting(body):
+        while not stopped and not deleting(body) and not loop.gone:
             loop.wakeup.clear()
             started = time.monotonic()
             try:
