@@ -29,7 +29,7 @@ import httpx
 from tiktok_service.devcluster.node_agent import node as nodes
 from tiktok_service.devcluster.node_agent.container import RestartBackoff
 from tiktok_service.devcluster.node_agent.env import NodeResources
-from tiktok_service.devcluster.node_agent.kube import ApiError, KubeApi
+from tiktok_service.devcluster.node_agent.kube import ApiError, KubeApi, WatchHandle
 from tiktok_service.devcluster.node_agent.pod import PodContext, PodWorker, is_terminal, log_path
 from tiktok_service.devcluster.node_agent.times import utc_now
 
@@ -131,7 +131,7 @@ class NodeAgent:
         self._stop_requested = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._watch_streaming = asyncio.Event()  # the pod watch's response is open
+        self._watch = WatchHandle()  # the pod watch, to end it on stop
         self._error: BaseException | None = None
 
     # -- accessors -------------------------------------------------------------------------
@@ -237,13 +237,12 @@ class NodeAgent:
             )
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._heartbeat(api))
-                watcher = group.create_task(self._watch_pods(api, group, context))
+                group.create_task(self._watch_pods(api, group, context))
                 await self._stop_event.wait()
-                # Neither task is cancelled while it may be opening a connection (httpcore leaks
-                # the socket of a connection cancelled during its TLS handshake): the heartbeat
-                # and a watcher between watches see the stop event and end after their request.
-                if self._watch_streaming.is_set():
-                    watcher.cancel()
+                # No task is cancelled inside a request (see `WatchHandle`): the heartbeat and the
+                # watcher see the stop event and end after the request in flight; an open watch
+                # is ended by closing its connection.
+                await self._watch.abort()
                 for worker in self._workers.values():
                     worker.shutdown()
             if self._mark_not_ready_on_stop:
@@ -372,7 +371,7 @@ class NodeAgent:
                     "/api/v1/pods",
                     {**params, "resourceVersion": resource_version},
                     timeout_s=self._watch_timeout_s,
-                    streaming=self._watch_streaming,
+                    handle=self._watch,
                 )
                 async with contextlib.aclosing(events):
                     async for event in events:
@@ -391,6 +390,8 @@ class NodeAgent:
                 log.warning("watching pods of node %s failed: %s", self.node_name, exc)
                 await asyncio.sleep(_RETRY_S)
             except httpx.HTTPError as exc:
+                if self._stop_event.is_set():
+                    return  # the watch was ended by `stop`
                 log.warning("watching pods of node %s failed: %r", self.node_name, exc)
                 await asyncio.sleep(_RETRY_S)
 

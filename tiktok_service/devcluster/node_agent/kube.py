@@ -8,13 +8,13 @@ a private ``Configuration``, never the global one), so every kubeconfig it accep
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import kubernetes
 
@@ -36,6 +36,25 @@ class ApiError(Exception):
     def from_status(cls, code: int, body: Mapping[str, Any] | None) -> ApiError:
         body = body or {}
         return cls(int(body.get("code") or code), str(body.get("reason") or ""), str(body.get("message") or ""))
+
+
+class WatchHandle:
+    """Ends a watch from another task without cancelling the task that reads it.
+
+    Cancelling a task inside an httpx request can leak its socket (httpcore does not close a
+    connection cancelled during its TLS handshake, nor a TLS stream whose close is cancelled).
+    ``abort()`` instead closes the open response's connection at once, so the reader gets a
+    ``httpx.ReadError``, or makes a watch not yet open return as soon as it opens.
+    """
+
+    def __init__(self) -> None:
+        self.response: httpx.Response | None = None
+        self.aborted = False
+
+    async def abort(self) -> None:
+        self.aborted = True
+        if self.response is not None and (stream := self.response.extensions.get("network_stream")) is not None:
+            await anyio.aclose_forcefully(stream)
 
 
 class KubeApi:
@@ -83,23 +102,23 @@ class KubeApi:
         return await self._call("DELETE", path, body=body)
 
     async def watch(
-        self, path: str, params: Mapping[str, str], *, timeout_s: int, streaming: asyncio.Event | None = None
+        self, path: str, params: Mapping[str, str], *, timeout_s: int, handle: WatchHandle | None = None
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Watch events (``{"type", "object"}``) until the server ends the watch.
 
         Bounded by ``timeoutSeconds``; the caller reconnects from the last resourceVersion
         and relists on ``410 Gone`` (raised as ``ApiError``, whether as HTTP status or as
-        an ``ERROR`` event). ``streaming`` is set while the response is open: only then is
-        cancelling the watch clean (httpcore leaks the socket of a connection cancelled
-        during its TLS handshake).
+        an ``ERROR`` event). ``handle`` lets another task end the watch (``WatchHandle.abort``).
         """
         query = {**params, "watch": "true", "timeoutSeconds": str(timeout_s), "allowWatchBookmarks": "true"}
         timeout = httpx.Timeout(10.0, read=timeout_s + _WATCH_READ_SLACK_S)
         async with self._http.stream("GET", path, params=query, timeout=timeout) as response:
             if response.status_code != 200:
                 raise ApiError.from_status(response.status_code, _json(await response.aread()))
-            if streaming is not None:
-                streaming.set()
+            if handle is not None:
+                if handle.aborted:
+                    return
+                handle.response = response
             try:
                 async for line in response.aiter_lines():
                     if not line.strip():
@@ -109,8 +128,8 @@ class KubeApi:
                         raise ApiError.from_status(500, event.get("object"))
                     yield event
             finally:
-                if streaming is not None:
-                    streaming.clear()
+                if handle is not None:
+                    handle.response = None
 
     async def _call(
         self,
