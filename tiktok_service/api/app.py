@@ -90,7 +90,7 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
     app.include_router(events.router)
     app.include_router(health.router)
     app.add_middleware(MetricsMiddleware, api_metrics=api_metrics)
-    app.add_exception_handler(kube.KubeError, _kube_error)
+    app.add_exception_handler(kube.ApiError, _kube_error)
     for unavailable in (
         aiohttp.ClientError,
         TimeoutError,
@@ -112,7 +112,7 @@ def begin_shutdown(app: FastAPI) -> None:
 
 
 async def _kube_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, kube.KubeError)
+    assert isinstance(exc, kube.ApiError)
     log.warning("kubernetes refused a request", extra={"status": exc.status, "reason": exc.reason})
     if exc.status == 409:
         return JSONResponse({"detail": exc.message}, status_code=status.HTTP_409_CONFLICT)

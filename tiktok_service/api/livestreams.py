@@ -116,7 +116,7 @@ class LivestreamService:
                 livestream = await self._kube.create(body)
                 created = True
                 break
-            except kube.KubeError as exc:
+            except kube.ApiError as exc:
                 if exc.status == 422:
                     raise Invalid(exc.message) from exc
                 if exc.status != 409:
@@ -125,9 +125,9 @@ class LivestreamService:
             if livestream is not None:
                 break
         if livestream is None:
-            raise kube.KubeError(409, "Conflict", f"livestream {name} is being replaced; try again")
+            raise kube.ApiError(409, "Conflict", f"livestream {name} is being replaced; try again")
         if not resources.in_workspace(livestream, workspace_id):
-            raise kube.KubeError(409, "Conflict", f"livestream {name} is not managed by this API")
+            raise kube.ApiError(409, "Conflict", f"livestream {name} is not managed by this API")
         if not created and resources.desired_state(livestream) != model.DesiredState.RUNNING.value:
             patched = await self._kube.patch_spec(
                 name, resources.uid(livestream), {"state": model.DesiredState.RUNNING.value}
@@ -237,7 +237,7 @@ class LivestreamService:
             return None
         try:
             found = await self._kube.get(name)
-        except (kube.KubeError, aiohttp.ClientError, TimeoutError) as exc:
+        except (kube.ApiError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("could not read a livestream's phase", extra={"error": repr(exc)})
             return None
         if found is None or resources.uid(found) != livestream_id:

@@ -36,7 +36,7 @@ def register(registry: kopf.OperatorRegistry, runtime: reconciler.Runtime, crede
 
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.AiohttpSession:
-        return credentials.kopf_session(max_connections=_KOPF_CONNECTIONS)
+        return k8s.kopf_session(credentials, max_connections=_KOPF_CONNECTIONS)
 
     @kopf.index("pods", labels=_PODS_SELECTOR, id="connector_pods", registry=registry)
     async def connector_pods(body: kopf.Body, **_: Any) -> dict[reconciler.Key, model.PodObservation]:

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 from prometheus_client import CollectorRegistry
 
-from tiktok_service import gc_tuning, logs
+from tiktok_service import gc_tuning, kube_rest, logs
 from tiktok_service.health_server import HealthServer
 from tiktok_service.operator import handlers, k8s, kopf_tuning, model, reconciler, store
 from tiktok_service.operator.metrics import OperatorMetrics
@@ -59,7 +59,7 @@ async def run_operator(
 
     `stop_flag`/`ready_flag` are kopf flags (asyncio or threading Events or Futures).
     """
-    credentials = k8s.load_credentials(settings.kubeconfig)
+    credentials = kube_rest.load_credentials(settings.kubeconfig)
     registry = kopf.OperatorRegistry()
     metrics = metrics if metrics is not None else OperatorMetrics(CollectorRegistry())
     priority = settings.peering_priority if settings.peering_priority is not None else random.randint(1, 2**31 - 1)
