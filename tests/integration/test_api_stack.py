@@ -33,11 +33,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from schemathesis.generation import GenerationMode
 
+from tests.cluster_support import started_control_plane
 from tests.e2e_support import Cluster, Livestreams, connector_bin_dir
 from tests.support import expected_events, wait_until
 from tiktok_service.api import keys, repository
 from tiktok_service.api.main import ApiServer
-from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tiktok_service.devcluster.controlplane import ControlPlane
 from tiktok_service.devcluster.node_agent import NodeAgent
 from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.devcluster.redis_server import LocalRedis
@@ -265,13 +266,7 @@ async def make_key(database_url: str, workspace: str) -> str:
 
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane(extra_users=[OPERATOR_USER, API_USER]) as cp:
-        with config.new_client_from_config(config_file=str(cp.kubeconfig_path)) as api:
-            testing.install_crds(api)
+    with started_control_plane(extra_users=[OPERATOR_USER, API_USER]) as cp:
         yield cp
 
 

@@ -18,7 +18,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tests.cluster_support import started_control_plane
+from tiktok_service.devcluster.controlplane import ControlPlane, binaries_dir
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +28,7 @@ UNPRIVILEGED_USER = "no-rbac-user"
 
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane(extra_users=[UNPRIVILEGED_USER]) as cp:
+    with started_control_plane(extra_users=[UNPRIVILEGED_USER], crds=False) as cp:
         yield cp
 
 

@@ -11,8 +11,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
-from tiktok_service.operator import testing
+from tests.cluster_support import started_control_plane
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +20,11 @@ GROUP, VERSION, PLURAL = "tiktok.tiktok-service.io", "v1alpha1", "livestreams"
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[client.ApiClient]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane(wait_for_controllers=False) as cp:
-        api_client = config.new_client_from_config(config_file=str(cp.kubeconfig_path))
-        with api_client:
-            testing.install_crds(api_client)
-            yield api_client
+    with (
+        started_control_plane(wait_for_controllers=False) as cp,
+        config.new_client_from_config(config_file=str(cp.kubeconfig_path)) as api_client,
+    ):
+        yield api_client
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.utils.quantity import parse_quantity
 
+from tests.cluster_support import started_control_plane
 from tests.e2e_support import (
     Background,
     BackgroundLoop,
@@ -51,7 +52,7 @@ from tests.e2e_support import (
     without_markers,
 )
 from tests.support import expected_events
-from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tiktok_service.devcluster.controlplane import ControlPlane, binaries_dir
 from tiktok_service.devcluster.node_agent import NodeAgent
 from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.devcluster.redis_server import LocalRedis
@@ -166,13 +167,7 @@ def redis_reader(services: Services) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane(extra_users=[OPERATOR_USER]) as cp:
-        with config.new_client_from_config(config_file=str(cp.kubeconfig_path)) as api:
-            testing.install_crds(api)
+    with started_control_plane(extra_users=[OPERATOR_USER]) as cp:
         yield cp
 
 

@@ -23,7 +23,8 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tests.cluster_support import started_control_plane
+from tiktok_service.devcluster.controlplane import ControlPlane
 from tiktok_service.devcluster.node_agent import NodeAgent, NodeAgentError
 from tiktok_service.devcluster.ports import free_ports
 
@@ -43,11 +44,7 @@ SLEEPER = "import time; print('ready', flush=True); time.sleep(3600)"
 
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane() as cp:
+    with started_control_plane(crds=False) as cp:
         yield cp
 
 

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
-from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tests.cluster_support import started_control_plane
+from tiktok_service.devcluster.controlplane import ControlPlane, binaries_dir
 from tiktok_service.operator import desired, model, testing
 from tiktok_service.settings import OperatorSettings
 
@@ -19,14 +20,7 @@ NAMESPACE = "tiktok-service"
 
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane(wait_for_controllers=False) as cp:
-        api = config.new_client_from_config(config_file=str(cp.kubeconfig_path))
-        with api:
-            testing.install_crds(api)
+    with started_control_plane(wait_for_controllers=False) as cp:
         created = kubectl(cp, "apply", "-f", str(testing.DEPLOY_DIR / "namespace.yaml"))  # dry runs need it
         assert created.returncode == 0, created.stderr
         yield cp

@@ -18,8 +18,9 @@ import pytest
 import redis.asyncio as aioredis
 from kubernetes import client, config
 
+from tests.cluster_support import started_control_plane
 from tests.support import wait_until
-from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tiktok_service.devcluster.controlplane import ControlPlane
 from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.operator import model, testing
@@ -35,14 +36,8 @@ DEADLINE_S = 30.0
 
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane(extra_users=[OPERATOR_USER]) as cp:
-        api = config.new_client_from_config(config_file=str(cp.kubeconfig_path))
-        with api:
-            testing.install_crds(api)
+    with started_control_plane(extra_users=[OPERATOR_USER]) as cp:
+        with config.new_client_from_config(config_file=str(cp.kubeconfig_path)) as api:
             client.CoreV1Api(api).create_node(cordoned_node(NODE))
         yield cp
 

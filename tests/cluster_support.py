@@ -1,0 +1,31 @@
+"""A fresh Kubernetes control plane for a test module (module-scoped fixtures build on it)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import pytest
+from kubernetes import config
+
+from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tiktok_service.operator import testing
+
+
+@contextlib.contextmanager
+def started_control_plane(
+    *, extra_users: Sequence[str] = (), crds: bool = True, wait_for_controllers: bool = True
+) -> Iterator[ControlPlane]:
+    """etcd + API server (+ controllers) on free ports, with `crds/` installed; stopped on exit.
+
+    Missing binaries fail the test with the message saying how to build them (`make controlplane`).
+    """
+    try:
+        binaries_dir()
+    except BinariesNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with ControlPlane(extra_users=extra_users, wait_for_controllers=wait_for_controllers) as cp:
+        if crds:
+            with config.new_client_from_config(config_file=str(cp.kubeconfig_path)) as api:
+                testing.install_crds(api)
+        yield cp
