@@ -10,7 +10,7 @@ heartbeats, which arrive in Redis, not through the API).
 API writes are the operator's cost at scale (each one is also a watch event that kopf
 processes), so a pass writes as little as it can: a pass that creates a pod writes no
 status ("creating" is not news), nor does the pod's first echo while the scheduler has not
-decided (see `LivestreamLoop.news`); status patches in flight are bounded
+decided (see `LivestreamLoop.status_hold_s`); status patches in flight are bounded
 (`status_write_concurrency`) so that, in a burst, pods come first. Counters (viewers, events) alone are
 patched at most every `status_min_interval_s` per Livestream; phase changes go out at once.
 
@@ -166,7 +166,10 @@ class LivestreamLoop:
             delays.append(found.action.requeue_after)
         if found.action.do is not Do.NOTHING:
             delays.append(_ERROR_RETRY_S)  # confirm the action took effect even if no event comes
-        patch = status.status_patch(livestream["status"], wanted) if self.news(found, delays) else {}
+        hold_s = self.status_hold_s(found)
+        if hold_s is not None:
+            delays.append(hold_s)
+        patch = status.status_patch(livestream["status"], wanted) if hold_s is None else {}
         wait = self.last_patch + settings.status_min_interval_s - time.monotonic()
         if patch and status.rate_limited(patch) and wait > 0:
             delays.append(wait)
@@ -177,20 +180,20 @@ class LivestreamLoop:
         self.runtime.metrics.observe_phase(self.key, wanted["phase"])
         return max(0.0, min(delays))
 
-    def news(self, found: lifecycle.Assessment, delays: list[float]) -> bool:
-        """Whether this pass has something to tell: not the pod it is creating, nor that pod's first echo.
+    def status_hold_s(self, found: lifecycle.Assessment) -> float | None:
+        """None when this pass has news for the status; else how long to hold it back.
 
-        A new pod's watch event wakes the loop within moments, and the scheduler's verdict (a
-        node, or Unschedulable) follows: the status is written once, from that, instead of
-        "creating" then "scheduling" then the verdict (two API writes fewer per Livestream).
-        If the verdict takes longer than `_SCHEDULER_GRACE_S`, "scheduling" is written after all.
+        Not news: the pod this pass is creating, nor that pod's first echo. A new pod's watch
+        event wakes the loop within moments, and the scheduler's verdict (a node, or
+        Unschedulable) follows: the status is written once, from that, instead of "creating"
+        then "scheduling" then the verdict (two API writes fewer per Livestream). If the
+        verdict takes longer than `_SCHEDULER_GRACE_S`, "scheduling" is written after all.
         """
         if found.action.do in _CREATES:
-            return False
+            return math.inf  # the pod's own event wakes the loop
         if found.awaiting_scheduler and (waited := time.monotonic() - self.expect_since) < _SCHEDULER_GRACE_S:
-            delays.append(_SCHEDULER_GRACE_S - waited)
-            return False
-        return True
+            return _SCHEDULER_GRACE_S - waited
+        return None
 
     async def act(self, livestream: Mapping[str, Any], action: lifecycle.Action) -> None:
         kube, metrics = self.runtime.kube, self.runtime.metrics
