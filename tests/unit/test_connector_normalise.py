@@ -16,7 +16,7 @@ from tiktok_service.connector import normalise
 from tiktok_service.domain.events import EventType, User
 
 CTX = normalise.Context(livestream_id="ls-1", room_id=77)
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "tiktok-captured-2023"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tiktok-captured-2023"
 NOW = 1_700_000_000_000
 
 

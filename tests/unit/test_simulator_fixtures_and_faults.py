@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import zlib
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -14,16 +15,15 @@ from TikTokLive.proto import WebcastChatMessage, WebcastPushFrame
 from tiktok_service.simulator.faults import OVERSIZED_BYTES, build_malformed
 from tiktok_service.simulator.fixtures import (
     CAPTURED_METHODS,
-    DEFAULT_FIXTURES_DIR,
     fixture_events,
     load_captured,
 )
 
+FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "tiktok-captured-2023"
 
-def test_embedded_copy_matches_shared_fixture_files() -> None:
-    if not DEFAULT_FIXTURES_DIR.is_dir():
-        pytest.skip("shared fixtures directory not present")
-    assert load_captured() == load_captured(DEFAULT_FIXTURES_DIR)
+
+def test_embedded_copy_matches_the_captured_fixture_files() -> None:
+    assert load_captured() == load_captured(FIXTURES_DIR)
 
 
 def test_fixture_events_carry_the_payloads_own_msg_ids() -> None:

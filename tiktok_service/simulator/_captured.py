@@ -1,6 +1,6 @@
 """The five real TikTok LIVE payloads captured in August 2023, embedded so the simulator is
-self-contained (container images do not carry ``/work/shared``). Base64 text, byte-identical to the
-files in ``fixtures/tiktok-captured-2023`` (a unit test checks this when that directory exists).
+self-contained (a container image carries no test data). Base64 text, byte-identical to the files in
+the repository's ``tests/fixtures/tiktok-captured-2023`` (a unit test checks this).
 
 Source: public test resources of the TikTokLiveJava project, MIT licence:
 Copyright (c) 2023 jwdeveloper (TikTokLiveJava contributors). Permission is hereby granted, free of

@@ -36,9 +36,6 @@ _USER_FIELD: dict[str, int] = {
     "WebcastMemberMessage": 2,
 }
 
-DEFAULT_FIXTURES_DIR = Path("/work/shared/fixtures/tiktok-captured-2023")
-
-
 @dataclass(frozen=True, slots=True)
 class CapturedPayload:
     """One captured message: its file name, the TikTok method it is sent as, the raw protobuf."""
