@@ -3,6 +3,10 @@
 A WSGI app on the standard library's server in a daemon thread: a connector pod runs one
 of these per room, and an asyncio web framework would cost it ~10 MB of RSS for two URLs.
 The probe only reads a snapshot the process keeps up to date, so thread safety is trivial.
+
+The server cannot be wedged by a client: each connection is served by its own (daemon)
+thread, so a connection that sends nothing never holds up the kubelet's probe, and a
+connection idle for `read_timeout_s` is closed, so idle sockets cannot pile up threads.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -20,9 +25,22 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+#: Seconds a connection may stay silent before it is closed (probes send their request at once).
+READ_TIMEOUT_S = 5.0
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = READ_TIMEOUT_S  # socketserver applies it to the connection's socket
+
     def log_message(self, format: str, *args: Any) -> None:
         """Probes hit these URLs every few seconds; access logs would drown the JSON logs."""
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One daemon thread per connection: a slow or silent client delays only itself."""
+
+    daemon_threads = True
+    block_on_close = False
 
 
 def health_app(
@@ -61,7 +79,9 @@ class HealthServer:
     async def start(self) -> None:
         if not self._port:
             return
-        self._server = make_server(self._host, self._port, self._app, handler_class=_QuietHandler)
+        self._server = make_server(
+            self._host, self._port, self._app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http", daemon=True)
         self._thread.start()
 
