@@ -267,4 +267,3 @@ def test_retries_are_bounded_when_asked() -> None:
 def test_a_stop_exits_cleanly_whatever_came_before() -> None:
     decision, _ = outcomes.decide(Outcome(Kind.STOPPED), Streak(failures=9), POLICY, random.Random(0), now=NOW)
     assert decision.action is Action.EXIT and decision.exit_code is ExitCode.STOPPED
-
