@@ -193,9 +193,12 @@ def test_a_long_connection_resets_the_failure_count() -> None:
 
 
 def test_the_sign_servers_session_cap_reconnects_at_once_and_is_not_a_failure() -> None:
-    outcome = outcomes.classify(closed(4555, "MAX_LIFETIME_EXCEEDED"), lived_s=5, now=NOW)
+    outcome = outcomes.classify(closed(4555, "MAX_LIFETIME_EXCEEDED"), lived_s=8 * 3600, now=NOW)
     decision, streak = outcomes.decide(outcome, Streak(failures=3), POLICY, random.Random(0), now=NOW)
     assert decision.action is Action.RECONNECT and decision.delay_s == 0 and streak == Streak()
+    # The same code seconds after opening is no lifetime reached: it backs off like any failure.
+    early = outcomes.classify(closed(4555), lived_s=2, now=NOW)
+    assert run(early, 3)[-1].delay_s > 0
 
 
 def test_user_not_found_is_retried_with_backoff_before_it_exits_because_captcha_pages_look_like_it() -> None:

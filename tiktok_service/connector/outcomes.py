@@ -81,7 +81,7 @@ class Kind(StrEnum):
     LIVE_END = "live_end"
     CLOSED = "closed"  # closed cleanly by the server
     STALLED = "stalled"  # no traffic; we closed it (or the server's no-messages timeout)
-    SESSION_CAP = "session_cap"  # the server's socket lifetime was reached: reconnect, not a failure
+    SESSION_CAP = "session_cap"  # the server's socket lifetime was reached: reconnect at once if it held
     OFFLINE = "offline"
     USER_NOT_FOUND = "user_not_found"
     CAPTCHA = "captcha"
@@ -306,7 +306,7 @@ def decide(
         if policy.wait_for_live:
             return Decision(Action.WAIT_FOR_LIVE, kind.value, delay_s=policy.live_poll_interval_s), Streak()
         return Decision(Action.EXIT, kind.value, exit_code=ExitCode.USER_OFFLINE), streak
-    if kind is Kind.SESSION_CAP or (healthy and kind in (Kind.CLOSED, Kind.STALLED)):
+    if healthy and kind in (Kind.CLOSED, Kind.STALLED, Kind.SESSION_CAP):
         # A good connection ended: reconnect at once; TikTok's replayed history covers the
         # gap and the duplicate filter drops what was already published. A short one is a
         # failure like any other (below): it backs off instead of spinning.
