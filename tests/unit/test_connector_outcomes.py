@@ -270,3 +270,10 @@ def test_retries_are_bounded_when_asked() -> None:
 def test_a_stop_exits_cleanly_whatever_came_before() -> None:
     decision, _ = outcomes.decide(Outcome(Kind.STOPPED), Streak(failures=9), POLICY, random.Random(0), now=NOW)
     assert decision.action is Action.EXIT and decision.exit_code is ExitCode.STOPPED
+
+
+def test_a_close_code_read_after_a_quiet_end_names_the_outcome() -> None:
+    # TikTokLive ends quietly when it notices a closed socket between frames; the code still counts.
+    assert outcomes.of_end(Ended.CLOSED, 3, close_code=4401).kind is Kind.SIGN_REJECTED
+    assert outcomes.of_end(Ended.CLOSED, 3, close_code=1000).kind is Kind.CLOSED
+    assert outcomes.of_end(Ended.STALLED, 3, close_code=4005).kind is Kind.STALLED

@@ -278,8 +278,10 @@ def _kind_of(exc: BaseException, now: float, proxied: bool) -> tuple[Kind, float
     return Kind.ERROR, None
 
 
-def of_end(ended: Ended, lived_s: float | None) -> Outcome:
-    """An established connection's end, as an outcome."""
+def of_end(ended: Ended, lived_s: float | None, close_code: int | None = None) -> Outcome:
+    """An established connection's end, as an outcome; a documented close code names it better."""
+    if ended is Ended.CLOSED and close_code in EULER_CLOSE_CODES:
+        return Outcome(EULER_CLOSE_CODES[close_code], lived_s)
     return Outcome(Kind(ended.value), lived_s)
 
 

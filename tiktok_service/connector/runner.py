@@ -22,7 +22,16 @@ from TikTokLive import TikTokLiveClient
 from TikTokLive.client.logger import TikTokLiveLogHandler
 from TikTokLive.client.web.web_settings import WebDefaults
 
-from tiktok_service.connector import metrics, outcomes, publisher, room_check, router, status_reporter, transport
+from tiktok_service.connector import (
+    metrics,
+    outcomes,
+    publisher,
+    room_check,
+    router,
+    socket_close,
+    status_reporter,
+    transport,
+)
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.domain.dedupe import RecentIds
 from tiktok_service.domain.events import EventType
@@ -70,6 +79,7 @@ class ConnectorRunner:
             quota_wait_max_s=settings.quota_wait_max_s,
         )
         self._connected_at: float | None = None  # monotonic time the current attempt's socket opened
+        self._closed = socket_close.CloseSeen()  # the close frame of the current attempt's socket
         self.proxy_rotations = 0  # attempts after which the next proxy of the list was asked for
         self.publisher = publisher.Publisher(
             redis,
@@ -148,6 +158,7 @@ class ConnectorRunner:
         while not self._stopping.is_set():
             self.status.phase = ConnectorPhase.RECONNECTING if self.status.reconnects else ConnectorPhase.CONNECTING
             self._connected_at = None
+            self._closed = socket_close.CloseSeen()
             self._attempt = asyncio.create_task(self._connect_once(check_room), name="connection")
             outcome: outcomes.Outcome
             try:
@@ -160,7 +171,9 @@ class ConnectorRunner:
                 self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 outcome = outcomes.classify(exc, lived_s=self._lived_s(), now=time.time(), proxied=self._policy.proxied)
             else:
-                outcome = outcomes.of_end(ended, self._lived_s())
+                outcome = outcomes.of_end(ended, self._lived_s(), self._closed.code)
+                if self._closed.code not in (None, 1000, 1001):
+                    self.status.last_error = f"closed by the server: {self._closed.code} {self._closed.reason}"[:500]
             if self._stopping.is_set():
                 outcome = outcomes.Outcome(outcomes.Kind.STOPPED)
             decision, streak = outcomes.decide(outcome, streak, self._policy, self._rng, now=time.time())
@@ -237,6 +250,7 @@ class ConnectorRunner:
         assert self.router is not None
         client = self._client = self._new_client()
         room_check.install(client)
+        self._closed = socket_close.watch(client)
         stalled = False
         try:
             task = await asyncio.wait_for(

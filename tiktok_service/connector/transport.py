@@ -21,7 +21,7 @@ from TikTokLive.client.errors import WebcastBlockedError
 from TikTokLive.client.ws.ws_connect import WebcastConnect, WebcastIterator
 from TikTokLive.client.ws.ws_utils import extract_webcast_response_message, extract_websocket_options
 from TikTokLive.proto import WebcastPushFrame
-from websockets.exceptions import InvalidStatusCode  # type: ignore[attr-defined]
+from websockets.legacy.exceptions import InvalidStatusCode
 
 from tiktok_service.connector import metrics
 
