@@ -15,6 +15,7 @@ from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorPhase, status_from_hash
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
+from tiktok_service.simulator.config import SimulatorConfig
 from tiktok_service.simulator.scenario import Scenario
 from tiktok_service.simulator.server import SimulatorServer
 from tiktok_service.simulator.tiktok_routes import fault_counts
@@ -202,3 +203,23 @@ async def test_a_socket_that_lived_long_enough_reconnects_at_once_after_a_clean_
     await wait_until(lambda: connector.runner.status.phase is ConnectorPhase.LIVE, timeout=10, what="live again")
     assert connector.runner.status.reconnects == 2
     assert await connector.stop() == ExitCode.STOPPED
+
+
+async def test_a_sign_server_rejecting_the_api_key_is_a_configuration_error(
+    settings_for: Make, run: Start, redis_url: str
+) -> None:
+    async with SimulatorServer(SimulatorConfig(port=0, sign_api_key="the-right-key")) as keyed:
+        username = new_name()
+        await keyed.add_room(username, Scenario())
+        settings = settings_for(
+            username,
+            sign_api_url=keyed.base_url,
+            sign_api_key="a-wrong-key",
+            tiktok_app_url=keyed.base_url,
+            tiktok_webcast_url=keyed.base_url + "/webcast",
+        )
+        connector = run(settings)
+
+        assert await connector.exit_code() == ExitCode.CONFIG
+        assert connector.runner.status.reason == "sign_rejected"
+        assert connector.runner.status.reconnects == 0
