@@ -24,7 +24,3 @@ class ExitCode(IntEnum):
     AGE_RESTRICTED = 15  # the LIVE is age-restricted and no logged-in session was accepted
     SIGN_QUOTA = 16  # the sign server's quota is spent until a reset it announced (final status: next_retry_at_ms)
     PROXY = 17  # the configured proxies could not be opened (refused, auth, timeout)
-
-
-#: Exits after which a restart cannot help: the Livestream is Failed until its spec changes.
-FINAL_FAILURES = frozenset({ExitCode.CONFIG, ExitCode.USER_NOT_FOUND, ExitCode.BLOCKED, ExitCode.AGE_RESTRICTED})
