@@ -285,11 +285,6 @@ def of_end(ended: Ended, lived_s: float | None, close_code: int | None = None) -
     return Outcome(Kind(ended.value), lived_s)
 
 
-def reason_of(exc: BaseException) -> str:
-    """A short, bounded label for metrics and status."""
-    return _kind_of(exc, 0.0, False)[0].value
-
-
 def decide(
     outcome: Outcome, streak: Streak, policy: Policy, rng: random.Random, *, now: float
 ) -> tuple[Decision, Streak]:
