@@ -69,6 +69,10 @@ class TolerantRoomInfoRoute(FetchRoomInfoRoute):  # type: ignore[misc]
             return {}
         found = verdict(payload)
         if found is Verdict.AGE_RESTRICTED:
+            if self._web.cookies.get("sessionid"):
+                raise AgeRestrictedError(
+                    "Age restricted stream and the session was not accepted (expired, or an account under 18)."
+                )
             raise AgeRestrictedError(
                 "Age restricted stream. Cannot fetch room info. Pass sessionid to log in & bypass age restriction."
             )
