@@ -69,6 +69,19 @@ class ConnectorSettings(BaseSettings):
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_cap_s: float = Field(default=60.0, gt=0)
     max_reconnects: int = Field(default=0, ge=0, description="Give up after this many in a row (0 = never).")
+    healthy_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A connection that lived this long resets the failure count (shorter = failure).",
+    )
+    not_found_attempts: int = Field(
+        default=4, ge=1, description="'User not found' answers in a row before exit 11 (captcha pages look alike)."
+    )
+    captcha_attempts: int = Field(default=4, ge=1, description="Captcha/verification pages in a row before exit 14.")
+    blocked_attempts: int = Field(default=2, ge=1, description="Rejected WebSocket handshakes in a row before exit 13.")
+    quota_wait_max_s: float = Field(
+        default=300.0, ge=0, description="Wait in-process for a sign quota reset up to this long; longer = exit 16."
+    )
 
     connect_timeout_s: float = Field(
         default=30.0, gt=0, description="Room lookup + sign + socket open; the sign client has no timeout."

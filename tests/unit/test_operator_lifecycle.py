@@ -177,7 +177,72 @@ def test_exits_a_restart_cannot_fix_fail_at_once() -> None:
     assert assess(livestream(), failed(exit_code=11)).reason == "UserNotFound"
     assert assess(livestream(), failed(exit_code=13)).reason == "Blocked"
     assert assess(livestream(), failed(exit_code=2)).reason == "InvalidConfiguration"
-    assert {assess(livestream(), failed(exit_code=code)).phase for code in (2, 11, 13)} == {Phase.FAILED}
+    assert {assess(livestream(), failed(exit_code=code)).phase for code in (2, 11, 13, 15)} == {Phase.FAILED}
+
+
+def test_an_age_restricted_room_fails_at_once_and_says_a_session_is_needed() -> None:
+    found = assess(livestream(), failed(exit_code=15))
+
+    assert (found.phase, found.reason, found.action.do) == (Phase.FAILED, "AgeRestricted", Do.NOTHING)
+    assert "session" in found.message and found.restarts == 0
+
+
+def test_a_captcha_exit_is_restarted_with_backoff_under_its_own_reason() -> None:
+    found = assess(livestream(), failed(exit_code=14, restarts=0, finished_ago=1))
+
+    assert (found.phase, found.reason, found.restarts) == (Phase.BACKING_OFF, "CaptchaRequired", 1)
+    assert "captcha" in found.message
+    assert assess(livestream(), failed(exit_code=14, restarts=3)).reason == "RestartLimitReached"
+
+
+def test_a_proxy_exit_is_restarted_with_backoff_under_its_own_reason() -> None:
+    found = assess(livestream(), failed(exit_code=17, restarts=1, finished_ago=1))
+
+    assert (found.phase, found.reason, found.restarts) == (Phase.BACKING_OFF, "ProxyFailed", 2)
+
+
+def test_a_spent_sign_quota_backs_off_until_the_announced_reset_without_counting_a_failure() -> None:
+    reset = NOW + 3 * 3600
+    finished = failed(exit_code=16, restarts=2, finished_ago=1)
+    final = heartbeat(ConnectorPhase.FAILED, age_s=1, next_retry_at_ms=int(reset * 1000), exit_code=16)
+
+    found = assess(livestream(), finished, final)
+
+    assert (found.phase, found.reason, found.restarts) == (Phase.BACKING_OFF, "SignQuotaExhausted", 2)
+    assert found.next_retry_at == reset and found.action == lifecycle.Action(requeue_after=reset - NOW)
+    due = assess(livestream(), finished, final, now=reset + 1)
+    assert due.action == lifecycle.Action(Do.RECREATE_POD, pod_uid="p-1", restarts=2)
+
+
+def test_a_spent_sign_quota_keeps_the_recorded_reset_once_the_final_status_expired() -> None:
+    body = livestream({"phase": "BackingOff", "restarts": 0, "nextRetryAt": model.format_time(NOW + 900)})
+
+    found = assess(body, failed(exit_code=16, finished_ago=1))
+
+    assert (found.reason, found.next_retry_at) == ("SignQuotaExhausted", NOW + 900)
+    assert assess(livestream(), failed(exit_code=16, finished_ago=1)).next_retry_at == NOW - 1 + 3600
+
+
+def test_a_reconnecting_connector_says_why_and_until_when() -> None:
+    beat = heartbeat(
+        ConnectorPhase.RECONNECTING, reason="user_not_found", next_retry_at_ms=int((NOW + 4) * 1000), last_error="x"
+    )
+
+    found = assess(livestream(), pod(), beat)
+
+    assert (found.phase, found.reason, found.next_retry_at, found.message) == (
+        Phase.RECONNECTING,
+        "UserNotFound",
+        NOW + 4,
+        "x",
+    )
+    for kind, reason in [
+        ("captcha", "CaptchaRequired"),
+        ("rate_limited", "SignRateLimited"),
+        ("closed", "ConnectionClosed"),
+    ]:
+        assert assess(livestream(), pod(), heartbeat(ConnectorPhase.RECONNECTING, reason=kind)).reason == reason
+    assert assess(livestream(), pod(), heartbeat(ConnectorPhase.RECONNECTING, reason="error")).reason == "Reconnecting"
 
 
 def test_an_offline_user_without_wait_for_live_ends_the_livestream() -> None:

@@ -120,6 +120,41 @@ def test_backing_off_shows_the_next_retry_time() -> None:
     assert result["restarts"] == 1
 
 
+def test_a_connector_retrying_shows_why_and_when_in_the_status_and_its_conditions() -> None:
+    retry_ms = int((NOW + 8) * 1000)
+    report = ConnectorStatus(
+        phase=ConnectorPhase.RECONNECTING,
+        reason="rate_limited",
+        last_error="SignatureRateLimitError: slow down",
+        next_retry_at_ms=retry_ms,
+    )
+    beat = Heartbeat(report, int(NOW * 1000))
+
+    result = wanted(livestream(), running_pod(), beat)
+
+    assert (result["phase"], result["reason"]) == ("Reconnecting", "SignRateLimited")
+    assert result["nextRetryAt"] == model.format_time(NOW + 8)
+    assert {c["type"]: (c["status"], c["reason"]) for c in result["conditions"]} == {
+        "Ready": ("False", "SignRateLimited"),
+        "Connected": ("False", "SignRateLimited"),
+    }
+
+
+def test_a_spent_sign_quota_shows_the_announced_reset_as_the_next_retry() -> None:
+    reset = NOW + 7200
+    pod = running_pod(phase="Failed", exit_code=16, finished_at=NOW - 1, started_at=NOW - 5)
+    final = Heartbeat(
+        ConnectorStatus(phase=ConnectorPhase.FAILED, exit_code=16, next_retry_at_ms=int(reset * 1000)),
+        int((NOW - 1) * 1000),
+    )
+
+    result = wanted(livestream(), pod, final)
+
+    assert (result["phase"], result["reason"], result["restarts"]) == ("BackingOff", "SignQuotaExhausted", 0)
+    assert result["nextRetryAt"] == model.format_time(reset)
+    assert status.transition_events({"phase": "Live"}, result)[0].reason == "RestartScheduled"
+
+
 def test_an_unchanged_status_needs_no_patch() -> None:
     first = wanted(livestream(), running_pod(), live())
 

@@ -22,7 +22,16 @@ from TikTokLive import TikTokLiveClient
 from TikTokLive.client.logger import TikTokLiveLogHandler
 from TikTokLive.client.web.web_settings import WebDefaults
 
-from tiktok_service.connector import metrics, outcomes, publisher, router, status_reporter, transport
+from tiktok_service.connector import (
+    metrics,
+    outcomes,
+    publisher,
+    room_check,
+    router,
+    socket_close,
+    status_reporter,
+    transport,
+)
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.domain.dedupe import RecentIds
 from tiktok_service.domain.events import EventType
@@ -63,7 +72,15 @@ class ConnectorRunner:
             backoff_base_s=settings.backoff_base_s,
             backoff_cap_s=settings.backoff_cap_s,
             max_reconnects=settings.max_reconnects,
+            healthy_after_s=settings.healthy_after_s,
+            not_found_attempts=settings.not_found_attempts,
+            captcha_attempts=settings.captcha_attempts,
+            blocked_attempts=settings.blocked_attempts,
+            quota_wait_max_s=settings.quota_wait_max_s,
         )
+        self._connected_at: float | None = None  # monotonic time the current attempt's socket opened
+        self._closed = socket_close.CloseSeen()  # the close frame of the current attempt's socket
+        self.proxy_rotations = 0  # attempts after which the next proxy of the list was asked for
         self.publisher = publisher.Publisher(
             redis,
             livestream_id=settings.livestream_id,
@@ -136,37 +153,49 @@ class ConnectorRunner:
     # -- the loop -----------------------------------------------------------------------
     async def _connection_loop(self) -> ExitCode:
         assert self.router is not None
-        failures = 0
+        streak = outcomes.Streak()
+        check_room = True  # first attempt, and after any failure: is the room age-restricted?
         while not self._stopping.is_set():
             self.status.phase = ConnectorPhase.RECONNECTING if self.status.reconnects else ConnectorPhase.CONNECTING
-            self._attempt = asyncio.create_task(self._connect_once(), name="connection")
+            self._connected_at = None
+            self._closed = socket_close.CloseSeen()
+            self._attempt = asyncio.create_task(self._connect_once(check_room), name="connection")
+            outcome: outcomes.Outcome
             try:
                 ended = await self._attempt
             except asyncio.CancelledError:
                 if not self._stopping.is_set() or not self._attempt.cancelled():
                     raise
-                ended = outcomes.Ended.STOPPED
+                outcome = outcomes.Outcome(outcomes.Kind.STOPPED)
             except Exception as exc:
-                failures += 1
                 self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                decision = outcomes.after_error(exc, failures, self._policy, self._rng)
+                outcome = outcomes.classify(exc, lived_s=self._lived_s(), now=time.time(), proxied=self._policy.proxied)
             else:
-                failures = 0
-                decision = outcomes.after_end(ended, self._policy)
+                outcome = outcomes.of_end(ended, self._lived_s(), self._closed.code)
+                if self._closed.code not in (None, 1000, 1001):
+                    self.status.last_error = f"closed by the server: {self._closed.code} {self._closed.reason}"[:500]
             if self._stopping.is_set():
-                decision = outcomes.after_end(outcomes.Ended.STOPPED, self._policy)
+                outcome = outcomes.Outcome(outcomes.Kind.STOPPED)
+            decision, streak = outcomes.decide(outcome, streak, self._policy, self._rng, now=time.time())
+            check_room = streak.failures > 0 or decision.action is outcomes.Action.WAIT_FOR_LIVE
             log.info(
                 "connection attempt over",
                 extra={
                     "action": decision.action.value,
                     "reason": decision.reason,
                     "delay_s": round(decision.delay_s, 3),
+                    "failures": streak.failures,
+                    "lived_s": None if outcome.lived_s is None else round(outcome.lived_s, 3),
                 },
             )
             if decision.action is outcomes.Action.EXIT:
                 self.status.phase = _final_phase(decision.exit_code)
                 self.status.reason = decision.reason
+                # The operator waits until then before it starts a new pod (exit 16).
+                self.status.next_retry_at_ms = int(decision.retry_at * 1000) if decision.retry_at else None
                 return decision.exit_code
+            if decision.rotate_proxy:
+                self._rotate_proxy()
             if decision.action is outcomes.Action.WAIT_FOR_LIVE:
                 self.status.phase = ConnectorPhase.WAITING
                 self.status.reason = decision.reason
@@ -181,6 +210,14 @@ class ConnectorRunner:
         self.status.phase = ConnectorPhase.STOPPED
         self.status.reason = "stopped"
         return ExitCode.STOPPED
+
+    def _lived_s(self) -> float | None:
+        """How long the last attempt's socket was up (None: it never opened)."""
+        return None if self._connected_at is None else time.monotonic() - self._connected_at
+
+    def _rotate_proxy(self) -> None:
+        """The next attempt should go out through the next proxy of the list (if there is one)."""
+        self.proxy_rotations += 1
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep that ends early when a stop is requested."""
@@ -204,16 +241,23 @@ class ConnectorRunner:
         self.router.attach(client)
         return client
 
-    async def _connect_once(self) -> outcomes.Ended:
-        """One connection, from room lookup to socket close. Raises on failure to connect."""
+    async def _connect_once(self, check_room: bool = True) -> outcomes.Ended:
+        """One connection, from room lookup to socket close. Raises on failure to connect.
+
+        `check_room` asks for the room info first (one request) to tell an age-restricted
+        room apart (`room_check`).
+        """
         assert self.router is not None
         client = self._client = self._new_client()
+        room_check.install(client)
+        self._closed = socket_close.watch(client)
         stalled = False
         try:
             task = await asyncio.wait_for(
-                client.start(room_id=self.settings.room_id, fetch_live_check=True),
+                client.start(room_id=self.settings.room_id, fetch_live_check=True, fetch_room_info=check_room),
                 self.settings.connect_timeout_s,
             )
+            self._connected_at = time.monotonic()
             self.router.live_ended = False
             self.status.phase = ConnectorPhase.LIVE
             self.status.room_id = client.room_id

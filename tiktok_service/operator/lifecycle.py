@@ -10,17 +10,23 @@ decisions are idempotent across operator restarts:
 * the retry time is the pod's finish time plus the backoff, not "now plus" anything;
 * Ended/Failed are left only by a spec change (a new generation) or a pause/resume.
 
-Connector exits: 10 live ended -> Ended; 12 offline (waitForLive=false) -> Ended;
-2 config / 11 no such user / 13 blocked -> Failed at once (a restart would not help);
-anything else (1, OOMKilled, evicted, SIGKILL...) -> restart with backoff, Failed after
-`maxRestarts` consecutive failures. A deleted pod is recreated at once and is not a failure.
-With `waitForLive` the connector itself keeps waiting (same pod) instead of exiting.
+Connector exits (the README's failure table): 10 live ended -> Ended; 12 offline
+(waitForLive=false) -> Ended; 2 config / 11 no such user / 13 blocked / 15 age-restricted ->
+Failed at once (a restart would not help; the connector already retried 11 and 13 itself);
+16 sign quota -> BackingOff until the reset the sign server announced (the connector's final
+status carries it), not counted as a failure; 14 captcha / 17 proxy / anything else (1,
+OOMKilled, evicted, SIGKILL...) -> restart with backoff, Failed after `maxRestarts`
+consecutive failures. A deleted pod is recreated at once and is not a failure. With
+`waitForLive` the connector itself keeps waiting (same pod) instead of exiting.
+
+While the connector runs, its own reason (why it is reconnecting) becomes the Livestream's,
+in CamelCase (`REASONS`), so a room that keeps hitting captchas says so before it exits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -33,13 +39,60 @@ from tiktok_service.settings import OperatorSettings
 
 #: A heartbeat older than the pod's start (minus clock skew) is the previous pod's.
 _HEARTBEAT_SKEW_S = 5.0
+#: Exit 16 without an announced reset (none in the final status, none recorded): wait this long.
+_QUOTA_FALLBACK_S = 3600.0
 
 _FINAL_EXITS: dict[int, tuple[Phase, str, str]] = {
     ExitCode.LIVE_ENDED: (Phase.ENDED, "LiveEnded", "the streamer ended the LIVE"),
     ExitCode.USER_OFFLINE: (Phase.ENDED, "UserOffline", "the user is not live (waitForLive is false)"),
-    ExitCode.USER_NOT_FOUND: (Phase.FAILED, "UserNotFound", "no such TikTok user, or the user cannot go LIVE"),
-    ExitCode.BLOCKED: (Phase.FAILED, "Blocked", "TikTok or the sign server refuses the connection"),
-    ExitCode.CONFIG: (Phase.FAILED, "InvalidConfiguration", "the connector rejected its configuration"),
+    ExitCode.USER_NOT_FOUND: (
+        Phase.FAILED,
+        "UserNotFound",
+        "no such TikTok user, or the user cannot go LIVE (answered several times in a row)",
+    ),
+    ExitCode.BLOCKED: (
+        Phase.FAILED,
+        "Blocked",
+        "TikTok rejected the WebSocket handshake (detected); use another egress IP/proxy or a session",
+    ),
+    ExitCode.AGE_RESTRICTED: (
+        Phase.FAILED,
+        "AgeRestricted",
+        "the LIVE is age-restricted: it needs a logged-in session (sessionid) of an adult account",
+    ),
+    ExitCode.CONFIG: (
+        Phase.FAILED,
+        "InvalidConfiguration",
+        "the connector rejected its configuration (or the sign server rejected the API key)",
+    ),
+}
+#: Exits restarted with backoff, with their own reason instead of the pod's ("Error").
+_RESTART_REASONS: dict[int, tuple[str, str]] = {
+    ExitCode.CAPTCHA: ("CaptchaRequired", "TikTok answers a captcha/verification page instead of the room"),
+    ExitCode.PROXY: ("ProxyFailed", "the proxies could not be opened"),
+}
+_QUOTA_REASON = "SignQuotaExhausted"
+#: The connector's reasons (`outcomes.Kind`) as Livestream reasons while it retries.
+REASONS: dict[str, str] = {
+    "user_not_found": "UserNotFound",
+    "captcha": "CaptchaRequired",
+    "blocked": "Blocked",
+    "age_restricted": "AgeRestricted",
+    "rate_limited": "SignRateLimited",
+    "sign_rejected": "SignKeyRejected",
+    "sign_error": "SignServerError",
+    "proxy_error": "ProxyFailed",
+    "closed": "ConnectionClosed",
+    "stalled": "Stalled",
+    "session_cap": "SessionCapReached",
+    "connection_closed": "ConnectionLost",
+    "ws_rejected": "HandshakeRejected",
+    "timeout": "Timeout",
+    "network": "NetworkError",
+    "room_lookup": "RoomLookupFailed",
+    "config": "InvalidConfiguration",
+    "offline": "UserOffline",
+    "live_end": "LiveEnded",
 }
 _FROM_CONNECTOR: dict[ConnectorPhase, tuple[Phase, str]] = {
     ConnectorPhase.CONNECTING: (Phase.CONNECTING, "Connecting"),
@@ -152,7 +205,10 @@ def assess(
         )
 
     if pod.terminated:
-        return _assess_finished(pod, status, previous, now, settings, model.RestartPolicy.from_spec(spec))
+        policy = model.RestartPolicy.from_spec(spec)
+        if pod.exit_code == ExitCode.SIGN_QUOTA:
+            return _assess_quota(pod, status, previous, _own(heartbeat, pod), now, settings)
+        return _assess_finished(pod, status, previous, now, settings, policy)
 
     ran_long = pod.started_at is not None and now - pod.started_at >= settings.restart_reset_after_s
     restarts = 0 if ran_long else pod.restarts
@@ -180,6 +236,9 @@ def _assess_finished(
     failures = 1 if ran >= settings.restart_reset_after_s else pod.restarts + 1
     cause = pod.reason or "Error"
     detail = f"exit code {pod.exit_code}" if pod.exit_code is not None else cause
+    if pod.exit_code in _RESTART_REASONS:
+        cause, why = _RESTART_REASONS[pod.exit_code]
+        detail = f"{why}, exit code {pod.exit_code}"
     if failures > policy.max_restarts:
         message = f"connector failed {failures} times in a row ({detail}); restart limit is {policy.max_restarts}"
         return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1)
@@ -201,22 +260,70 @@ def _assess_finished(
     )
 
 
+def _own(heartbeat: Heartbeat | None, pod: PodObservation) -> Heartbeat | None:
+    """The heartbeat if `pod` wrote it (not the final status of the pod before it)."""
+    started = pod.started_at
+    if heartbeat is None or started is None or heartbeat.updated_at_ms / 1000 < started - _HEARTBEAT_SKEW_S:
+        return None
+    return heartbeat
+
+
+def _assess_quota(
+    pod: PodObservation,
+    status: Mapping[str, Any],
+    previous: Phase | None,
+    heartbeat: Heartbeat | None,
+    now: float,
+    settings: OperatorSettings,
+) -> Assessment:
+    """Exit 16: wait until the reset the sign server announced; that is no failure of ours.
+
+    The reset comes from the connector's final status (`next_retry_at_ms`); once that is
+    gone (expired), from the status we wrote; without either, an hour (a sign server that
+    says nothing about its reset is not to be hammered).
+    """
+    ran = (pod.finished_at or now) - (pod.started_at or now)
+    restarts = 0 if ran >= settings.restart_reset_after_s else pod.restarts
+    known = model.parse_time(status.get("nextRetryAt")) if previous is Phase.BACKING_OFF else None
+    if heartbeat is not None and heartbeat.status.next_retry_at_ms:
+        retry_at = heartbeat.status.next_retry_at_ms / 1000
+    elif known is not None:
+        retry_at = known
+    else:
+        retry_at = (pod.finished_at or now) + _QUOTA_FALLBACK_S
+    if now < retry_at:
+        message = f"the sign server's quota is spent until {model.format_time(retry_at)}; the connector restarts then"
+        return Assessment(
+            Phase.BACKING_OFF, _QUOTA_REASON, message, restarts, retry_at, Action(requeue_after=retry_at - now)
+        )
+    return Assessment(
+        Phase.PENDING,
+        "Restarting",
+        "the sign server's quota reset has passed",
+        restarts,
+        None,
+        Action(Do.RECREATE_POD, pod.uid, restarts),
+    )
+
+
 def _assess_running(
     pod: PodObservation, heartbeat: Heartbeat | None, now: float, settings: OperatorSettings, restarts: int
 ) -> Assessment:
     started = pod.started_at or now
-    if heartbeat is not None and heartbeat.updated_at_ms / 1000 < started - _HEARTBEAT_SKEW_S:
-        heartbeat = None  # the final status of the previous pod, not this one's
+    heartbeat = _own(heartbeat, replace(pod, started_at=started))
     if heartbeat is None:
         if now - started > settings.heartbeat_grace_s:
             message = f"no heartbeat from the connector for {settings.heartbeat_grace_s:.0f}s"
             return Assessment(Phase.CONNECTING, "NoHeartbeat", message, restarts)
         return Assessment(Phase.CONNECTING, "Starting", "waiting for the connector's first heartbeat", restarts)
-    phase, reason = _FROM_CONNECTOR[heartbeat.status.phase]
-    if heartbeat.status.phase is ConnectorPhase.WAITING and heartbeat.status.reason == "live_end":
-        reason = "LiveEnded"
-    message = heartbeat.status.last_error if phase is not Phase.LIVE else ""
-    return Assessment(phase, reason, message, restarts)
+    report = heartbeat.status
+    phase, reason = _FROM_CONNECTOR[report.phase]
+    retry_at: float | None = None
+    if report.phase in (ConnectorPhase.WAITING, ConnectorPhase.RECONNECTING):
+        reason = REASONS.get(report.reason, reason)
+        retry_at = report.next_retry_at_ms / 1000 if report.next_retry_at_ms else None
+    message = report.last_error if phase is not Phase.LIVE else ""
+    return Assessment(phase, reason, message, restarts, retry_at)
 
 
 def next_action(

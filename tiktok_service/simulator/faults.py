@@ -15,11 +15,16 @@ What each kind does to TikTokLive 7.0.1 (verified by the integration tests):
   client closes the connection with code 1009; the task ends normally and emits ``DisconnectEvent``.
 * ``not_pushframe`` - bytes that are not a ``WebcastPushFrame`` at all (an HTML error page); the
   library's parse raises pydantic's ``ValidationError`` and the connection task ends.
+
+The second half holds the failure scenarios' answers (captcha pages, refused handshakes, the
+age-restricted room info), each as TikTok sends it, with the source it was taken from.
 """
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -97,3 +102,71 @@ def build_malformed(kind: str, *, msg_id: int, room_id: int, seq_id: int, log_id
     if kind == "not_pushframe":
         return MalformedFrame(kind, _NOT_A_PUSH_FRAME, None, None)
     raise ValueError(f"unknown malformed kind {kind!r}")
+
+
+# -- failure scenarios: what TikTok answers instead of the room (pure; routes apply them) ---------
+
+#: `Handshake-Status` TikTok sends with a refused upgrade, by `Handshake-Msg` (TikTok-Live-Connector
+#: issues #184 "illegal secret key" / 417 and #187 "DEVICE_BLOCKED" / 415: `HTTP/1.1 200 OK`,
+#: `content-length: 0`, `handshake-msg`, `handshake-status`, `tt_stable: 1`, `x-tt-logid`).
+_HANDSHAKE_STATUS: dict[str, str] = {"DEVICE_BLOCKED": "415", "illegal secret key": "417", "illegal app_id": "417"}
+
+
+def applies(limit: int, seen: int) -> bool:
+    """Whether the `seen`-th occurrence (0-based) is still affected by a fault limited to `limit` (-1 = always)."""
+    return limit < 0 or seen < limit
+
+
+def handshake_refusal(status: int, message: str, log_id: str) -> tuple[int, dict[str, str]]:
+    """The answer to a WebSocket upgrade TikTok refuses: no 101, the reason in headers, no body."""
+    headers = {
+        "Handshake-Msg": message,
+        "Handshake-Status": _HANDSHAKE_STATUS.get(message, "417"),
+        "tt_stable": "1",
+        "X-Tt-Logid": log_id,
+    }
+    return status, headers
+
+
+def captcha_page(token: str) -> str:
+    """TikTok's verify page in place of ``/@user/live``: no SIGI_STATE (TikTok-Api issue #407 shows
+    its ``"title":"tiktok-verify-page"`` option script)."""
+    option = {"title": "tiktok-verify-page", "iid": "0", "did": "0", "app_name": "tiktok", "aid": 1284}
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>TikTok</title>'
+        f"<script>const option = {json.dumps(option)};</script></head>"
+        f'<body><div id="captcha-verify-container" data-fp="verify_{token}"></div></body></html>'
+    )
+
+
+def captcha_json(token: str) -> dict[str, str]:
+    """TikTok's verify answer in place of an API's JSON (carcabot/tiktok-signature issue #86)."""
+    return {
+        "code": "10000",
+        "from": "",
+        "type": "verify",
+        "version": "",
+        "region": "va",
+        "subtype": "slide",
+        "detail": token * 4,
+        "verify_event": "",
+        "fp": f"verify_{token[:8]}_{token[8:16]}",
+    }
+
+
+def has_session(cookies: Mapping[str, str]) -> bool:
+    """A logged-in viewer as TikTok tells one: a non-empty ``sessionid`` cookie (TikTokLive's
+    ``set_session`` also sets ``sessionid_ss`` and ``sid_tt``, and clears them with "")."""
+    return bool(cookies.get("sessionid"))
+
+
+def room_info(
+    room: Mapping[str, object], *, age_restricted: bool, cookies: Mapping[str, str], now_ms: int
+) -> dict[str, object]:
+    """``/webcast/room/info/``: the room, or for an 18+ LIVE without a session the answer anonymous
+    viewers get (TikTokLive issue #228: ``{"data": {"message": "Request params error", "prompts":
+    "Request params error"}, "extra": {"now": ...}, "status_code": 10011}``)."""
+    if age_restricted and not has_session(cookies):
+        prompt = "Request params error"
+        return {"data": {"message": prompt, "prompts": prompt}, "extra": {"now": now_ms}, "status_code": 10011}
+    return {"data": dict(room), "extra": {"now": now_ms}, "status_code": 0}

@@ -95,6 +95,16 @@ class Scenario:
     room_id: int | None = None  # None: derived from username and seed
     ping_interval_s: float | None = None  # advertised via Handshake-Options (client heartbeat period)
     sent_log_limit: int = 200_000  # entries kept for GET /sent (oldest are forgotten)
+    # Failure scenarios (counts: the first N occurrences are affected; -1 = every one).
+    age_restricted: bool = False  # /webcast/room/info/ withholds the room from viewers without a sessionid cookie
+    captcha: int = 0  # room lookups (live page, then API) answered by TikTok's verify page
+    handshake_blocked: int = 0  # WebSocket upgrades refused: handshake_status + Handshake-Msg, no 101
+    handshake_status: int = 200  # TikTok answers 200 (or 400) to a refused upgrade
+    handshake_msg: str = "DEVICE_BLOCKED"  # Handshake-Msg of the refusal ("illegal secret key", ...)
+    close_code: int | None = None  # close sockets with this code (1000 = cleanly; 4xxx = the sign server's)...
+    close_after: int = 0  # ...once the room has sent this many events on the socket (0 = after the upgrade)...
+    closes: int = -1  # ...for this many sockets
+    close_reason: str = ""  # the close frame's reason text
 
     def __post_init__(self) -> None:
         self.validate()
@@ -125,6 +135,14 @@ class Scenario:
             raise ValueError("history, ack_every and sign_429 must be >= 0; users >= 1")
         if self.sent_log_limit < 1:
             raise ValueError("sent_log_limit must be >= 1")
+        if min(self.captcha, self.handshake_blocked, self.closes) < -1 or self.close_after < 0:
+            raise ValueError("captcha, handshake_blocked and closes must be >= -1 (-1 = always); close_after >= 0")
+        if self.handshake_status in (101, 426) or not 100 <= self.handshake_status <= 599:
+            raise ValueError("handshake_status must be an HTTP status that refuses the upgrade (TikTok: 200, 400)")
+        if self.close_code is not None and not (
+            self.close_code in (1000, 1001, 1011) or 3000 <= self.close_code <= 4999
+        ):
+            raise ValueError("close_code must be 1000, 1001, 1011 or an application code in 3000-4999")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:

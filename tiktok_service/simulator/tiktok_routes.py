@@ -9,6 +9,11 @@ Connection flow of the real client, and the route answering each step:
 4. ``GET {sign}/webcast/fetch?room_id=`` (the Euler sign server) - raw ``ProtoMessageFetchResult``
    bytes, not gzipped, with a mandatory ``X-Set-TT-Cookie`` header; or 429 with rate-limit headers.
 5. WebSocket to the fetch result's ``push_server`` with its ``route_params`` and ``room_id``.
+
+With ``fetch_room_info``, ``GET {webcast}/room/info/?room_id=`` (withheld from anonymous viewers of
+an age-restricted room). The failure scenarios (``Scenario.captcha``, ``handshake_blocked``,
+``close_code``, ``age_restricted``) answer these steps as TikTok does when it refuses; their
+answers are built in ``faults.py``, their per-room counters live here (``_Faults``).
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import json
 import logging
 import secrets
 import time
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from . import faults
 from .messages import encode_fetch_result
 from .registry import RoomRegistry
 from .room import Room, RoomState, wall_ms
@@ -34,12 +42,41 @@ WS_PATH = "/webcast/im/ws_proxy/ws_reuse_supplement/"
 REGISTRY_KEY = web.AppKey("registry", RoomRegistry)
 MAX_CLIENT_FRAME = 1024 * 1024
 _STATUS_LIVE, _STATUS_OFFLINE = 2, 4
+_CLOSE_WAIT_S = 24 * 3600.0  # a close scenario waits at most this long for its events
+
+
+@dataclass(slots=True)
+class _Faults:
+    """How often each failure scenario of a room has struck so far."""
+
+    captcha_pages: int = 0
+    captcha_api: int = 0
+    handshakes_refused: int = 0
+    sockets_closed: int = 0
+
+
+_FAULTS: weakref.WeakKeyDictionary[Room, _Faults] = weakref.WeakKeyDictionary()
+
+
+def _faults(room: Room) -> _Faults:
+    found = _FAULTS.get(room)
+    if found is None:
+        found = _FAULTS[room] = _Faults()
+    return found
+
+
+def fault_counts(room: Room) -> dict[str, int]:
+    """What the failure scenarios did to `room` so far (for tests and the control API)."""
+    found = _faults(room)
+    return {name: getattr(found, name) for name in _Faults.__slots__}
 
 
 def add_tiktok_routes(app: web.Application) -> None:
     app.router.add_get("/@{username}/live", live_page)
     app.router.add_get("/api-live/user/room/", api_user_room)
     app.router.add_get("/api-live/user/room", api_user_room)
+    app.router.add_get("/webcast/room/info/", room_info)
+    app.router.add_get("/webcast/room/info", room_info)
     app.router.add_get("/webcast/room/check_alive/", check_alive)
     app.router.add_get("/webcast/room/check_alive", check_alive)
     app.router.add_get("/webcast/fetch", sign_fetch)
@@ -77,6 +114,8 @@ async def live_page(request: web.Request) -> web.Response:
     """The creator's ``/@user/live`` page; only the SIGI_STATE script matters to the client."""
     username = request.match_info["username"]
     room = _registry(request).lookup(username)
+    if room is not None and _captcha(room, "captcha_pages"):
+        return web.Response(text=faults.captcha_page(secrets.token_hex(16)), content_type="text/html")
     state: dict[str, Any] = {"AppContext": {"appContext": {"language": "en"}}, "SEOState": {"canonical": ""}}
     if room is not None and room.state is not RoomState.NOT_FOUND:
         state["LiveRoom"] = {"liveRoomUserInfo": {"user": _owner(room), "liveRoom": _live_room(room)}}
@@ -94,6 +133,8 @@ async def live_page(request: web.Request) -> web.Response:
 async def api_user_room(request: web.Request) -> web.Response:
     username = request.query.get("uniqueId", "")
     room = _registry(request).lookup(username)
+    if room is not None and _captcha(room, "captcha_api"):
+        return web.json_response(faults.captcha_json(secrets.token_hex(16)))
     extra = {"now": wall_ms()}
     if room is None or room.state is RoomState.NOT_FOUND:
         body = {"data": {}, "extra": extra, "message": "user_not_found", "statusCode": 19881007}
@@ -104,6 +145,39 @@ async def api_user_room(request: web.Request) -> web.Response:
             "message": "",
             "statusCode": 0,
         }
+    return web.json_response(body)
+
+
+def _captcha(room: Room, counter: str) -> bool:
+    """Whether this lookup gets the verify page (counted per kind of lookup)."""
+    found = _faults(room)
+    seen = getattr(found, counter)
+    if not faults.applies(room.scenario.captcha, seen):
+        return False
+    setattr(found, counter, seen + 1)
+    return True
+
+
+async def room_info(request: web.Request) -> web.Response:
+    """``/webcast/room/info/``: the room's info; an age-restricted room needs the ``sessionid`` cookie."""
+    raw_room_id = request.query.get("room_id", "")
+    room = _registry(request).by_room_id(int(raw_room_id)) if raw_room_id.isdigit() else None
+    now_ms = wall_ms()
+    if room is None:
+        return web.json_response(
+            {"data": {"message": "room not found"}, "extra": {"now": now_ms}, "status_code": 4003110}
+        )
+    live = room.state is RoomState.LIVE
+    info = {
+        "id": room.room_id,
+        "id_str": str(room.room_id),
+        "status": _STATUS_LIVE if live else _STATUS_OFFLINE,
+        "title": f"{room.username} is live (simulated)",
+        "owner": {"id": room.owner_id, "id_str": str(room.owner_id), "display_id": room.username},
+        "user_count": room.stats.connected,
+        "age_restricted": {"restricted": room.scenario.age_restricted},
+    }
+    body = faults.room_info(info, age_restricted=room.scenario.age_restricted, cookies=request.cookies, now_ms=now_ms)
     return web.json_response(body)
 
 
@@ -231,6 +305,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if not room.accepts_sockets():
         # TikTokLive maps a 400 handshake answer to WebcastBlockedError, with this header as reason.
         raise web.HTTPBadRequest(text="room is not live", headers={"Handshake-Msg": "room is not live"})
+    counts = _faults(room)
+    scenario = room.scenario
+    if faults.applies(scenario.handshake_blocked, counts.handshakes_refused):
+        counts.handshakes_refused += 1
+        status, headers = faults.handshake_refusal(
+            scenario.handshake_status, scenario.handshake_msg, secrets.token_hex(16)
+        )
+        return web.Response(status=status, headers=headers)
     ws = web.WebSocketResponse(
         protocols=("echo-protocol",),
         compress=False,
@@ -244,6 +326,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     sock = _AiohttpSocket(ws, request)
     replies: set[asyncio.Task[None]] = set()
     room.attach(sock)
+    closer: asyncio.Task[None] | None = None
+    if scenario.close_code is not None and faults.applies(scenario.closes, counts.sockets_closed):
+        counts.sockets_closed += 1
+        closer = asyncio.create_task(_close_later(room, ws, scenario.close_code, scenario.close_reason))
     try:
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
@@ -262,4 +348,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         log.debug("room %s: socket ended with %r", room.username, exc)
     finally:
         room.detach(sock)
+        if closer is not None:
+            closer.cancel()
     return ws
+
+
+async def _close_later(room: Room, ws: web.WebSocketResponse, code: int, reason: str) -> None:
+    """Close `ws` with `code` once the room has sent `close_after` more events (a close scenario)."""
+    target = room.stats.events_sent + room.scenario.close_after
+    if room.scenario.close_after:
+        await room.wait_until(lambda: room.stats.events_sent >= target, timeout_s=_CLOSE_WAIT_S)
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.close(code=code, message=reason.encode())

@@ -1,0 +1,307 @@
+"""Failures told apart, end to end: each TikTok refusal ends in its own exit code, phase, reason and action.
+
+A real control plane, a node agent running connector pods as real `tiktok-service connector`
+processes, the operator, Redis and the simulator playing TikTok's refusals (captcha pages,
+a blocked handshake, an age-restricted room, a spent sign quota, the sign server's close codes,
+a socket closed cleanly again and again). Each test creates a Livestream and waits for what a
+user would see in its status: the README's failure table, row by row.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from tests.cluster_support import started_control_plane
+from tests.e2e_support import (
+    BackgroundLoop,
+    Cluster,
+    Livestreams,
+    connector_bin_dir,
+    container_status,
+    unique,
+    wait_for,
+)
+from tiktok_service.devcluster.controlplane import ControlPlane
+from tiktok_service.devcluster.node_agent import NodeAgent
+from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.domain.exit_codes import ExitCode
+from tiktok_service.operator import model, testing
+from tiktok_service.simulator.config import SimulatorConfig
+from tiktok_service.simulator.room import Room
+from tiktok_service.simulator.scenario import Scenario
+from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service.simulator.tiktok_routes import fault_counts
+
+pytestmark = pytest.mark.slow
+
+OPERATOR_USER = "operator"
+NODE = "e2e-failures"
+VENV_BIN = Path(__import__("sys").executable).parent
+QUICK_POLICY = {"maxRestarts": 1, "backoffBaseSeconds": 1, "backoffCapSeconds": 2}
+
+
+@dataclass
+class Services:
+    bg: BackgroundLoop
+    simulator: SimulatorServer
+    redis_url: str
+
+    def add_room(self, username: str, scenario: Scenario) -> Room:
+        return self.bg.run(self.simulator.add_room(username, scenario))
+
+    def stats(self, username: str) -> dict[str, Any]:
+        return dict(self.bg.call(lambda: self.simulator.room(username).stats_json()))
+
+    def faults(self, username: str) -> dict[str, int]:
+        return self.bg.call(lambda: fault_counts(self.simulator.room(username)))
+
+
+@pytest.fixture(scope="module")
+def services(redis_server: LocalRedis) -> Iterator[Services]:
+    if not redis_server.running:
+        redis_server.start()
+    bg = BackgroundLoop()
+    try:
+        simulator = SimulatorServer(SimulatorConfig(port=0))
+        bg.run(simulator.start())
+        try:
+            yield Services(bg, simulator, redis_server.url)
+        finally:
+            bg.run(simulator.stop())
+    finally:
+        bg.close()
+
+
+@pytest.fixture(scope="module")
+def control_plane() -> Iterator[ControlPlane]:
+    with started_control_plane(extra_users=[OPERATOR_USER]) as cp:
+        yield cp
+
+
+@pytest.fixture(scope="module")
+def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def namespace(admin: client.ApiClient, services: Services) -> str:
+    name = f"e2e-fail-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(admin)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    testing.grant_role(admin, namespace=name, user=OPERATOR_USER)
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name="tiktok-connector"), string_data={"redis-url": services.redis_url}
+    )
+    core.create_namespaced_secret(name, secret)
+    return name
+
+
+@pytest.fixture(scope="module")
+def agents() -> list[NodeAgent]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def node(
+    control_plane: ControlPlane, agents: list[NodeAgent], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeAgent]:
+    bin_dir = connector_bin_dir(tmp_path_factory.mktemp("connector-bin"), VENV_BIN)
+    agent = NodeAgent(
+        control_plane.kubeconfig_path,
+        NODE,
+        python_bin_dir=bin_dir,
+        work_dir=tmp_path_factory.mktemp(NODE),
+        heartbeat_interval_s=2.0,
+        stop_grace_s=1.0,
+    )
+    with agent:
+        agents.append(agent)
+        yield agent
+        agents.remove(agent)
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    control_plane: ControlPlane,
+    admin: client.ApiClient,
+    namespace: str,
+    services: Services,
+    node: NodeAgent,
+    agents: list[NodeAgent],
+) -> Iterator[Cluster]:
+    base_url = services.simulator.base_url
+    settings = testing.quick_settings(
+        kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
+        namespace=namespace,
+        redis_url=services.redis_url,
+        database_url=None,
+        sign_api_url=base_url,
+        tiktok_app_url=base_url,
+        tiktok_webcast_url=base_url + "/webcast",
+    )
+    operator = testing.OperatorThread(settings).start()
+    try:
+        yield Cluster(admin, namespace, agents)
+    finally:
+        operator.stop()
+
+
+@pytest.fixture
+def livestreams(cluster: Cluster) -> Iterator[Livestreams]:
+    created = Livestreams(cluster)
+    yield created
+    created.delete_all()
+
+
+def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = 60.0, **fields: Any) -> dict[str, Any]:
+    return wait_for(
+        partial(cluster.in_phase, name, phase, **fields),
+        what=f"{name} to be {phase} {fields or ''}",
+        timeout=timeout,
+        explain=cluster.explain(name),
+    )
+
+
+def exit_code_of(cluster: Cluster, name: str) -> int:
+    terminated = container_status(cluster.pod(name)).state.terminated  # type: ignore[union-attr]
+    return int(terminated.exit_code)
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+# -- failed at once (a restart would not help) ------------------------------------------------
+
+
+def test_a_blocked_handshake_fails_the_livestream_with_reason_blocked(
+    cluster: Cluster, services: Services, livestreams: Livestreams
+) -> None:
+    name, username = "blocked", unique("blocked_")
+    services.add_room(username, Scenario(handshake_blocked=-1))
+    livestreams.create(name, username, restartPolicy=QUICK_POLICY)
+
+    status = wait_phase(cluster, name, "Failed", reason="Blocked", restarts=0)
+
+    assert exit_code_of(cluster, name) == ExitCode.BLOCKED
+    assert "handshake" in status["message"]
+    assert conditions(status)["Ready"] == ("False", "Blocked")
+    assert services.faults(username)["handshakes_refused"] == 2  # retried once before giving up
+    wait_for(lambda: "Blocked" in cluster.events(name), what="a Blocked warning event")
+
+
+def test_an_age_restricted_room_fails_with_reason_age_restricted_and_no_restart(
+    cluster: Cluster, services: Services, livestreams: Livestreams
+) -> None:
+    name, username = "adult", unique("adult_")
+    services.add_room(username, Scenario(age_restricted=True))
+    livestreams.create(name, username, restartPolicy=QUICK_POLICY)
+
+    status = wait_phase(cluster, name, "Failed", reason="AgeRestricted", restarts=0)
+
+    assert exit_code_of(cluster, name) == ExitCode.AGE_RESTRICTED
+    assert "session" in status["message"]
+    assert services.stats(username)["sign_requests"] == 0  # stopped before spending sign quota
+
+
+def test_a_user_not_found_is_retried_by_the_connector_then_fails_without_restarts(
+    cluster: Cluster, services: Services, livestreams: Livestreams
+) -> None:
+    name, username = "ghost", unique("ghost_")
+    services.add_room(username, Scenario(not_found=True))
+    livestreams.create(name, username, restartPolicy=QUICK_POLICY)
+
+    reconnecting = wait_phase(cluster, name, "Reconnecting", reason="UserNotFound")
+    assert reconnecting.get("nextRetryAt")  # the connector says when it asks again
+    wait_phase(cluster, name, "Failed", reason="UserNotFound", restarts=0)
+
+    assert exit_code_of(cluster, name) == ExitCode.USER_NOT_FOUND
+
+
+def test_the_sign_servers_invalid_auth_close_code_fails_as_invalid_configuration(
+    cluster: Cluster, services: Services, livestreams: Livestreams
+) -> None:
+    name, username = "badkey", unique("badkey_")
+    services.add_room(username, Scenario(rate=20, close_code=4401, close_after=3, close_reason="INVALID_AUTH"))
+    livestreams.create(name, username, restartPolicy=QUICK_POLICY)
+
+    wait_phase(cluster, name, "Failed", reason="InvalidConfiguration", restarts=0)
+
+    assert exit_code_of(cluster, name) == ExitCode.CONFIG
+
+
+# -- restarted, or waited for ---------------------------------------------------------------------
+
+
+def test_captcha_pages_back_off_under_reason_captcha_required_then_fail_at_the_restart_limit(
+    cluster: Cluster, services: Services, livestreams: Livestreams
+) -> None:
+    name, username = "captcha", unique("captcha_")
+    services.add_room(username, Scenario(captcha=-1))
+    livestreams.create(name, username, restartPolicy=QUICK_POLICY)
+
+    wait_phase(cluster, name, "Reconnecting", reason="CaptchaRequired")
+    backing_off = wait_phase(cluster, name, "BackingOff", reason="CaptchaRequired", restarts=1)
+    assert "captcha" in backing_off["message"]
+    wait_phase(cluster, name, "Failed", reason="RestartLimitReached", restarts=1, timeout=90)
+
+    assert exit_code_of(cluster, name) == ExitCode.CAPTCHA
+    assert services.faults(username)["captcha_pages"] == 8  # two pods, four lookups each
+
+
+def test_a_spent_sign_quota_backs_off_until_the_reset_the_sign_server_announced(
+    cluster: Cluster, services: Services, livestreams: Livestreams
+) -> None:
+    name, username = "quota", unique("quota_")
+    services.add_room(username, Scenario(sign_429=1000, retry_after_s=3600))
+    began = time.time()
+    livestreams.create(name, username, restartPolicy=QUICK_POLICY)
+
+    status = wait_phase(cluster, name, "BackingOff", reason="SignQuotaExhausted", restarts=0)
+
+    assert exit_code_of(cluster, name) == ExitCode.SIGN_QUOTA
+    retry_at = model.parse_time(status["nextRetryAt"])
+    assert retry_at is not None and began + 3600 - 5 <= retry_at <= time.time() + 3600 + 5
+    assert services.stats(username)["sign_429_sent"] == 1  # one request: no hammering while it waits
+    assert [pod.metadata.uid for pod in cluster.pods(name)] == [cluster.pod(name).metadata.uid]  # type: ignore[union-attr]
+
+
+def test_a_short_sign_rate_limit_is_waited_for_by_the_running_connector(
+    cluster: Cluster, services: Services, livestreams: Livestreams
+) -> None:
+    name, username = "ratelimit", unique("ratelimit_")
+    services.add_room(username, Scenario(sign_429=1, retry_after_s=8, rate=20))
+    livestreams.create(name, username, restartPolicy=QUICK_POLICY)
+
+    waiting = wait_phase(cluster, name, "Reconnecting", reason="SignRateLimited")
+    assert waiting.get("nextRetryAt")
+    wait_phase(cluster, name, "Live", timeout=30)
+
+    assert cluster.status(name)["restarts"] == 0
+
+
+def test_a_socket_closed_cleanly_again_and_again_backs_off_instead_of_spinning(
+    cluster: Cluster, services: Services, livestreams: Livestreams
+) -> None:
+    name, username = "flapping", unique("flapping_")
+    services.add_room(username, Scenario(rate=20, close_code=1000))
+    livestreams.create(name, username, restartPolicy=QUICK_POLICY)
+
+    wait_for(lambda: services.stats(username)["connections_opened"] >= 1, what="a first connection")
+    first = time.monotonic()
+    wait_phase(cluster, name, "Reconnecting", reason="ConnectionClosed")
+    wait_for(lambda: services.stats(username)["connections_opened"] >= 4, what="three reconnects")
+
+    # Backoff 1 s doubling, each at least half its ceiling: 0.5 + 1 + 2 s at the very least.
+    assert time.monotonic() - first >= 3.3
+    assert cluster.status(name)["restarts"] == 0  # the same pod keeps trying
