@@ -15,14 +15,21 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any
 
 import redis.asyncio as aioredis
 from TikTokLive import TikTokLiveClient
 from TikTokLive.client.logger import TikTokLiveLogHandler
-from TikTokLive.client.web.web_settings import WebDefaults
 
-from tiktok_service.connector import metrics, outcomes, publisher, router, status_reporter, transport
+from tiktok_service.connector import (
+    client_options,
+    metrics,
+    outcomes,
+    proxy_failover,
+    publisher,
+    router,
+    status_reporter,
+    transport,
+)
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.domain.dedupe import RecentIds
 from tiktok_service.domain.events import EventType
@@ -41,11 +48,8 @@ class _ParseFailureCounter(logging.Handler):
 
 
 def configure_tiktok_urls(settings: ConnectorSettings) -> None:
-    """Point the library at TikTok (default) or at our simulator, via its own settings."""
-    if settings.tiktok_app_url:
-        WebDefaults.tiktok_app_url = settings.tiktok_app_url.rstrip("/")
-    if settings.tiktok_webcast_url:
-        WebDefaults.tiktok_webcast_url = settings.tiktok_webcast_url.rstrip("/")
+    """Point the library at TikTok (default) or at our simulator, with our locale and redaction (process-wide)."""
+    client_options.configure_library(settings)
 
 
 class ConnectorRunner:
@@ -75,6 +79,7 @@ class ConnectorRunner:
         )
         self.router: router.EventRouter | None = None
         self.exit_code: ExitCode | None = None
+        self.proxies = proxy_failover.ProxyFailover(settings.proxy_endpoints, key=settings.livestream_id)
 
     # -- public lifecycle ---------------------------------------------------------------
     def stop(self) -> None:
@@ -148,7 +153,8 @@ class ConnectorRunner:
                 ended = outcomes.Ended.STOPPED
             except Exception as exc:
                 failures += 1
-                self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.status.last_error = client_options.scrub(f"{type(exc).__name__}: {exc}")[:500]
+                self.proxies.after_failure(exc)
                 decision = outcomes.after_error(exc, failures, self._policy, self._rng)
             else:
                 failures = 0
@@ -189,16 +195,9 @@ class ConnectorRunner:
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _new_client(self) -> TikTokLiveClient:
-        signer: dict[str, Any] = {}
-        if self.settings.sign_api_url:
-            signer["sign_api_base"] = self.settings.sign_api_url
-        if self.settings.sign_api_key:
-            signer["sign_api_key"] = self.settings.sign_api_key
-        client = TikTokLiveClient(
-            unique_id=self.settings.username,
-            web_kwargs={"signer_kwargs": signer, "httpx_kwargs": {"timeout": self.settings.http_timeout_s}},
-            ws_kwargs={"max_size": self.settings.max_frame_bytes, "close_timeout": 5},
-        )
+        """A client for one attempt: through the current proxy, logged in when a session is configured."""
+        client = TikTokLiveClient(**client_options.client_kwargs(self.settings, self.proxies.current))
+        client_options.apply_session(client, self.settings)
         transport.install(client)
         assert self.router is not None
         self.router.attach(client)
