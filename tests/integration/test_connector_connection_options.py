@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, generate_latest
 
 from tests.proxies import LocalProxy, MicroSocks, TinyProxy, namespaces_available
+from tests.support import expected_events, tiktok_ids
 from tiktok_service.connector import client_options
 from tiktok_service.connector import runner as connector_runner
 from tiktok_service.devcluster.processes import free_port
@@ -185,6 +186,29 @@ async def test_web_requests_and_the_websocket_go_through_a_socks5_proxy_with_a_p
         connections = proxy.connections()
     assert f"localhost:{simulator.port}" in connections, "web requests (the proxy resolved the name)"
     assert f"127.0.0.1:{simulator.port}" in connections, "the WebSocket"
+
+
+async def test_through_a_proxy_undecodable_frames_are_dropped_and_counted_and_the_socket_kept(
+    simulator: SimulatorServer,
+    settings_for: Callable[..., ConnectorSettings],
+    start: Callable[[ConnectorSettings], Running],
+    proxy_dir: Callable[[str], Path],
+    redis_client: aioredis.Redis,
+) -> None:
+    username = new_name()
+    scenario = Scenario(seed=9, rate=300, malformed=["bad_gzip", "not_pushframe"], live_end_after=300, fixtures=True)
+    await simulator.add_room(username, scenario)
+    dropped = metric("tiktok_connector_events_dropped_total", reason="malformed_frame")
+    with MicroSocks(proxy_dir("socks"), username="bob", password=SOCKS_PASSWORD) as proxy:
+        settings = settings_for(username, proxies=proxy.url())
+        connector = start(settings)
+        assert await connector.exit_code() == ExitCode.LIVE_ENDED
+        assert f"127.0.0.1:{simulator.port}" in proxy.connections()
+
+    sent = list(simulator.room(username).sent_json()["messages"])
+    assert set(expected_events(sent)) <= set(await tiktok_ids(redis_client, settings.livestream_id))
+    assert metric("tiktok_connector_events_dropped_total", reason="malformed_frame") > dropped
+    assert connector.runner.status.reconnects == 0, "one socket from start to live end"
 
 
 @pytest.mark.parametrize("kind", ["http", "socks5"])

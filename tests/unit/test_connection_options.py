@@ -220,6 +220,23 @@ def test_a_rejected_handshake_reads_as_the_library_reads_it() -> None:
     assert transport.blocked_error(InvalidStatusCode(502, Headers())) is None
 
 
+def test_the_tolerant_reader_is_installed_with_or_without_a_proxy() -> None:
+    from TikTokLive import TikTokLiveClient
+
+    configured = settings(proxies="socks5://bob:pw@10.0.0.9:1080")
+    proxied = TikTokLiveClient(**client_options.client_kwargs(configured, configured.proxy_endpoints[0]))
+    direct = TikTokLiveClient(**client_options.client_kwargs(configured, None))
+
+    transport.install(proxied)
+    transport.install(direct)
+
+    assert proxied._ws._connect_generator_class is transport.TolerantWebcastProxyConnect
+    assert direct._ws._connect_generator_class is transport.TolerantWebcastConnect
+    reader = transport.TolerantReader.__aiter__
+    assert transport.TolerantWebcastProxyConnect.__aiter__ is reader
+    assert transport.TolerantWebcastConnect.__aiter__ is reader
+
+
 # -- locale and client arguments ----------------------------------------------------------------
 
 
