@@ -24,6 +24,8 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 LANGUAGE_PATTERN = r"^[a-z]{2,3}$"
 REGION_PATTERN = r"^[A-Z]{2}$"
 TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+#: TikTokLive's default sign server (`WebDefaults.tiktok_sign_url`; a unit test keeps them equal).
+DEFAULT_SIGN_URL = "https://api.eulerstream.com"
 
 
 def _url(prefix: str, name: str, default: str) -> object:
@@ -143,8 +145,9 @@ class ConnectorSettings(BaseSettings):
                     "a session is sent to the sign server: set WHITELIST_AUTHENTICATED_SESSION_ID_HOST to that "
                     "server's host to accept this (see the README, Connection options)"
                 )
-            if self.sign_api_url and self.session_sign_host != self.sign_api_url.rstrip("/").split("://", 1)[-1]:
-                raise ValueError("WHITELIST_AUTHENTICATED_SESSION_ID_HOST is not the host of sign_api_url")
+            sign_host = (self.sign_api_url or DEFAULT_SIGN_URL).rstrip("/").split("://", 1)[-1]
+            if self.session_sign_host != sign_host:
+                raise ValueError("WHITELIST_AUTHENTICATED_SESSION_ID_HOST is not the host of the sign server in use")
         return self
 
 

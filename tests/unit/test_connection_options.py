@@ -302,13 +302,21 @@ def test_a_session_needs_its_data_centre_and_the_sign_servers_consent(monkeypatc
     with pytest.raises(ValidationError, match="WHITELIST_AUTHENTICATED_SESSION_ID_HOST") as raised:
         settings(session_id=session, tt_target_idc="useast2a")
     assert session not in str(raised.value)
-    with pytest.raises(ValidationError, match="not the host of sign_api_url"):
+    with pytest.raises(ValidationError, match="not the host of the sign server in use"):
         settings(
             session_id=session,
             tt_target_idc="useast2a",
             sign_api_url="https://sign.example",
             WHITELIST_AUTHENTICATED_SESSION_ID_HOST="api.eulerstream.com",
         )
+    with pytest.raises(ValidationError, match="not the host of the sign server in use"):
+        settings(session_id=session, tt_target_idc="useast2a", WHITELIST_AUTHENTICATED_SESSION_ID_HOST="sign.example")
+    assert (
+        settings(
+            session_id=session, tt_target_idc="useast2a", WHITELIST_AUTHENTICATED_SESSION_ID_HOST="api.eulerstream.com"
+        ).session_sign_host
+        == "api.eulerstream.com"
+    ), "the library's own sign server by default"
 
     monkeypatch.setenv("WHITELIST_AUTHENTICATED_SESSION_ID_HOST", "sign.example")
     ok = settings(session_id=session, tt_target_idc="useast2a", sign_api_url="https://sign.example/")
@@ -322,6 +330,14 @@ def test_a_session_needs_its_data_centre_and_the_sign_servers_consent(monkeypatc
 def test_locale_and_room_id_are_validated(values: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         settings(**values)
+
+
+def test_the_default_sign_server_is_the_librarys() -> None:
+    from TikTokLive.client.web.web_settings import _WebDefaults
+
+    from tiktok_service.settings import DEFAULT_SIGN_URL
+
+    assert _WebDefaults().tiktok_sign_url == DEFAULT_SIGN_URL, "a fresh instance: tests change the live one"
 
 
 def test_the_default_locale_is_documented_and_stable() -> None:
