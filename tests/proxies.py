@@ -24,6 +24,9 @@ import pytest
 
 from tiktok_service.devcluster.processes import free_port, log_tail, port_open, terminate, wait_for
 
+#: TikTok's names, resolved to the simulator's loopback address by a proxy started with `hosts=TIKTOK_HOSTS`.
+TIKTOK_HOSTS = {"www.tiktok.com": "127.0.0.1", "webcast.tiktok.com": "127.0.0.1"}
+
 
 def namespaces_available() -> bool:
     """Whether a process can get its own /etc/hosts (unshare with a private mount namespace)."""

@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, generate_latest
 
-from tests.proxies import LocalProxy, MicroSocks, TinyProxy, namespaces_available
+from tests.proxies import TIKTOK_HOSTS, LocalProxy, MicroSocks, TinyProxy, namespaces_available
 from tests.support import expected_events, tiktok_ids
 from tiktok_service.connector import client_options
 from tiktok_service.connector import runner as connector_runner
@@ -319,8 +319,7 @@ async def test_a_session_reaches_tiktoks_web_routes_the_sign_server_and_the_webs
     caplog.set_level(logging.DEBUG)
     username = new_name()
     await live_room(simulator, username)
-    hosts = {"www.tiktok.com": "127.0.0.1", "webcast.tiktok.com": "127.0.0.1"}
-    with TinyProxy(proxy_dir("tinyproxy"), username="alice", password=PASSWORD, hosts=hosts) as proxy:
+    with TinyProxy(proxy_dir("tinyproxy"), username="alice", password=PASSWORD, hosts=TIKTOK_HOSTS) as proxy:
         port = simulator.port
         settings = settings_for(
             username,
