@@ -220,6 +220,19 @@ def test_a_rejected_handshake_reads_as_the_library_reads_it() -> None:
     assert transport.blocked_error(InvalidStatusCode(502, Headers())) is None
 
 
+async def test_tiktok_answering_429_is_an_error_that_rotates_the_proxy() -> None:
+    request = httpx.Request("GET", "https://www.tiktok.com/@alice/live")
+
+    with pytest.raises(httpx.HTTPStatusError) as raised:
+        await client_options.raise_on_rate_limit(httpx.Response(429, request=request))
+    await client_options.raise_on_rate_limit(httpx.Response(200, request=request))
+    await client_options.raise_on_rate_limit(httpx.Response(404, request=request))
+
+    assert proxy_failover.rotation_reason(raised.value) == "rate_limited"
+    hooks = client_options.client_kwargs(settings(), None)["web_kwargs"]["httpx_kwargs"]["event_hooks"]
+    assert hooks == {"response": [client_options.raise_on_rate_limit]}
+
+
 def test_the_tolerant_reader_is_installed_with_or_without_a_proxy() -> None:
     from TikTokLive import TikTokLiveClient
 

@@ -107,6 +107,17 @@ def configure_library(settings: ConnectorSettings) -> None:
             library_logger.addFilter(REDACTOR)
 
 
+async def raise_on_rate_limit(response: httpx.Response) -> None:
+    """httpx response hook of the web client: TikTok's 429 becomes an error at once.
+
+    TikTokLive reads TikTok's pages without checking the status, so a rate-limited answer
+    would surface later as an unparseable page; raised here, it is told apart (and moves the
+    connector to its next proxy). The sign server has its own client and its own 429 handling.
+    """
+    if response.status_code == 429:
+        response.raise_for_status()
+
+
 def client_kwargs(settings: ConnectorSettings, proxy: ProxyEndpoint | None) -> dict[str, Any]:
     """Constructor arguments of a `TikTokLiveClient` for one connection attempt."""
     signer: dict[str, Any] = {}
@@ -116,7 +127,10 @@ def client_kwargs(settings: ConnectorSettings, proxy: ProxyEndpoint | None) -> d
         signer["sign_api_key"] = settings.sign_api_key
     kwargs: dict[str, Any] = {
         "unique_id": settings.username,
-        "web_kwargs": {"signer_kwargs": signer, "httpx_kwargs": {"timeout": settings.http_timeout_s}},
+        "web_kwargs": {
+            "signer_kwargs": signer,
+            "httpx_kwargs": {"timeout": settings.http_timeout_s, "event_hooks": {"response": [raise_on_rate_limit]}},
+        },
         "ws_kwargs": {"max_size": settings.max_frame_bytes, "close_timeout": 5},
     }
     if proxy is not None:
