@@ -197,6 +197,7 @@ def chained(exc: BaseException, cause: BaseException) -> BaseException:
 def test_the_rotation_predicate(exc: BaseException, reason: str | None) -> None:
     assert proxy_failover.rotation_reason(exc) == reason
     assert proxy_failover.rotates_proxy(exc) is (reason is not None)
+    assert reason is None or reason in proxy_failover.REASONS
 
 
 def test_a_failover_moves_only_on_failures_another_proxy_can_cure() -> None:

@@ -40,6 +40,8 @@ from tiktok_service.domain.proxies import ProxyEndpoint, ProxyRotation, start_in
 
 log = logging.getLogger(__name__)
 
+#: Every label `rotation_reason` returns.
+REASONS = frozenset({"proxy", "blocked", "rate_limited", "room_lookup", "unreachable"})
 _CHAIN_DEPTH = 6  # TikTokLive raises "API fallback failed" *from* "live page failed"
 _NEVER: tuple[type[BaseException], ...] = (SignAPIError, UserOfflineError, AgeRestrictedError)
 
