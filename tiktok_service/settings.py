@@ -11,10 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tiktok_service.domain import proxies as proxy_list
 from tiktok_service.domain.events import EventType
+
+#: A Secret's name (DNS-1123 subdomain) and a key of its data, as Kubernetes accepts them.
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+#: Locale of TikTok's web client parameters (ISO 639 language, ISO 3166 region, IANA time zone).
+LANGUAGE_PATTERN = r"^[a-z]{2,3}$"
+REGION_PATTERN = r"^[A-Z]{2}$"
+TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+#: TikTokLive's default sign server (`WebDefaults.tiktok_sign_url`; a unit test keeps them equal).
+DEFAULT_SIGN_URL = "https://api.eulerstream.com"
 
 
 def _url(prefix: str, name: str, default: str) -> object:
@@ -36,6 +47,33 @@ class ConnectorSettings(BaseSettings):
     sign_api_key: str | None = None
     tiktok_app_url: str | None = None
     tiktok_webcast_url: str | None = None
+
+    # Connection options (README, "Connection options"). Credentials are SecretStr: never printed.
+    proxies: SecretStr | None = Field(
+        default=None,
+        description="Egress proxies, one URL per line (http://user:pass@host:port or socks5://...), used for the "
+        "web requests and the WebSocket; the next one is used when a connection is blocked, rate-limited or "
+        "fails to open.",
+    )
+    session_id: SecretStr | None = Field(
+        default=None, description="`sessionid` cookie of a TikTok account (logged-in session; sent to the sign server)."
+    )
+    tt_target_idc: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="`tt-target-idc` cookie of that account (its data centre, e.g. useast2a); required with a session.",
+    )
+    session_sign_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CONNECTOR_SESSION_SIGN_HOST", "WHITELIST_AUTHENTICATED_SESSION_ID_HOST"),
+        description="TikTokLive's consent switch: the sign server host (e.g. api.eulerstream.com) allowed to receive "
+        "the session; the library refuses to send a session anywhere else.",
+    )
+    language: str = Field(default="en", pattern=LANGUAGE_PATTERN, description="Web client language (not random).")
+    region: str = Field(default="US", pattern=REGION_PATTERN, description="Web client region/country (not random).")
+    timezone: str = Field(
+        default="America/New_York", pattern=TIMEZONE_PATTERN, description="Web client time zone (IANA name)."
+    )
 
     wait_for_live: bool = Field(default=False, description="Poll until an offline user goes live.")
     live_poll_interval_s: float = Field(
@@ -100,6 +138,30 @@ class ConnectorSettings(BaseSettings):
     heartbeat_ttl_s: int = Field(default=15, ge=2, description="Status hash expiry: missed heartbeats = gone.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
     log_level: str = "INFO"
+
+    @property
+    def proxy_endpoints(self) -> tuple[proxy_list.ProxyEndpoint, ...]:
+        """The parsed proxy list (validated when the settings were read)."""
+        return proxy_list.parse_proxies(self.proxies.get_secret_value()) if self.proxies else ()
+
+    @model_validator(mode="after")
+    def _connection_options_are_usable(self) -> Self:
+        # Messages name the problem, never a value: they end up in logs and pod events.
+        self.proxy_endpoints  # noqa: B018 - raises ProxyListError (a ValueError) on a bad list
+        if self.room_id is not None and self.room_id <= 0:
+            raise ValueError("room_id must be a positive room id")
+        if self.session_id is not None and self.session_id.get_secret_value():
+            if not self.tt_target_idc:
+                raise ValueError("a session (session_id) needs its tt_target_idc")
+            if not self.session_sign_host:
+                raise ValueError(
+                    "a session is sent to the sign server: set WHITELIST_AUTHENTICATED_SESSION_ID_HOST to that "
+                    "server's host to accept this (see the README, Connection options)"
+                )
+            sign_host = (self.sign_api_url or DEFAULT_SIGN_URL).rstrip("/").split("://", 1)[-1]
+            if self.session_sign_host != sign_host:
+                raise ValueError("WHITELIST_AUTHENTICATED_SESSION_ID_HOST is not the host of the sign server in use")
+        return self
 
 
 class PersisterSettings(BaseSettings):
@@ -168,6 +230,29 @@ class OperatorSettings(BaseSettings):
     sign_api_url: str | None = None
     tiktok_app_url: str | None = None
     tiktok_webcast_url: str | None = None
+    # Connection defaults for Livestreams that set none (spec.connection). Secrets are passed to
+    # pods by reference (secretKeyRef, resolved by the kubelet): the operator never reads them.
+    default_proxy_secret_name: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="Secret (in each Livestream's namespace) holding the default proxy list; None = no proxy.",
+    )
+    default_proxy_secret_key: str = Field(
+        default="proxies", pattern=SECRET_KEY_PATTERN, description="Key of that Secret: one proxy URL per line."
+    )
+    default_session_secret_name: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="Secret with keys `sessionid` and `tt-target-idc` (a TikTok account); None = anonymous.",
+    )
+    session_sign_host: str | None = Field(
+        default=None,
+        description="Sign server host trusted with logged-in sessions (WHITELIST_AUTHENTICATED_SESSION_ID_HOST of "
+        "connectors that use one); None = a Livestream with a session fails as misconfigured.",
+    )
+    connector_language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN, description="Default language.")
+    connector_region: str | None = Field(default=None, pattern=REGION_PATTERN, description="Default region.")
+    connector_timezone: str | None = Field(default=None, pattern=TIMEZONE_PATTERN, description="Default time zone.")
     # A connector measured ~75 MB RSS steady state: request a bit more so nodes are not
     # overcommitted and the cluster autoscaler adds nodes as rooms grow; the limit leaves room
     # for bursts (buffering while Redis is down). No CPU limit: throttling a socket reader

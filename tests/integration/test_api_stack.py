@@ -438,6 +438,36 @@ async def test_the_same_user_in_another_workspace_is_another_livestream(stack: S
     assert first.json()["id"] != second.json()["id"]
 
 
+async def test_connect_options_name_the_workspaces_own_secrets_and_reach_the_resource(stack: Stack) -> None:
+    username = unique("options")
+    options = {
+        "room_id": "7300000000000000001",
+        "proxy_secret": "acme-egress",
+        "session_secret": "acme-account",
+        "locale": {"language": "de", "region": "DE", "timezone": "Europe/Berlin"},
+    }
+
+    refused = await stack.connect("acme", username, **{**options, "session_secret": "globex-account"})
+    connected = await stack.connect("acme", username, **options)
+
+    assert refused.status_code == 403
+    assert connected.status_code == 201, connected.text
+    resource = stack.resource(connected.json()["name"])
+    assert resource is not None
+    assert resource["spec"]["connection"] == {
+        "roomId": "7300000000000000001",
+        "proxySecretRef": {"name": "acme-egress", "key": "proxies"},
+        "sessionSecretRef": {"name": "acme-account"},
+        "locale": {"language": "de", "region": "DE", "timezone": "Europe/Berlin"},
+    }
+    shown = connected.json()["connection"]
+    assert (shown["proxy_secret"], shown["session_secret"], shown["room_id"]) == (
+        "acme-egress",
+        "acme-account",
+        "7300000000000000001",
+    )
+
+
 # -- SSE from the Redis stream -------------------------------------------------------------------
 
 

@@ -651,3 +651,41 @@ def test_livestreams_beyond_a_full_node_wait_as_unschedulable_until_a_new_node_r
         assert {name: cluster.pods(name)[0].metadata.uid for name in names} == uids  # the same pods, now placed
         assert {cluster.pods(name)[0].spec.node_name for name in waiting} == {second.node_name}
         assert all(cluster.status(name)["restarts"] == 0 for name in names)
+
+
+def test_a_proxy_list_from_a_secret_carries_the_connectors_traffic_and_never_shows_its_password(
+    admin: client.ApiClient, cluster: Cluster, services: Services, livestreams: Livestreams, tmp_path: Path
+) -> None:
+    from tests.proxies import TinyProxy
+
+    name, username = "proxied", unique("proxied_")
+    password = "pr0xy-Pa55.w0rd"
+    services.add_room(username, Scenario(rate=20))
+    with TinyProxy(tmp_path / "tinyproxy", username="alice", password=password) as proxy:
+        secret = client.V1Secret(metadata=client.V1ObjectMeta(name="egress"), string_data={"list": proxy.url()})
+        client.CoreV1Api(admin).create_namespaced_secret(cluster.namespace, secret)
+        connection = {
+            "proxySecretRef": {"name": "egress", "key": "list"},
+            "locale": {"language": "de", "region": "DE", "timezone": "Europe/Berlin"},
+        }
+
+        livestreams.create(name, username, connection=connection)
+
+        wait_live(cluster, name)
+        requests = proxy.requests()
+    port = services.simulator.port
+    assert any(line.startswith(f"GET http://127.0.0.1:{port}/@{username}/live") for line in requests), requests
+    assert any(line.startswith(f"CONNECT 127.0.0.1:{port} ") for line in requests), "the WebSocket"
+    env = {item.name: item for item in container_status_env(cluster, name)}
+    assert env["CONNECTOR_PROXIES"].value is None
+    assert env["CONNECTOR_PROXIES"].value_from.secret_key_ref.name == "egress"
+    assert env["CONNECTOR_LANGUAGE"].value == "de"
+    events = client.CoreV1Api(admin).list_namespaced_event(cluster.namespace).items
+    shown = f"{cluster.get(name)} {[(e.reason, e.message) for e in events]} {cluster.pod(name)}"
+    assert password not in shown
+
+
+def container_status_env(cluster: Cluster, name: str) -> list[client.V1EnvVar]:
+    pod = cluster.pod(name)
+    assert pod is not None
+    return list(pod.spec.containers[0].env)

@@ -212,3 +212,96 @@ def test_the_same_livestream_always_gives_the_same_pod() -> None:
     first = json.dumps(desired.desired_pod(livestream(), settings()), sort_keys=True)
 
     assert json.dumps(desired.desired_pod(livestream(), settings()), sort_keys=True) == first
+
+
+# -- connection options (spec.connection and the operator's defaults) ---------------------------
+
+
+def container_env(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(pod["spec"]["containers"][0]["env"])
+
+
+def test_no_connection_options_means_no_proxy_no_session_and_the_connectors_default_locale() -> None:
+    env = env_of(desired.desired_pod(livestream(), settings()))
+
+    for name in ("CONNECTOR_PROXIES", "CONNECTOR_SESSION_ID", "CONNECTOR_TT_TARGET_IDC", "CONNECTOR_ROOM_ID"):
+        assert name not in env
+    assert "CONNECTOR_LANGUAGE" not in env
+    assert "WHITELIST_AUTHENTICATED_SESSION_ID_HOST" not in env
+
+
+def test_proxies_and_session_come_from_secret_references_never_as_values() -> None:
+    connection = {
+        "proxySecretRef": {"name": "egress-eu", "key": "list"},
+        "sessionSecretRef": {"name": "tiktok-account"},
+        "roomId": "7300000000000000001",
+    }
+    pod = desired.desired_pod(livestream(connection=connection), settings(session_sign_host="api.eulerstream.com"))
+    env = env_of(pod)
+
+    assert env["CONNECTOR_PROXIES"] == {"secretKeyRef": {"name": "egress-eu", "key": "list"}}
+    assert env["CONNECTOR_SESSION_ID"] == {"secretKeyRef": {"name": "tiktok-account", "key": "sessionid"}}
+    assert env["CONNECTOR_TT_TARGET_IDC"] == {"secretKeyRef": {"name": "tiktok-account", "key": "tt-target-idc"}}
+    assert env["WHITELIST_AUTHENTICATED_SESSION_ID_HOST"] == "api.eulerstream.com"
+    assert env["CONNECTOR_ROOM_ID"] == "7300000000000000001"
+    for item in container_env(pod):
+        if item["name"] in {"CONNECTOR_PROXIES", "CONNECTOR_SESSION_ID", "CONNECTOR_TT_TARGET_IDC"}:
+            assert "value" not in item
+    # The pod's env names each variable once (the kubelet would take the last).
+    names = [item["name"] for item in container_env(pod)]
+    assert len(names) == len(set(names))
+
+
+def test_the_operators_defaults_apply_when_the_livestream_names_no_secret() -> None:
+    operator = settings(
+        default_proxy_secret_name="egress-default",
+        default_session_secret_name="tiktok-default",
+        connector_language="de",
+        connector_region="DE",
+        connector_timezone="Europe/Berlin",
+    )
+
+    env = env_of(desired.desired_pod(livestream(), operator))
+
+    assert env["CONNECTOR_PROXIES"] == {"secretKeyRef": {"name": "egress-default", "key": "proxies"}}
+    assert env["CONNECTOR_SESSION_ID"] == {"secretKeyRef": {"name": "tiktok-default", "key": "sessionid"}}
+    assert "WHITELIST_AUTHENTICATED_SESSION_ID_HOST" not in env, "no consent configured: the connector says so"
+    assert (env["CONNECTOR_LANGUAGE"], env["CONNECTOR_REGION"], env["CONNECTOR_TIMEZONE"]) == (
+        "de",
+        "DE",
+        "Europe/Berlin",
+    )
+
+
+def test_a_livestreams_own_references_and_locale_win_over_the_defaults() -> None:
+    operator = settings(default_proxy_secret_name="egress-default", connector_language="de", connector_region="DE")
+    connection = {"proxySecretRef": {"name": "egress-us"}, "locale": {"language": "en", "timezone": "America/Denver"}}
+
+    env = env_of(desired.desired_pod(livestream(connection=connection), operator))
+
+    assert env["CONNECTOR_PROXIES"] == {"secretKeyRef": {"name": "egress-us", "key": "proxies"}}
+    assert (env["CONNECTOR_LANGUAGE"], env["CONNECTOR_REGION"], env["CONNECTOR_TIMEZONE"]) == (
+        "en",
+        "DE",
+        "America/Denver",
+    )
+
+
+def test_the_connection_env_is_what_connector_settings_read() -> None:
+    connection = {"roomId": "7300000000000000001", "locale": {"language": "fr", "region": "FR", "timezone": "UTC"}}
+    env = env_of(desired.desired_pod(livestream(connection=connection), settings()))
+    plain = {name: value for name, value in env.items() if isinstance(value, str)}
+
+    connector = ConnectorSettings.model_validate(
+        {name.removeprefix("CONNECTOR_").lower(): value for name, value in plain.items()}
+    )
+
+    assert connector.room_id == 7300000000000000001
+    assert (connector.language, connector.region, connector.timezone) == ("fr", "FR", "UTC")
+
+
+def test_changing_a_secret_reference_changes_the_spec_hash() -> None:
+    before = desired.spec_hash(livestream()["spec"])
+    after = desired.spec_hash(livestream(connection={"proxySecretRef": {"name": "egress-eu"}})["spec"])
+
+    assert before != after

@@ -101,12 +101,17 @@ class LivestreamService:
         """Create the Livestream, or return the workspace's existing one for that user (set Running again)."""
         if request.workspace_id is not None and request.workspace_id != workspace_id:
             raise WrongWorkspace(f"this API key belongs to workspace {workspace_id!r}")
+        for secret in request.secrets():
+            if not resources.secret_allowed(workspace_id, secret):
+                prefix = resources.secret_prefix(workspace_id)
+                raise WrongWorkspace(f"secret {secret!r}: this workspace's Secrets are named {prefix!r}...")
         body = resources.desired_livestream(
             namespace=self._kube.namespace,
             workspace_id=workspace_id,
             username=request.username,
             wait_for_live=request.wait_for_live,
             event_types=[t.value for t in request.event_types or []],
+            connection=request.connection_spec(),
         )
         name = body["metadata"]["name"]
         created = resumed = False

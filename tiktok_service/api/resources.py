@@ -26,6 +26,10 @@ from tiktok_service.operator import model
 USERNAME_PATTERN: Final = r"^[A-Za-z0-9_.]{2,24}$"  # the CRD's pattern for spec.username
 #: A workspace id is also a label value: alphanumeric at both ends, at most 63 characters.
 WORKSPACE_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+#: The CRD's spec.connection.roomId: a positive 64-bit id, as a string.
+ROOM_ID_PATTERN: Final = r"^[1-9][0-9]{0,18}$"
+#: A Secret name (DNS-1123 label: the API names Secrets of one namespace, no dots needed).
+SECRET_NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?$"
 LABEL_WORKSPACE: Final = "api.tiktok-service.io/workspace"
 LABEL_USERNAME: Final = "api.tiktok-service.io/username-hash"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
@@ -71,6 +75,42 @@ def workspace_selector(workspace_id: str, username: str | None = None) -> str:
     return selector
 
 
+def secret_prefix(workspace_id: str) -> str:
+    """Secrets a workspace may reference through the API are named `<this prefix>...`.
+
+    Workspaces share the API's namespace, so a connect may only name Secrets its workspace's
+    administrator created for it: otherwise one tenant could use another's proxies or TikTok
+    account by guessing a name. The API never reads a Secret; it only checks the name.
+    """
+    return (_SLUG_DROP.sub("-", workspace_id.lower()).strip("-") or "workspace") + "-"
+
+
+def secret_allowed(workspace_id: str, secret_name: str) -> bool:
+    return secret_name.startswith(secret_prefix(workspace_id)) and len(secret_name) > len(secret_prefix(workspace_id))
+
+
+def connection_spec(
+    *,
+    room_id: str | None = None,
+    proxy_secret: str | None = None,
+    proxy_secret_key: str | None = None,
+    session_secret: str | None = None,
+    locale: Mapping[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """`spec.connection` from a connect request's options (names of Secrets only, never their content)."""
+    connection: dict[str, Any] = {}
+    if room_id:
+        connection["roomId"] = room_id
+    if proxy_secret:
+        connection["proxySecretRef"] = {"name": proxy_secret, **({"key": proxy_secret_key} if proxy_secret_key else {})}
+    if session_secret:
+        connection["sessionSecretRef"] = {"name": session_secret}
+    chosen = {key: value for key, value in (locale or {}).items() if value}
+    if chosen:
+        connection["locale"] = chosen
+    return connection
+
+
 def desired_livestream(
     *,
     namespace: str,
@@ -78,6 +118,7 @@ def desired_livestream(
     username: str,
     wait_for_live: bool,
     event_types: Iterable[str] | None,
+    connection: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The Livestream to create for a connect request (a plain dict, as the API server takes it)."""
     spec: dict[str, Any] = {
@@ -88,6 +129,8 @@ def desired_livestream(
     }
     if event_types:
         spec["eventTypes"] = sorted(set(event_types))
+    if connection:
+        spec["connection"] = dict(connection)
     return {
         "apiVersion": model.API_VERSION,
         "kind": model.KIND,
@@ -222,6 +265,7 @@ def view(livestream: Mapping[str, Any], row: Any | None, *, detail: bool = False
         "ended_at": getattr(row, "ended_at", None),
         "wait_for_live": bool(spec.get("waitForLive", False)),
         "event_types": list(spec.get("eventTypes") or []),
+        "connection": connection_view(spec.get("connection") or {}),
     }
     if row is not None and fields["room_id"] is None and row.room_id is not None:
         fields["room_id"] = str(row.room_id)
@@ -230,6 +274,21 @@ def view(livestream: Mapping[str, Any], row: Any | None, *, detail: bool = False
         fields["observed_generation"] = status.get("observedGeneration")
         fields["conditions"] = list(status.get("conditions") or [])
     return fields
+
+
+def connection_view(connection: Mapping[str, Any]) -> dict[str, Any]:
+    """`spec.connection` as the API shows it: the options of a connect (Secret names, never content)."""
+    view: dict[str, Any] = {}
+    if connection.get("roomId"):
+        view["room_id"] = str(connection["roomId"])
+    if connection.get("proxySecretRef"):
+        view["proxy_secret"] = connection["proxySecretRef"].get("name")
+        view["proxy_secret_key"] = connection["proxySecretRef"].get("key")
+    if connection.get("sessionSecretRef"):
+        view["session_secret"] = connection["sessionSecretRef"].get("name")
+    if connection.get("locale"):
+        view["locale"] = dict(connection["locale"])
+    return view
 
 
 def parse_time(value: str | None) -> dt.datetime | None:

@@ -15,12 +15,44 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tiktok_service.api import resources
 from tiktok_service.domain.events import EventType
+from tiktok_service.settings import LANGUAGE_PATTERN, REGION_PATTERN, SECRET_KEY_PATTERN, TIMEZONE_PATTERN
 
 Username = Annotated[
     str,
     Field(pattern=resources.USERNAME_PATTERN, description="TikTok @unique_id without the @ (as the CRD allows)."),
 ]
 WorkspaceId = Annotated[str, Field(pattern=resources.WORKSPACE_PATTERN, description="Tenant (a label value).")]
+SecretName = Annotated[
+    str,
+    Field(
+        pattern=resources.SECRET_NAME_PATTERN,
+        max_length=253,
+        description="Name of a Secret in the API's namespace, starting with the workspace id and a dash "
+        "(`acme-egress`): a workspace references only its own Secrets. The API never reads it.",
+    ),
+]
+
+
+class Locale(BaseModel):
+    """Language, region and time zone the connector's web client reports to TikTok."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN, description="ISO 639 code (de).")
+    region: str | None = Field(default=None, pattern=REGION_PATTERN, description="ISO 3166 code (DE).")
+    timezone: str | None = Field(
+        default=None, pattern=TIMEZONE_PATTERN, max_length=64, description="IANA name (Europe/Berlin)."
+    )
+
+
+class ConnectionOptions(BaseModel):
+    """How the connector reaches TikTok, as a Livestream's `spec.connection` holds it."""
+
+    room_id: str | None = None
+    proxy_secret: str | None = None
+    proxy_secret_key: str | None = None
+    session_secret: str | None = None
+    locale: dict[str, str] | None = None
 
 
 class LivestreamCreate(BaseModel):
@@ -36,6 +68,40 @@ class LivestreamCreate(BaseModel):
     event_types: list[EventType] | None = Field(
         default=None, max_length=16, description="Ingest only these event types (absent or empty = all)."
     )
+    room_id: str | None = Field(
+        default=None,
+        pattern=resources.ROOM_ID_PATTERN,
+        description="Join this TikTok room directly, skipping the room lookup (a 64-bit id, as a string).",
+    )
+    proxy_secret: SecretName | None = Field(
+        default=None,
+        description="Secret with egress proxies, one URL per line (http://user:pass@host:port, socks5://...); "
+        "absent = the operator's default.",
+    )
+    proxy_secret_key: str | None = Field(
+        default=None,
+        pattern=SECRET_KEY_PATTERN,
+        max_length=253,
+        description="Key of that Secret (default `proxies`).",
+    )
+    session_secret: SecretName | None = Field(
+        default=None,
+        description="Secret with a TikTok account's `sessionid` and `tt-target-idc` (logged-in session; it is also "
+        "sent to the sign server: use a dedicated account); absent = the operator's default.",
+    )
+    locale: Locale | None = Field(default=None, description="Absent = the operator's default locale.")
+
+    def connection_spec(self) -> dict[str, Any]:
+        return resources.connection_spec(
+            room_id=self.room_id,
+            proxy_secret=self.proxy_secret,
+            proxy_secret_key=self.proxy_secret_key,
+            session_secret=self.session_secret,
+            locale=self.locale.model_dump() if self.locale else None,
+        )
+
+    def secrets(self) -> list[str]:
+        return [name for name in (self.proxy_secret, self.session_secret) if name]
 
 
 class LivestreamPublic(BaseModel):
@@ -62,6 +128,9 @@ class LivestreamPublic(BaseModel):
     ended_at: dt.datetime | None = None
     wait_for_live: bool = False
     event_types: list[str] = Field(default_factory=list)
+    connection: ConnectionOptions = Field(
+        default_factory=ConnectionOptions, description="Connection options (Secret names, never their content)."
+    )
 
 
 class LivestreamDetail(LivestreamPublic):

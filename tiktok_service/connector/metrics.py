@@ -41,3 +41,9 @@ class _PerType:
 received = _PerType(EVENTS_RECEIVED)
 published = _PerType(EVENTS_PUBLISHED)
 DUPLICATES = EVENTS_DROPPED.labels(reason="duplicate")
+
+# Egress proxies: labels are reasons and list positions, never a proxy's address or credentials.
+PROXY_ROTATIONS = Counter(
+    "tiktok_connector_proxy_rotations_total", "Moves to the next proxy of the list, by failure reason", ["reason"]
+)
+PROXY_INDEX = Gauge("tiktok_connector_proxy_index", "Position in the proxy list of the proxy in use (-1 = none)")

@@ -88,6 +88,7 @@ class Kind(StrEnum):
     AGE_RESTRICTED = "age_restricted"
     BLOCKED = "blocked"
     RATE_LIMITED = "rate_limited"  # the sign server's quota (429, or too many connections)
+    TIKTOK_RATE_LIMITED = "tiktok_rate_limited"  # TikTok itself answered 429: this egress IP is throttled
     SIGN_REJECTED = "sign_rejected"  # the sign server refuses our API key / plan
     SIGN_ERROR = "sign_error"  # the sign server failed (5xx, empty answer, unreachable)
     PROXY_ERROR = "proxy_error"
@@ -172,6 +173,8 @@ _RULES: Final[dict[Kind, _Rule]] = {
     Kind.WS_REJECTED: _Rule(ExitCode.FAILED, rotate_proxy=True),
     Kind.TIMEOUT: _Rule(ExitCode.FAILED, rotate_proxy=True),
     Kind.NETWORK: _Rule(ExitCode.FAILED, rotate_proxy=True),
+    Kind.TIKTOK_RATE_LIMITED: _Rule(ExitCode.FAILED, rotate_proxy=True),
+    Kind.ROOM_LOOKUP: _Rule(ExitCode.FAILED, rotate_proxy=True),  # empty lookups: block and captcha pages look so
     Kind.RATE_LIMITED: _Rule(ExitCode.SIGN_QUOTA),
 }
 _DEFAULT_RULE: Final = _Rule(ExitCode.FAILED)
@@ -271,6 +274,8 @@ def _kind_of(exc: BaseException, now: float, proxied: bool) -> tuple[Kind, float
         return Kind.ROOM_LOOKUP, None
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return Kind.TIMEOUT, None
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 429:
+        return Kind.TIKTOK_RATE_LIMITED, None
     if proxied and isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
         return Kind.PROXY_ERROR, None  # every TCP connect goes to the proxy: it is the one refusing
     if isinstance(exc, httpx.HTTPError | OSError):

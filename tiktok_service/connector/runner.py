@@ -15,16 +15,16 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any
 
 import redis.asyncio as aioredis
 from TikTokLive import TikTokLiveClient
 from TikTokLive.client.logger import TikTokLiveLogHandler
-from TikTokLive.client.web.web_settings import WebDefaults
 
 from tiktok_service.connector import (
+    client_options,
     metrics,
     outcomes,
+    proxy_failover,
     publisher,
     room_check,
     router,
@@ -50,11 +50,8 @@ class _ParseFailureCounter(logging.Handler):
 
 
 def configure_tiktok_urls(settings: ConnectorSettings) -> None:
-    """Point the library at TikTok (default) or at our simulator, via its own settings."""
-    if settings.tiktok_app_url:
-        WebDefaults.tiktok_app_url = settings.tiktok_app_url.rstrip("/")
-    if settings.tiktok_webcast_url:
-        WebDefaults.tiktok_webcast_url = settings.tiktok_webcast_url.rstrip("/")
+    """Point the library at TikTok (default) or at our simulator, with our locale and redaction (process-wide)."""
+    client_options.configure_library(settings)
 
 
 class ConnectorRunner:
@@ -78,6 +75,9 @@ class ConnectorRunner:
             blocked_attempts=settings.blocked_attempts,
             quota_wait_max_s=settings.quota_wait_max_s,
         )
+        self.proxies = proxy_failover.ProxyFailover(settings.proxy_endpoints, key=settings.livestream_id)
+        if settings.proxy_endpoints:
+            self._policy = outcomes.with_proxy(self._policy, len(settings.proxy_endpoints))
         self._connected_at: float | None = None  # monotonic time the current attempt's socket opened
         self._closed = socket_close.CloseSeen()  # the close frame of the current attempt's socket
         self.proxy_rotations = 0  # attempts after which the next proxy of the list was asked for
@@ -168,7 +168,7 @@ class ConnectorRunner:
                     raise
                 outcome = outcomes.Outcome(outcomes.Kind.STOPPED)
             except Exception as exc:
-                self.status.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self.status.last_error = client_options.scrub(f"{type(exc).__name__}: {exc}")[:500]
                 outcome = outcomes.classify(exc, lived_s=self._lived_s(), now=time.time(), proxied=self._policy.proxied)
             else:
                 outcome = outcomes.of_end(ended, self._lived_s(), self._closed.code)
@@ -195,7 +195,7 @@ class ConnectorRunner:
                 self.status.next_retry_at_ms = int(decision.retry_at * 1000) if decision.retry_at else None
                 return decision.exit_code
             if decision.rotate_proxy:
-                self._rotate_proxy()
+                self._rotate_proxy(decision.reason)
             if decision.action is outcomes.Action.WAIT_FOR_LIVE:
                 self.status.phase = ConnectorPhase.WAITING
                 self.status.reason = decision.reason
@@ -215,9 +215,10 @@ class ConnectorRunner:
         """How long the last attempt's socket was up (None: it never opened)."""
         return None if self._connected_at is None else time.monotonic() - self._connected_at
 
-    def _rotate_proxy(self) -> None:
+    def _rotate_proxy(self, reason: str) -> None:
         """The next attempt should go out through the next proxy of the list (if there is one)."""
         self.proxy_rotations += 1
+        self.proxies.rotate(reason)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep that ends early when a stop is requested."""
@@ -226,16 +227,9 @@ class ConnectorRunner:
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _new_client(self) -> TikTokLiveClient:
-        signer: dict[str, Any] = {}
-        if self.settings.sign_api_url:
-            signer["sign_api_base"] = self.settings.sign_api_url
-        if self.settings.sign_api_key:
-            signer["sign_api_key"] = self.settings.sign_api_key
-        client = TikTokLiveClient(
-            unique_id=self.settings.username,
-            web_kwargs={"signer_kwargs": signer, "httpx_kwargs": {"timeout": self.settings.http_timeout_s}},
-            ws_kwargs={"max_size": self.settings.max_frame_bytes, "close_timeout": 5},
-        )
+        """A client for one attempt: through the current proxy, logged in when a session is configured."""
+        client = TikTokLiveClient(**client_options.client_kwargs(self.settings, self.proxies.current))
+        client_options.apply_session(client, self.settings)
         transport.install(client)
         assert self.router is not None
         self.router.attach(client)

@@ -1,24 +1,30 @@
-"""A WebSocket frame reader that survives undecodable frames.
+"""A WebSocket frame reader that survives undecodable frames, with or without a proxy.
 
 TikTokLive's reader (`WebcastConnect.__aiter__`) decodes each push frame inline; a frame it
 cannot decode (bad gzip, not a protobuf) raises out of the receive loop and ends the
-socket, losing whatever TikTok sends until we reconnect. This subclass decodes the same way
-but drops and counts an undecodable frame and keeps reading. It is installed as the
+socket, losing whatever TikTok sends until we reconnect. `TolerantReader` decodes the same
+way but drops and counts an undecodable frame and keeps reading. It is installed as the
 client's connection class (`WebcastWSClient._connect_generator_class`), the one extension
 point the library has for its socket; everything else (URL building, acks, heartbeats)
-stays the library's, and a refused handshake is translated into `WebcastBlockedError` as the
-library's own reader does.
+stays the library's.
+
+Two classes, as in the library: `TolerantWebcastConnect` (direct) and
+`TolerantWebcastProxyConnect` (through an HTTP CONNECT or SOCKS5 proxy: the library's
+`WebcastProxyConnect`, which opens the socket through python-socks). `install` picks the
+one matching the client's proxy setting, as the library itself does.
+
+A rejected handshake is translated as the library translates it: status 400 or 200 with a
+`Handshake-Msg` header is TikTok refusing us (`WebcastBlockedError`), not a network error.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from TikTokLive import TikTokLiveClient
 from TikTokLive.client.errors import WebcastBlockedError
-from TikTokLive.client.ws.ws_connect import WebcastConnect, WebcastIterator
+from TikTokLive.client.ws.ws_connect import WebcastConnect, WebcastIterator, WebcastProxyConnect
 from TikTokLive.client.ws.ws_utils import extract_webcast_response_message, extract_websocket_options
 from TikTokLive.proto import WebcastPushFrame
 from websockets.legacy.exceptions import InvalidStatusCode
@@ -28,31 +34,25 @@ from tiktok_service.connector import metrics
 log = logging.getLogger(__name__)
 
 
-def blocked_error(status_code: int, headers: Mapping[str, str]) -> WebcastBlockedError | None:
-    """The library's translation of a refused upgrade (`WebcastConnect.__aiter__`): 200/400 = blocked."""
-    if status_code not in (200, 400):
-        return None
-    reason = headers.get("Handshake-Msg", "an unknown reason")
-    return WebcastBlockedError(f'WebSocket rejected by TikTok ({status_code}) with reason "{reason}"')
+def blocked_error(exc: InvalidStatusCode) -> WebcastBlockedError | None:
+    """The library's reading of a rejected handshake, or None for any other status."""
+    reason = exc.headers.get("Handshake-Msg", "an unknown reason")
+    if exc.status_code == 400:
+        return WebcastBlockedError(f'WebSocket rejected by TikTok due to "400 Bad Request" with reason "{reason}"')
+    if exc.status_code == 200:
+        # TikTokLive: a socket signed with a session but opened without its cookie lands here too.
+        return WebcastBlockedError(f'WebSocket rejected by TikTok due to "{reason}".')
+    return None
 
 
-class TolerantWebcastConnect(WebcastConnect):  # type: ignore[misc]
-    async def __aenter__(self) -> Any:
-        # The upgrade happens here (`async with self` in `__aiter__`); keep the library's
-        # WebcastBlockedError for a handshake TikTok answers 200/400 with a Handshake-Msg.
+class TolerantReader:
+    """`__aiter__` for `WebcastConnect` subclasses: same frames, but a bad one is dropped, not fatal."""
+
+    async def __aiter__(self: Any) -> WebcastIterator:
         try:
-            return await super().__aenter__()
-        except InvalidStatusCode as exc:
-            blocked = blocked_error(int(exc.status_code), exc.headers)
-            if blocked is None:
-                raise
-            raise blocked from exc
-
-    async def __aiter__(self) -> WebcastIterator:
-        async with self as protocol:
-            self._ws = protocol
-            self._ws_options = extract_websocket_options(protocol.response_headers)
-            try:
+            async with self as protocol:
+                self._ws = protocol
+                self._ws_options = extract_websocket_options(protocol.response_headers)
                 yield None, self._initial_response
                 async for payload in protocol:
                     frame_bytes = payload.encode() if isinstance(payload, str) else payload
@@ -69,11 +69,25 @@ class TolerantWebcastConnect(WebcastConnect):  # type: ignore[misc]
                         )
                         continue
                     yield frame, response
-            finally:
-                self._ws = None
-                self._ws_options = None
+        except InvalidStatusCode as exc:
+            blocked = blocked_error(exc)
+            if blocked is None:
+                raise
+            raise blocked from exc
+        finally:
+            self._ws = None
+            self._ws_options = None
 
 
-def install(client: TikTokLiveClient, **_: Any) -> None:
-    """Make `client` read frames with `TolerantWebcastConnect` (no proxy support needed here)."""
-    client._ws._connect_generator_class = TolerantWebcastConnect
+class TolerantWebcastConnect(TolerantReader, WebcastConnect):  # type: ignore[misc]
+    """Direct connection."""
+
+
+class TolerantWebcastProxyConnect(TolerantReader, WebcastProxyConnect):  # type: ignore[misc]
+    """Through the client's `ws_proxy` (HTTP CONNECT or SOCKS5, credentials included)."""
+
+
+def install(client: TikTokLiveClient) -> None:
+    """Make `client` read frames with the tolerant reader matching its proxy setting."""
+    ws = client._ws
+    ws._connect_generator_class = TolerantWebcastProxyConnect if ws._ws_proxy else TolerantWebcastConnect

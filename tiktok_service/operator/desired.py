@@ -15,6 +15,12 @@ Decisions recorded here (see also the README of `deploy/`):
   the spec replaces the pod; operator settings (image, URLs) reach pods on their next
   restart only, so upgrading the operator does not reconnect every room at once.
 * **Grace period > drain timeout** so a stopped connector flushes its buffer before SIGKILL.
+* **Credentials by reference.** Proxies and a TikTok session reach the connector as
+  environment variables from `secretKeyRef` (`spec.connection.proxySecretRef` /
+  `sessionSecretRef`, or the operator's defaults): the kubelet resolves them, so the pod spec,
+  the operator and its RBAC never see the values (the operator needs no access to Secrets).
+  A missing Secret or key holds the pod in `CreateContainerConfigError`, which the status shows.
+  A changed Secret reaches a connector at its next start (env is read once).
 * **HTTP port** (`connector_http_port`): the connector's /healthz, probed by the kubelet.
   0 turns both off, for nodes whose pods share the host network, where every connector
   would compete for the same port; a hung connector is then caught by the operator's
@@ -31,6 +37,9 @@ from tiktok_service.operator import model
 from tiktok_service.settings import OperatorSettings
 
 _HASHED_OUT = frozenset({"state"})
+#: Keys of a session Secret (`spec.connection.sessionSecretRef`): TikTok's cookie names.
+SESSION_ID_KEY = "sessionid"
+TT_TARGET_IDC_KEY = "tt-target-idc"
 _SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 
@@ -88,6 +97,7 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
     ]
     if spec.get("eventTypes"):
         env.append({"name": "CONNECTOR_EVENT_TYPES", "value": json.dumps(list(spec["eventTypes"]))})
+    env += connection_env(spec.get("connection") or {}, settings)
     optional = {
         "CONNECTOR_TYPE_STREAM_MAXLEN": retention.get("typeStreamMaxLen"),
         "CONNECTOR_LIVESTREAM_STREAM_MAXLEN": retention.get("livestreamStreamMaxLen"),
@@ -97,6 +107,37 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
         "CONNECTOR_TIKTOK_WEBCAST_URL": settings.tiktok_webcast_url,
     }
     env += [{"name": name, "value": str(value)} for name, value in optional.items() if value is not None]
+    return env
+
+
+def _from_secret(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def connection_env(connection: Mapping[str, Any], settings: OperatorSettings) -> list[dict[str, Any]]:
+    """`spec.connection` (room id, proxies, session, locale) over the operator's defaults, as connector env."""
+    env: list[dict[str, Any]] = []
+    if connection.get("roomId"):
+        env.append({"name": "CONNECTOR_ROOM_ID", "value": str(connection["roomId"])})
+    proxy_ref = connection.get("proxySecretRef") or {}
+    proxy_secret = proxy_ref.get("name") or settings.default_proxy_secret_name
+    if proxy_secret:
+        key = proxy_ref.get("key") if proxy_ref.get("name") else None
+        env.append(_from_secret("CONNECTOR_PROXIES", proxy_secret, key or settings.default_proxy_secret_key))
+    session_secret = (connection.get("sessionSecretRef") or {}).get("name") or settings.default_session_secret_name
+    if session_secret:
+        env.append(_from_secret("CONNECTOR_SESSION_ID", session_secret, SESSION_ID_KEY))
+        env.append(_from_secret("CONNECTOR_TT_TARGET_IDC", session_secret, TT_TARGET_IDC_KEY))
+        if settings.session_sign_host:
+            # TikTokLive's own consent switch for sending a session to the sign server.
+            env.append({"name": "WHITELIST_AUTHENTICATED_SESSION_ID_HOST", "value": settings.session_sign_host})
+    locale = connection.get("locale") or {}
+    chosen = {
+        "CONNECTOR_LANGUAGE": locale.get("language") or settings.connector_language,
+        "CONNECTOR_REGION": locale.get("region") or settings.connector_region,
+        "CONNECTOR_TIMEZONE": locale.get("timezone") or settings.connector_timezone,
+    }
+    env += [{"name": name, "value": value} for name, value in chosen.items() if value]
     return env
 
 

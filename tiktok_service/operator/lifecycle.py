@@ -79,6 +79,7 @@ REASONS: dict[str, str] = {
     "blocked": "Blocked",
     "age_restricted": "AgeRestricted",
     "rate_limited": "SignRateLimited",
+    "tiktok_rate_limited": "TikTokRateLimited",
     "sign_rejected": "SignKeyRejected",
     "sign_error": "SignServerError",
     "proxy_error": "ProxyFailed",

@@ -20,6 +20,7 @@ from aiohttp import web
 from .config import SimulatorConfig
 from .control_api import add_control_routes
 from .registry import RoomRegistry
+from .request_log import REQUEST_LOG_KEY, RequestLog, record_requests
 from .room import Room
 from .scenario import Scenario
 from .tiktok_routes import REGISTRY_KEY, add_tiktok_routes
@@ -29,8 +30,9 @@ log = logging.getLogger(__name__)
 
 def build_app(registry: RoomRegistry) -> web.Application:
     """The aiohttp application (exposed for embedding, e.g. aiohttp's test client)."""
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[record_requests])
     app[REGISTRY_KEY] = registry
+    app[REQUEST_LOG_KEY] = RequestLog()
     add_tiktok_routes(app)
     add_control_routes(app)
     return app
@@ -49,13 +51,16 @@ class SimulatorServer:
         self.registry = RoomRegistry(self.config)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self.requests = RequestLog()  # what clients sent (replaced by the running app's log on start)
 
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("simulator already started")
         for username, scenario in self.config.rooms.items():
             await self.registry.put(username, scenario)
-        runner = web.AppRunner(build_app(self.registry), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        app = build_app(self.registry)
+        self.requests = app[REQUEST_LOG_KEY]
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port)
         try:

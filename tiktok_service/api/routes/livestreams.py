@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/livestreams", tags=["livestreams"], responses=co
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": schemas.LivestreamConnected, "description": "The workspace was already connected to that user."},
-        403: {"description": "`workspace_id` is not the API key's workspace."},
+        403: {"description": "`workspace_id` is not the API key's workspace, or a Secret named is not its own."},
     },
 )
 async def connect(
