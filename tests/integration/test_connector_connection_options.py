@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from tests.proxies import TIKTOK_HOSTS, LocalProxy, MicroSocks, TinyProxy, namespaces_available
 from tests.support import expected_events, tiktok_ids
-from tiktok_service.connector import client_options
+from tiktok_service.connector import client_options, outcomes
 from tiktok_service.connector import runner as connector_runner
 from tiktok_service.devcluster.processes import free_port
 from tiktok_service.domain import naming
@@ -223,14 +223,14 @@ async def test_with_its_proxy_stopped_the_connector_never_reaches_tiktok(
     await live_room(simulator, username)
     proxy: LocalProxy = (TinyProxy if kind == "http" else MicroSocks)(proxy_dir(kind), username="u", password=PASSWORD)
     url = proxy.url()  # never started: nothing listens on its port
-    before = metric("tiktok_connector_reconnects_total", reason="network")
+    before = metric("tiktok_connector_reconnects_total", reason="proxy_error")
 
     connector = start(settings_for(username, proxies=url, max_reconnects=2))
 
-    assert await connector.exit_code() == ExitCode.FAILED
+    assert await connector.exit_code() == ExitCode.PROXY
     assert visits(simulator, username) == [], "no request reached the simulator around the proxy"
     assert simulator.room(username).stats.connected == 0
-    assert metric("tiktok_connector_reconnects_total", reason="network") >= before + 2
+    assert metric("tiktok_connector_reconnects_total", reason="proxy_error") >= before + 2
 
 
 async def test_a_dead_proxy_where_the_list_starts_is_rotated_past(
@@ -246,13 +246,13 @@ async def test_a_dead_proxy_where_the_list_starts_is_rotated_past(
     await live_room(simulator, username)
     livestream_id = str(uuid.uuid4())
     dead = f"http://carol:{PASSWORD}@127.0.0.1:{free_port()}"
-    rotations = metric("tiktok_connector_proxy_rotations_total", reason="unreachable")
+    rotations = metric("tiktok_connector_proxy_rotations_total", reason="proxy_error")
     with TinyProxy(proxy_dir("good"), username="alice", password=PASSWORD) as good:
         settings = settings_for(username, livestream_id=livestream_id, proxies=ordered(livestream_id, dead, good.url()))
         connector = start(settings)
         assert await connector.exit_code() == ExitCode.LIVE_ENDED
         assert any(f"/@{username}/live" in line for line in good.requests())
-    assert metric("tiktok_connector_proxy_rotations_total", reason="unreachable") == rotations + 1
+    assert metric("tiktok_connector_proxy_rotations_total", reason="proxy_error") == rotations + 1
     assert connector.runner.status.reconnects >= 1
     (rotation,) = [record for record in caplog.records if record.getMessage() == "next proxy"]
     assert vars(rotation)["from"].startswith("http://carol:***@127.0.0.1:"), "the rotation is logged, redacted"
@@ -280,15 +280,11 @@ async def test_wrong_proxy_credentials_are_a_counted_failure_and_the_next_proxy_
     ):
         refusing, accepting = (http_proxy, socks_proxy) if wrong == "http" else (socks_proxy, http_proxy)
         proxies = ordered(livestream_id, refusing.url(password=bad_password), accepting.url())
-        before = sum(
-            metric("tiktok_connector_proxy_rotations_total", reason=r) for r in ("proxy", "room_lookup", "unreachable")
-        )
+        before = sum(metric("tiktok_connector_proxy_rotations_total", reason=kind.value) for kind in outcomes.Kind)
         connector = start(settings_for(username, livestream_id=livestream_id, proxies=proxies))
 
         assert await connector.exit_code() == ExitCode.LIVE_ENDED
-        after = sum(
-            metric("tiktok_connector_proxy_rotations_total", reason=r) for r in ("proxy", "room_lookup", "unreachable")
-        )
+        after = sum(metric("tiktok_connector_proxy_rotations_total", reason=kind.value) for kind in outcomes.Kind)
         assert after == before + 1, "one failure through the refusing proxy, then the next one"
         assert connector.runner.status.reconnects >= 1
     if wrong == "socks5":

@@ -36,6 +36,7 @@ _USER_FIELD: dict[str, int] = {
     "WebcastMemberMessage": 2,
 }
 
+
 @dataclass(frozen=True, slots=True)
 class CapturedPayload:
     """One captured message: its file name, the TikTok method it is sent as, the raw protobuf."""
