@@ -344,6 +344,43 @@ async def test_a_session_reaches_tiktoks_web_routes_the_sign_server_and_the_webs
     await assert_no_secret_anywhere([SESSION_ID, SESSION_ID[:8], PASSWORD], caplog, redis_client, connector)
 
 
+@pytest.mark.skipif(not namespaces_available(), reason="needs unshare (a private /etc/hosts for the proxy)")
+@pytest.mark.parametrize("logged_in", [True, False])
+async def test_an_age_restricted_room_opens_to_a_session_and_refuses_anonymous_viewers(
+    logged_in: bool,
+    simulator: SimulatorServer,
+    settings_for: Callable[..., ConnectorSettings],
+    start: Callable[[ConnectorSettings], Running],
+    proxy_dir: Callable[[str], Path],
+) -> None:
+    username = new_name()
+    await simulator.add_room(username, Scenario(seed=3, rate=0, batch=10, live_end_after=30, age_restricted=True))
+    session: dict[str, Any] = {"session_id": SESSION_ID, "tt_target_idc": TT_TARGET_IDC} if logged_in else {}
+    with TinyProxy(proxy_dir("tinyproxy"), username="alice", password=PASSWORD, hosts=TIKTOK_HOSTS) as proxy:
+        port = simulator.port
+        settings = settings_for(
+            username,
+            proxies=proxy.url(),
+            tiktok_app_url=f"http://www.tiktok.com:{port}",
+            tiktok_webcast_url=f"http://webcast.tiktok.com:{port}/webcast",
+            CONNECTOR_SESSION_SIGN_HOST=f"127.0.0.1:{port}",
+            **session,
+        )
+        connector = start(settings)
+        code = await connector.exit_code()
+
+    if logged_in:
+        assert code == ExitCode.LIVE_ENDED
+        assert simulator.room(username).stats.connections_opened == 1
+    else:
+        room_id = str(simulator.room(username).room_id)
+        assert code == ExitCode.AGE_RESTRICTED
+        assert connector.runner.status.reason == "age_restricted"
+        assert simulator.room(username).stats.connections_opened == 0
+        signs = [r for r in simulator.requests if r.path.startswith("/webcast/fetch") and r.query["room_id"] == room_id]
+        assert signs == [], "no sign request spent on a room we may not watch"
+
+
 # -- room id and locale -------------------------------------------------------------------------
 
 
