@@ -63,7 +63,7 @@ def test_follow_and_share_are_told_apart_and_other_social_messages_are_kept_as_s
     assert follow is not None and follow.envelope.type is EventType.FOLLOW
     assert share is not None and share.envelope.type is EventType.SHARE
     other = normalise.social(pe.SocialEvent(common=common(3), share_type=7), CTX, NOW)
-    assert other.envelope.type is EventType.SOCIAL and other.envelope.data == {"share_type": 7}
+    assert other.envelope.type is EventType.SOCIAL and other.envelope.data == {"share_type": "7"}
 
 
 def test_a_gift_step_describes_the_gift_and_its_streak_key() -> None:
