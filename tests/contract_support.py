@@ -43,7 +43,9 @@ def violations(event: bytes | str | dict[str, Any]) -> list[str]:
         return ["not a JSON object"]
     kind = doc.get("type")
     name = kind if isinstance(kind, str) and kind in EVENT_TYPES else schemas.ENVELOPE
-    errors = [f"{'/'.join(map(str, e.instance_path)) or '(root)'}: {e.message}" for e in _validator(name).iter_errors(doc)]
+    errors = [
+        f"{'/'.join(map(str, e.instance_path)) or '(root)'}: {e.message}" for e in _validator(name).iter_errors(doc)
+    ]
     if name == schemas.ENVELOPE and not errors:
         errors.append(f"unknown type {kind!r}")
     return errors

@@ -208,11 +208,7 @@ DERIVED: Final[dict[EventType, dict[str, Schema]]] = {
         ),
     },
     E.QUESTION: {"question_id": _d("Question id", ID_STRING), "text": _d("The question", STR)},
-    E.EMOTE: {
-        "emotes": _d(
-            "The emotes sent", _array(_object({"emote_id": STR, "image_url": URL}, ("emote_id",)))
-        )
-    },
+    E.EMOTE: {"emotes": _d("The emotes sent", _array(_object({"emote_id": STR, "image_url": URL}, ("emote_id",))))},
     E.PIN: {
         "pinned_kind": _d("What was pinned: comment, social, gift, member or like", STR),
         "pinned_text": _d("The pinned comment's text", STR),
@@ -310,7 +306,9 @@ def _envelope(type_schema: Schema, data: Schema, title: str, schema_id: str) -> 
         ],
         "properties": {
             "specversion": {"const": SPEC_VERSION},
-            "id": _d("TikTok's msg_id (or a content hash h..., or connect-/disconnect-<ms>-<n>)", {**STR, "minLength": 1}),
+            "id": _d(
+                "TikTok's msg_id (or a content hash h..., or connect-/disconnect-<ms>-<n>)", {**STR, "minLength": 1}
+            ),
             "source": {"type": "string", "pattern": "^" + SOURCE_PREFIX + ".+$"},
             "type": type_schema,
             "time": _d(
