@@ -13,11 +13,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.contract_support import stream_violations
 from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.simulator.config import SimulatorConfig
 from tiktok_service.simulator.server import SimulatorServer
-from tests.contract_support import stream_violations
 
 _db_counter = itertools.count()
 
