@@ -25,7 +25,7 @@ README_END = "<!-- event-types:end -->"
 
 def proto_fields(method: str) -> tuple[ProtoField, ...]:
     """Top-level fields of a method's message as the connector writes them (common and user left out)."""
-    meta = pe.EVENT_MAPPINGS[method]._betterproto  # type: ignore[attr-defined]
+    meta = pe.EVENT_MAPPINGS[method]._betterproto
     fields = []
     for name, field in meta.meta_by_field_name.items():
         if name in TOP_LEVEL_SKIP:
