@@ -143,6 +143,8 @@ class Badge:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Badge:
+        if not isinstance(doc, dict):
+            raise TypeError(f"badge must be an object, not {type(doc).__name__}")
         level = doc.get("level")
         return cls(str(doc["scene"]), None if level is None else int(level), doc.get("text"), doc.get("image_url"))
 
@@ -188,16 +190,33 @@ class User:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"id": str(self.id), "unique_id": self.unique_id, "nickname": self.nickname}
-        for name in _USER_OPTIONAL:
-            value = getattr(self, name)
-            if value is not None:
-                doc[name] = value
+        # Unrolled (no loop over names): this runs for nearly every event published.
+        if self.avatar_url is not None:
+            doc["avatar_url"] = self.avatar_url
+        if self.follow_role is not None:
+            doc["follow_role"] = self.follow_role
+        if self.follower_count is not None:
+            doc["follower_count"] = self.follower_count
+        if self.following_count is not None:
+            doc["following_count"] = self.following_count
+        if self.is_moderator is not None:
+            doc["is_moderator"] = self.is_moderator
+        if self.is_subscriber is not None:
+            doc["is_subscriber"] = self.is_subscriber
+        if self.is_top_gifter is not None:
+            doc["is_top_gifter"] = self.is_top_gifter
+        if self.gifter_level is not None:
+            doc["gifter_level"] = self.gifter_level
+        if self.member_level is not None:
+            doc["member_level"] = self.member_level
         if self.badges is not None:
             doc["badges"] = [badge.to_json() for badge in self.badges]
         return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> User:
+        if not isinstance(doc, dict):
+            raise TypeError(f"user must be an object, not {type(doc).__name__}")
         extra = {name: doc[name] for name in _USER_OPTIONAL if doc.get(name) is not None}
         badges = doc.get("badges")
         return cls(

@@ -89,28 +89,33 @@ def display_type(event: Any) -> str:
 
 def image_url(image: Any) -> str | None:
     """The first URL of an ImageModel, or None when TikTok sent none."""
-    urls = getattr(image, "url_list", None) if image is not None else None
-    if urls and isinstance(urls[0], str):
-        return urls[0]
+    if image is None:
+        return None
+    urls = image.url_list
+    if urls and type(urls[0]) is str:
+        first: str = urls[0]
+        return first
     return None
 
 
 def _badge(badge: Any) -> Badge | None:
-    scene_value = as_int(getattr(badge, "scene_type", 0))
+    scene_value = as_int(badge.scene_type)
     if not scene_value:
         return None
-    scene = BADGE_SCENES.get(scene_value, f"scene_{scene_value}")
-    extra = getattr(badge, "privilege_log_extra", None)
-    level_text = as_str(getattr(extra, "level", "")) if extra is not None else ""
-    level = int(level_text) if level_text.isdigit() else None
+    scene = BADGE_SCENES.get(scene_value) or f"scene_{scene_value}"
+    extra = badge.privilege_log_extra
+    level = None
+    if extra is not None and extra.level:
+        level_text = as_str(extra.level)
+        level = int(level_text) if level_text.isdigit() else None
     text: str | None = None
     url: str | None = None
-    if (string_badge := getattr(badge, "str", None)) is not None:
-        text = as_str(getattr(string_badge, "str", "")) or None
-    if text is None and (text_badge := getattr(badge, "text", None)) is not None:
-        text = as_str(getattr(text_badge, "default_pattern", "")) or None
-    if (image_badge := getattr(badge, "image", None)) is not None:
-        url = image_url(getattr(image_badge, "image", None))
+    if badge.str is not None:
+        text = as_str(badge.str.str) or None
+    if text is None and badge.text is not None:
+        text = as_str(badge.text.default_pattern) or None
+    if badge.image is not None:
+        url = image_url(badge.image.image)
     return Badge(scene, level, text, url)
 
 
@@ -118,52 +123,63 @@ def user_from(user: Any) -> User | None:
     """Our `User` of a decoded TikTok user; None when it identifies nobody.
 
     Optional attributes stay None when TikTok did not send them. Badge-derived flags
-    (`is_moderator`, ...) are only set when the user came with a badge list.
+    (`is_moderator`, ...) are only set when the user came with a badge list. This runs
+    for nearly every message (commenters, likers, joiners), so attributes are read
+    directly: a decoded message always has every field of its class.
     """
     if user is None:
         return None
-    user_id = as_int(getattr(user, "id", 0))
+    user_id = user.id
+    if type(user_id) is not int:
+        user_id = as_int(user_id)
     # `display_id` is the @handle; the library's `unique_id` alias only exists on its
     # ExtendedUser wrapper, which it does not always apply.
-    unique_id = as_str(getattr(user, "display_id", ""))
+    unique_id = user.display_id
+    if type(unique_id) is not str:
+        unique_id = as_str(unique_id)
     if not user_id and not unique_id:
         return None
-    nickname = as_str(getattr(user, "nickname", ""))
-    follow = getattr(user, "follow_info", None)
-    badge_list = getattr(user, "badge_list", None)
+    nickname = user.nickname
+    if type(nickname) is not str:
+        nickname = as_str(nickname)
+    follow = user.follow_info
+    badge_list = user.badge_list
     badges: tuple[Badge, ...] | None = None
     is_moderator = is_subscriber = is_top_gifter = None
     gifter_level = member_level = None
     if badge_list:
         badges = tuple(b for b in map(_badge, badge_list) if b is not None)
-        is_moderator = any(b.scene == "admin" for b in badges)
-        is_subscriber = any(b.scene in ("subscriber", "new_subscriber") for b in badges)
-        is_top_gifter = any(b.scene == "rank_list" for b in badges)
+        is_moderator = is_subscriber = is_top_gifter = False
         for badge in badges:
-            if badge.scene == "user_grade" and badge.level is not None:
+            scene = badge.scene
+            if scene == "admin":
+                is_moderator = True
+            elif scene in ("subscriber", "new_subscriber"):
+                is_subscriber = True
+            elif scene == "rank_list":
+                is_top_gifter = True
+            elif scene == "user_grade" and badge.level is not None:
                 gifter_level = badge.level
-            elif badge.scene == "fans" and badge.level is not None:
+            elif scene == "fans" and badge.level is not None:
                 member_level = badge.level
-    if gifter_level is None:
-        grade = getattr(user, "pay_grade", None)
-        gifter_level = as_int(getattr(grade, "level", 0)) or None if grade is not None else None
-    if member_level is None:
-        club = getattr(user, "fans_club_info", None)
-        member_level = as_int(getattr(club, "fans_level", 0)) or None if club is not None else None
+    if gifter_level is None and user.pay_grade is not None:
+        gifter_level = as_int(user.pay_grade.level) or None
+    if member_level is None and user.fans_club_info is not None:
+        member_level = as_int(user.fans_club_info.fans_level) or None
     return User(
         user_id,
         unique_id,
         nickname,
-        avatar_url=image_url(getattr(user, "avatar_thumb", None)),
-        follow_role=as_int(getattr(follow, "follow_status", 0)) if follow is not None else None,
-        follower_count=as_int(getattr(follow, "follower_count", 0)) if follow is not None else None,
-        following_count=as_int(getattr(follow, "following_count", 0)) if follow is not None else None,
-        is_moderator=is_moderator,
-        is_subscriber=is_subscriber,
-        is_top_gifter=is_top_gifter,
-        gifter_level=gifter_level,
-        member_level=member_level,
-        badges=badges,
+        image_url(user.avatar_thumb),
+        None if follow is None else as_int(follow.follow_status),
+        None if follow is None else as_int(follow.follower_count),
+        None if follow is None else as_int(follow.following_count),
+        is_moderator,
+        is_subscriber,
+        is_top_gifter,
+        gifter_level,
+        member_level,
+        badges,
     )
 
 
