@@ -125,17 +125,19 @@ async def test_a_live_end_is_published_once_and_ends_the_connector(client: TikTo
     validate_envelope(harness.published[0].encode())
 
 
-async def test_a_message_the_library_cannot_decode_is_counted_by_method(client: TikTokLiveClient) -> None:
+async def test_a_message_the_library_cannot_decode_is_published_raw(client: TikTokLiveClient) -> None:
     harness = Harness(client)
-    before = dropped("WebcastPollMessage", "undecodable")
     broken = message("WebcastPollMessage", b"\x0a\xff\xff\xff\xff", 1)  # a length beyond the payload
     await harness.deliver([broken, encoded("WebcastChatMessage", 2, content="after")])
-    assert dropped("WebcastPollMessage", "undecodable") == before + 1
-    assert [e.type for e in harness.published] == [EventType.COMMENT]
+    assert [e.type for e in harness.published] == [EventType.UNKNOWN, EventType.COMMENT]
+    raw = harness.published[0]
+    assert (raw.id, raw.data["method"], raw.data["payload_size"]) == ("1", "WebcastPollMessage", 5)
     # The last message of a connection is checked when it closes.
-    await harness.deliver([broken])
+    await harness.deliver([message("WebcastPollMessage", b"\x0a\xff\xff\xff\xff", 3)])
     harness.router.disconnected("closed")
-    assert dropped("WebcastPollMessage", "undecodable") == before + 2
+    assert [e.type for e in harness.published[2:]] == [EventType.UNKNOWN, EventType.DISCONNECT]
+    for envelope in harness.published:
+        validate_envelope(envelope.encode())
 
 
 async def test_filtered_and_duplicate_messages_are_counted_by_method(client: TikTokLiveClient) -> None:

@@ -10,12 +10,12 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_DROPPED = Counter(
     "tiktok_connector_events_dropped_total",
-    "Messages not published, by reason (duplicate, filtered, handler_error, undecodable, buffer_full, malformed_frame)",
+    "Messages not published, by reason (duplicate, filtered, handler_error, buffer_full, malformed_frame)",
     ["reason"],
 )
 MESSAGES_DROPPED = Counter(
     "tiktok_connector_messages_dropped_total",
-    "TikTok messages not published, by method and reason (duplicate, filtered, handler_error, undecodable)",
+    "TikTok messages not published, by method and reason (duplicate, filtered, handler_error)",
     ["method", "reason"],
 )
 SCHEMA_DRIFT = Counter(

@@ -8,9 +8,10 @@ classify messages ourselves (`domain.catalogue`), so a derived event can never p
 message twice.
 
 Nothing is dropped silently: the WebsocketResponseEvent that precedes every message tells
-which method comes next, so a message the library fails to decode (it logs and moves on)
-is counted as `undecodable`, and a method it does not map is published as `tiktok.unknown`
-from that same message. Every drop is counted by method and reason.
+which message comes next. A method the library does not map is published as
+`tiktok.unknown` from that message; so is a message of a mapped method that the library
+fails to decode (it logs and moves on): its raw payload is kept and it is counted as
+schema drift. Every message not published is counted by method and reason.
 
 Handlers are synchronous on purpose: pyee calls them inline from the library's receive
 loop (an async handler would cost a task per message). A synchronous handler that raises
@@ -70,7 +71,7 @@ class EventRouter:
         # The fetch result being read and the method whose proto event is due next.
         self._response: Any = None
         self._response_index = 0
-        self._expected: str | None = None
+        self._expected: Any = None
         self.live_ended = False
         self.last_activity = clock()
 
@@ -158,16 +159,17 @@ class EventRouter:
         self._response_index = index + 1
         message = messages[index]
         if message.method in pe.EVENT_MAPPINGS:
-            self._expected = message.method
+            self._expected = message
         else:
             self._on_unknown(message)
 
     def check_expected(self) -> None:
-        """Count the last message as undecodable if the library never delivered it."""
-        if self._expected is not None:
-            metrics.dropped.inc(self._expected, "undecodable")
-            log.warning("TikTokLive could not decode a %s message", self._expected)
-            self._expected = None
+        """Publish the last message raw (`tiktok.unknown`) if the library failed to decode it."""
+        message, self._expected = self._expected, None
+        if message is not None:
+            metrics.SCHEMA_DRIFT.labels(type=EventType.UNKNOWN.value).inc()
+            log.warning("TikTokLive could not decode a %s message; published raw", message.method)
+            self._on_unknown(message)
 
     # -- handlers -----------------------------------------------------------------------
     def _on_comment(self, event: Any) -> None:

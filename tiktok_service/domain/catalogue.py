@@ -67,7 +67,7 @@ _KINDS: Final[tuple[Kind, ...]] = (
     # -- made by the connector ----------------------------------------------------------
     Kind(E.CONNECT, (), "The connector connected to the room.", "connector"),
     Kind(E.DISCONNECT, (), "The connector's connection closed (reason in data).", "connector"),
-    Kind(E.UNKNOWN, (), "A method the TikTok library does not decode, with its raw payload.", "connector"),
+    Kind(E.UNKNOWN, (), "A message TikTokLive does not know or failed to decode, with its raw payload.", "connector"),
     # -- first-class kinds --------------------------------------------------------------
     Kind(E.SOCIAL, ("WebcastSocialMessage",), "A social message other than follow or share.", "first_class"),
     Kind(E.LIVE_PAUSE, ("WebcastControlMessage",), "The host paused the LIVE.", "first_class"),
