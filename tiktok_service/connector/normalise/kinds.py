@@ -197,6 +197,9 @@ def _user(event: Any, kind: EventType) -> User | None:
 def classify(method: str, event: Any) -> EventType:
     """The type of a decoded message of a known method (classifiers for the shared methods)."""
     if method == "WebcastBarrageMessage":
+        # The super fan marker is the display type of either text: field 1 of `Text`, which
+        # TikTokLiveProto v3 names `key` (TikTokLive 7.0.1 still reads `display_type`, the
+        # v2 name, so its own SuperFanEvent never fires; we read the field v3 decodes).
         return catalogue.classify_barrage(
             as_str(getattr(event.content, "key", "")) if event.content is not None else "",
             as_str(getattr(event.common_barrage_content, "key", "")) if event.common_barrage_content else "",
