@@ -68,7 +68,7 @@ def test_a_battle_has_each_sides_score_result_and_supporters() -> None:
     envelope = published(
         "WebcastLinkMicBattle",
         battle_id=99,
-        action=1,
+        action=5,
         battle_result={
             HOST: BattleResult(user_id=HOST, result=0, score=120),
             RIVAL: BattleResult(user_id=RIVAL, result=1, score=80),
@@ -85,8 +85,13 @@ def test_a_battle_has_each_sides_score_result_and_supporters() -> None:
     }
     assert sides[str(RIVAL)] == {"anchor_id": str(RIVAL), "score": 80, "result": "LOSE"}
     # The decoded message is kept too, 64-bit ids as strings.
-    assert envelope.data["battle_id"] == "99" and envelope.data["action"] == "INVITE"
+    assert envelope.data["battle_id"] == "99" and envelope.data["action"] == "FINISH"
     assert str(HOST) in envelope.data["battle_result"]
+
+
+def test_a_running_battle_has_scores_but_no_result_yet() -> None:
+    running = published("WebcastLinkMicBattle", action=4, battle_result={HOST: BattleResult(user_id=HOST, score=7)})
+    assert running.data["sides"] == [{"anchor_id": str(HOST), "score": 7}]
 
 
 def test_battle_armies_give_points_per_side_and_per_user() -> None:

@@ -174,7 +174,7 @@ _SIDE: Final = _object(
     {
         "anchor_id": _d("The host (side) id", ID_STRING),
         "score": _d("The side's points", INT),
-        "result": _d("WIN, LOSE or DRAW when the battle has a result", STR),
+        "result": _d("WIN, LOSE or DRAW, once the battle is over (action FINISH or CUT_SHORT)", STR),
         "supporters": _d(
             "The side's supporters and their points",
             _array(

@@ -54,12 +54,20 @@ def _side(sides: dict[int, dict[str, Any]], anchor_id: int) -> dict[str, Any]:
     return side
 
 
+#: LinkMicBattle actions after which a side's result means something: FINISH, CUT_SHORT.
+_BATTLE_OVER = frozenset({5, 6})
+
+
 def _battle(event: Any) -> dict[str, Any]:
     sides: dict[int, dict[str, Any]] = {}
+    # WIN is the enum's zero, which is also what an unset result decodes to: only a finished
+    # battle's result is reported, so a running battle is never shown as won.
+    over = as_int(event.action) in _BATTLE_OVER
     for anchor_id, result in (event.battle_result or {}).items():
         side = _side(sides, as_int(anchor_id))
         side["score"] = as_int(result.score)
-        side["result"] = getattr(result.result, "name", None) or str(as_int(result.result))
+        if over:
+            side["result"] = getattr(result.result, "name", None) or str(as_int(result.result))
     for wrapper in event.armies or ():
         side = _side(sides, as_int(wrapper.key))
         if wrapper.value is not None:

@@ -61,6 +61,13 @@ def _plan(cls: type) -> Plan:
     return plan
 
 
+def _key(value: Any, kind: int) -> str:
+    """A map key as proto3 JSON writes it: always a string (`true`/`false` for booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(_scalar(value, kind))
+
+
 def _scalar(value: Any, kind: int) -> Any:
     if kind == _MESSAGE:
         return message_to_json(value)
@@ -87,7 +94,7 @@ def message_to_json(message: Any, skip: frozenset[str] = frozenset()) -> dict[st
         key = name.rstrip("_")
         if kind == -1:
             if value:
-                out[key] = {str(_scalar(k, key_kind)): _scalar(v, value_kind) for k, v in value.items()}
+                out[key] = {_key(k, key_kind): _scalar(v, value_kind) for k, v in value.items()}
         elif repeated:
             if value:
                 out[key] = [_scalar(v, kind) for v in value]
