@@ -187,7 +187,7 @@ class EventRouter:
     def _on_social(self, event: Any) -> None:
         kind = catalogue.classify_social(normalise.display_type(event))
         if self._fresh(event, kind, "WebcastSocialMessage"):
-            self._emit_normalised(normalise.social(event, self.ctx, self._now_ms()), "WebcastSocialMessage")
+            self._emit_normalised(normalise.social(event, self.ctx, self._now_ms(), kind), "WebcastSocialMessage")
 
     def _on_viewers(self, event: Any) -> None:
         if self._fresh(event, EventType.VIEWER, "WebcastRoomUserSeqMessage"):

@@ -85,9 +85,13 @@ def join(event: Any, ctx: Context, now_ms: int) -> Normalised:
     return envelope_of(event, EventType.JOIN, ctx, now_ms, {"member_count": as_int(event.member_count)})
 
 
-def social(event: Any, ctx: Context, now_ms: int) -> Normalised:
-    """Follow and share by their display key; any other social message is `tiktok.social`."""
-    kind = catalogue.classify_social(display_type(event))
+def social(event: Any, ctx: Context, now_ms: int, kind: EventType | None = None) -> Normalised:
+    """Follow and share by their display key; any other social message is `tiktok.social`.
+
+    `kind` is the classification when the caller already made it (the router does, to count).
+    """
+    if kind is None:
+        kind = catalogue.classify_social(display_type(event))
     if kind is EventType.FOLLOW:
         return envelope_of(event, kind, ctx, now_ms, {"follow_count": as_int(event.follow_count)})
     if kind is EventType.SHARE:
