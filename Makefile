@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane dev test unit bench lint fmt clean image kind-up kind-down
+.PHONY: venv deps controlplane dev test unit bench lint fmt schemas clean image kind-up kind-down
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ lint: venv
 fmt: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The event contract: JSON Schema files, the README's event table and the CRD's type list.
+schemas: venv
+	$(PY) -m tiktok_service.schemas
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

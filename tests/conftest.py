@@ -13,6 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.contract_support import stream_violations
 from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.simulator.config import SimulatorConfig
@@ -45,14 +46,23 @@ def postgres_server() -> Iterator[LocalPostgres]:
 
 
 @pytest.fixture
-async def redis_url(redis_server: LocalRedis) -> AsyncIterator[str]:
-    """A clean Redis for each test (the server is shared, its data is not)."""
+async def redis_url(redis_server: LocalRedis, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A clean Redis for each test (the server is shared, its data is not).
+
+    At teardown every event the test left in Redis is validated against its type's JSON
+    Schema (tests that write invalid entries on purpose are marked `invalid_events`).
+    """
     if not redis_server.running:
         redis_server.start()
     client = aioredis.from_url(redis_server.url)
     await client.flushall()
     await client.aclose()
     yield redis_server.url
+    if redis_server.running and request.node.get_closest_marker("invalid_events") is None:
+        problems = await stream_violations(redis_server.url)
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            pytest.fail(f"{len(problems)} published event(s) break their schema:\n  {shown}", pytrace=False)
 
 
 @pytest.fixture

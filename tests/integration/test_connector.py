@@ -283,13 +283,17 @@ async def test_malformed_frames_are_counted_and_the_connector_keeps_receiving(
     username = new_name()
     kinds = ["bad_gzip", "truncated", "unknown_method", "oversized", "not_pushframe"]
     await simulator.add_room(username, Scenario(seed=9, rate=300, malformed=kinds, live_end_after=300, fixtures=True))
-    malformed_before = metric("tiktok_connector_events_dropped_total", reason="malformed")
+    frames_before = metric("tiktok_connector_events_dropped_total", reason="malformed_frame")
+    raw_before = metric("tiktok_connector_schema_drift_total", type="tiktok.unknown")
     settings = make_settings(username)
     assert await start(settings).exit_code(timeout=60) == ExitCode.LIVE_ENDED
     published = set(await tiktok_ids(redis_client, settings.livestream_id))
     expected = expected_events(await sent(simulator, username))
     assert set(expected) <= published
-    assert metric("tiktok_connector_events_dropped_total", reason="malformed") > malformed_before
+    # Undecodable frames are dropped and counted; an undecodable message inside a good frame
+    # is published raw as tiktok.unknown and counted as drift.
+    assert metric("tiktok_connector_events_dropped_total", reason="malformed_frame") > frames_before
+    assert metric("tiktok_connector_schema_drift_total", type="tiktok.unknown") > raw_before
 
 
 async def test_a_stalled_socket_is_replaced_by_a_fresh_connection(

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
@@ -99,6 +100,7 @@ async def test_a_replay_overlapping_new_events_stores_the_new_ones_and_skips_the
     assert await pending_entries(redis_client) == 0
 
 
+@pytest.mark.invalid_events
 async def test_a_poison_entry_is_dead_lettered_with_its_reason_and_does_not_block_later_entries(
     redis_client: aioredis.Redis, redis_url: str, database_url: str
 ) -> None:

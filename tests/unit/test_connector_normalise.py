@@ -55,14 +55,15 @@ def test_likes_viewers_and_joins_carry_their_numbers() -> None:
     assert join.type is EventType.JOIN
 
 
-def test_follow_and_share_are_told_apart_and_other_social_messages_are_not_modelled() -> None:
+def test_follow_and_share_are_told_apart_and_other_social_messages_are_kept_as_social() -> None:
     follow = normalise.social(
         FollowEvent(common=common(1, display_key="pm_main_follow_message"), user=user()), CTX, NOW
     )
     share = normalise.social(ShareEvent(common=common(2, display_key="pm_mt_guidance_share"), user=user()), CTX, NOW)
     assert follow is not None and follow.envelope.type is EventType.FOLLOW
     assert share is not None and share.envelope.type is EventType.SHARE
-    assert normalise.social(pe.SocialEvent(common=common(3)), CTX, NOW) is None
+    other = normalise.social(pe.SocialEvent(common=common(3), share_type=7), CTX, NOW)
+    assert other.envelope.type is EventType.SOCIAL and other.envelope.data == {"share_type": "7"}
 
 
 def test_a_gift_step_describes_the_gift_and_its_streak_key() -> None:

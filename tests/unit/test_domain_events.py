@@ -63,3 +63,33 @@ def test_undecodable_bytes_raise_with_a_reason(raw: bytes, reason: str) -> None:
 
 def test_times_keep_millisecond_precision() -> None:
     assert events.parse_time(events.format_time(1_700_000_000_007)) == 1_700_000_000_007
+
+
+def test_a_user_with_every_optional_attribute_round_trips_and_absent_ones_stay_absent() -> None:
+    rich = events.User(
+        42,
+        "alice",
+        "Alice",
+        avatar_url="https://p16/a.webp",
+        follow_role=2,
+        follower_count=10,
+        following_count=3,
+        is_moderator=True,
+        is_subscriber=False,
+        is_top_gifter=False,
+        gifter_level=12,
+        member_level=4,
+        badges=(events.Badge("admin"), events.Badge("user_grade", 12, None, "https://b/12.png")),
+    )
+    original = make(user=rich)
+    assert events.decode(original.encode()) == original
+    assert original.to_cloudevent()["data"]["user"]["badges"][1] == {
+        "scene": "user_grade",
+        "level": 12,
+        "image_url": "https://b/12.png",
+    }
+    assert make(user=User(1, "b", "B")).to_cloudevent()["data"]["user"] == {
+        "id": "1",
+        "unique_id": "b",
+        "nickname": "B",
+    }

@@ -66,7 +66,7 @@ class LivestreamCreate(BaseModel):
     )
     wait_for_live: bool = Field(default=False, description="Keep waiting while offline and after the LIVE ends.")
     event_types: list[EventType] | None = Field(
-        default=None, max_length=16, description="Ingest only these event types (absent or empty = all)."
+        default=None, max_length=128, description="Ingest only these event types (absent or empty = all)."
     )
     room_id: str | None = Field(
         default=None,

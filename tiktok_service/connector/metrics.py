@@ -10,8 +10,13 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_DROPPED = Counter(
     "tiktok_connector_events_dropped_total",
-    "Messages not published, by reason (duplicate, filtered, buffer_full, malformed, unmodelled)",
+    "Messages not published, by reason (duplicate, filtered, handler_error, buffer_full, malformed_frame)",
     ["reason"],
+)
+MESSAGES_DROPPED = Counter(
+    "tiktok_connector_messages_dropped_total",
+    "TikTok messages not published, by method and reason (duplicate, filtered, handler_error)",
+    ["method", "reason"],
 )
 SCHEMA_DRIFT = Counter(
     "tiktok_connector_schema_drift_total", "Messages with fields missing or of the wrong shape", ["type"]
@@ -41,6 +46,27 @@ class _PerType:
 received = _PerType(EVENTS_RECEIVED)
 published = _PerType(EVENTS_PUBLISHED)
 DUPLICATES = EVENTS_DROPPED.labels(reason="duplicate")
+
+
+class _Drops:
+    """Counts a dropped message twice: by reason (the overall total) and by method and reason."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str], tuple[Counter, Counter]] = {}
+
+    def inc(self, method: str, reason: str) -> None:
+        pair = self._children.get((method, reason))
+        if pair is None:
+            pair = self._children[(method, reason)] = (
+                EVENTS_DROPPED.labels(reason=reason),
+                MESSAGES_DROPPED.labels(method=method, reason=reason),
+            )
+        pair[0].inc()
+        pair[1].inc()
+
+
+dropped = _Drops()
+
 
 # Egress proxies: labels are reasons and list positions, never a proxy's address or credentials.
 PROXY_ROTATIONS = Counter(

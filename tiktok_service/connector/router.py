@@ -1,5 +1,18 @@
 """Routes TikTokLive events into the publisher: dedupe, fold gift streaks, filter, count.
 
+One TikTok message, one published event. The library emits, for one message, the proto
+event of its method, sometimes a derived event too (FollowEvent, LiveEndEvent,
+SuperFanEvent... decoded again from the same bytes) and a WebsocketResponseEvent. We
+listen to the proto event classes only (one listener per method TikTokLive maps) and
+classify messages ourselves (`domain.catalogue`), so a derived event can never publish a
+message twice.
+
+Nothing is dropped silently: the WebsocketResponseEvent that precedes every message tells
+which message comes next. A method the library does not map is published as
+`tiktok.unknown` from that message; so is a message of a mapped method that the library
+fails to decode (it logs and moves on): its raw payload is kept and it is counted as
+schema drift. Every message not published is counted by method and reason.
+
 Handlers are synchronous on purpose: pyee calls them inline from the library's receive
 loop (an async handler would cost a task per message). A synchronous handler that raises
 kills the library's connection task, so every handler is wrapped: an exception is logged,
@@ -15,15 +28,10 @@ from typing import Any
 
 from TikTokLive import TikTokLiveClient
 from TikTokLive.events import proto_events as pe
-from TikTokLive.events.custom_events import (
-    ConnectEvent,
-    FollowEvent,
-    LiveEndEvent,
-    ShareEvent,
-    UnknownEvent,
-)
+from TikTokLive.events.custom_events import ConnectEvent, WebsocketResponseEvent
 
 from tiktok_service.connector import metrics, normalise
+from tiktok_service.domain import catalogue
 from tiktok_service.domain.connector_status import ConnectorStatus
 from tiktok_service.domain.dedupe import RecentIds
 from tiktok_service.domain.events import Envelope, EventType, User
@@ -32,6 +40,8 @@ from tiktok_service.domain.streaks import GiftStreaks
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Envelope], object]
+#: Method label of drops that concern no single TikTok message (streak ends, connector events).
+NO_METHOD = ""
 
 
 class EventRouter:
@@ -58,34 +68,47 @@ class EventRouter:
         self._streaks = GiftStreaks()
         self._gift_meta: dict[tuple[int, int, int], tuple[dict[str, Any], User | None]] = {}
         self._connection_seq = 0
+        # The fetch result being read and the method whose proto event is due next.
+        self._response: Any = None
+        self._response_index = 0
+        self._expected: Any = None
         self.live_ended = False
         self.last_activity = clock()
 
     # -- wiring -------------------------------------------------------------------------
-    def attach(self, client: TikTokLiveClient) -> None:
-        handlers: list[tuple[type[Any], Callable[[Any], None]]] = [
-            (pe.CommentEvent, self._on_comment),
-            (pe.GiftEvent, self._on_gift),
-            (pe.LikeEvent, self._on_like),
-            (pe.JoinEvent, self._on_join),
-            (FollowEvent, self._on_social),
-            (ShareEvent, self._on_social),
-            (pe.RoomUserSeqEvent, self._on_viewers),
-            (LiveEndEvent, self._on_live_end),
-            (ConnectEvent, self._on_connect),
-            (UnknownEvent, self._on_unknown),
-        ]
-        for event_class, handler in handlers:
-            client.add_listener(event_class, self._guarded(handler))
+    def handlers(self) -> dict[str, tuple[type[Any], Callable[[Any], None]]]:
+        """method -> (the library's event class, our handler), for every method it maps."""
+        bulk: dict[str, Callable[[Any], None]] = {
+            "WebcastChatMessage": self._on_comment,
+            "WebcastGiftMessage": self._on_gift,
+            "WebcastLikeMessage": self._on_like,
+            "WebcastMemberMessage": self._on_join,
+            "WebcastRoomUserSeqMessage": self._on_viewers,
+            "WebcastSocialMessage": self._on_social,
+            "WebcastControlMessage": self._on_control,
+        }
+        table: dict[str, tuple[type[Any], Callable[[Any], None]]] = {}
+        for method, event_class in pe.EVENT_MAPPINGS.items():
+            handler = bulk.get(method) or self._rare_handler(method)
+            table[method] = (event_class, self._guarded(handler, method))
+        return table
 
-    def _guarded(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    def attach(self, client: TikTokLiveClient) -> None:
+        for event_class, handler in self.handlers().values():
+            client.add_listener(event_class, handler)
+        client.add_listener(WebsocketResponseEvent, self._guarded(self.on_response, NO_METHOD, expects=False))
+        client.add_listener(ConnectEvent, self._guarded(self._on_connect, NO_METHOD, expects=False))
+
+    def _guarded(self, handler: Callable[[Any], None], method: str, *, expects: bool = True) -> Callable[[Any], None]:
         def guarded(event: Any) -> None:
+            if expects:
+                self._expected = None
             try:
                 self.last_activity = self._clock()
                 handler(event)
             except Exception:
                 metrics.HANDLER_ERRORS.inc()
-                metrics.EVENTS_DROPPED.labels(reason="handler_error").inc()
+                metrics.dropped.inc(method, "handler_error")
                 log.exception("failed to normalise %s", type(event).__name__)
 
         return guarded
@@ -94,7 +117,7 @@ class EventRouter:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _fresh(self, event: Any, kind: EventType) -> bool:
+    def _fresh(self, event: Any, kind: EventType, method: str) -> bool:
         """Count the message; False when it is a replayed duplicate."""
         metrics.received.inc(kind.value)
         received = self._status.received
@@ -102,58 +125,104 @@ class EventRouter:
         common = getattr(event, "common", None)
         msg_id = getattr(common, "msg_id", 0) if common is not None else 0
         if isinstance(msg_id, int) and msg_id > 0 and not self._dedupe.add(str(msg_id)):
-            metrics.DUPLICATES.inc()
+            metrics.dropped.inc(method, "duplicate")
             return False
         return True
 
-    def emit(self, envelope: Envelope, *, drift: bool = False) -> None:
+    def emit(self, envelope: Envelope, *, drift: bool = False, method: str = NO_METHOD) -> None:
         if drift:
             metrics.SCHEMA_DRIFT.labels(type=envelope.type.value).inc()
             if not self._dedupe.add(envelope.id):  # content-hash ids dedupe here
-                metrics.DUPLICATES.inc()
+                metrics.dropped.inc(method, "duplicate")
                 return
         if self._types and envelope.type not in self._types:
-            metrics.EVENTS_DROPPED.labels(reason="filtered").inc()
+            metrics.dropped.inc(method, "filtered")
             return
         self._status.last_event_at_ms = envelope.time_ms
         self._sink(envelope)
 
-    def _emit_normalised(self, result: normalise.Normalised | None) -> None:
-        if result is not None:
-            self.emit(result.envelope, drift=result.drift)
+    def _emit_normalised(self, result: normalise.Normalised, method: str) -> None:
+        self.emit(result.envelope, drift=result.drift, method=method)
+
+    # -- the message stream -------------------------------------------------------------
+    def on_response(self, event: WebsocketResponseEvent) -> None:
+        """Sent by the library before each message of a fetch result, in order."""
+        response = event.raw
+        if response is not self._response:
+            self._response = response
+            self._response_index = 0
+        self.check_expected()
+        messages = response.messages
+        index = self._response_index
+        if index >= len(messages):
+            return
+        self._response_index = index + 1
+        message = messages[index]
+        if message.method in pe.EVENT_MAPPINGS:
+            self._expected = message
+        else:
+            self._on_unknown(message)
+
+    def check_expected(self) -> None:
+        """Publish the last message raw (`tiktok.unknown`) if the library failed to decode it."""
+        message, self._expected = self._expected, None
+        if message is not None:
+            metrics.SCHEMA_DRIFT.labels(type=EventType.UNKNOWN.value).inc()
+            log.warning("TikTokLive could not decode a %s message; published raw", message.method)
+            self._on_unknown(message)
 
     # -- handlers -----------------------------------------------------------------------
-    def _on_comment(self, event: pe.CommentEvent) -> None:
-        if self._fresh(event, EventType.COMMENT):
-            self._emit_normalised(normalise.comment(event, self.ctx, self._now_ms()))
+    def _on_comment(self, event: Any) -> None:
+        if self._fresh(event, EventType.COMMENT, "WebcastChatMessage"):
+            self._emit_normalised(normalise.comment(event, self.ctx, self._now_ms()), "WebcastChatMessage")
 
-    def _on_like(self, event: pe.LikeEvent) -> None:
-        if self._fresh(event, EventType.LIKE):
-            self._emit_normalised(normalise.like(event, self.ctx, self._now_ms()))
+    def _on_like(self, event: Any) -> None:
+        if self._fresh(event, EventType.LIKE, "WebcastLikeMessage"):
+            self._emit_normalised(normalise.like(event, self.ctx, self._now_ms()), "WebcastLikeMessage")
 
-    def _on_join(self, event: pe.JoinEvent) -> None:
-        if self._fresh(event, EventType.JOIN):
-            self._emit_normalised(normalise.join(event, self.ctx, self._now_ms()))
+    def _on_join(self, event: Any) -> None:
+        if self._fresh(event, EventType.JOIN, "WebcastMemberMessage"):
+            self._emit_normalised(normalise.join(event, self.ctx, self._now_ms()), "WebcastMemberMessage")
 
-    def _on_social(self, event: pe.SocialEvent) -> None:
-        kind = EventType.FOLLOW if isinstance(event, FollowEvent) else EventType.SHARE
-        if self._fresh(event, kind):
-            self._emit_normalised(normalise.social(event, self.ctx, self._now_ms()))
+    def _on_social(self, event: Any) -> None:
+        kind = catalogue.classify_social(normalise.display_type(event))
+        if self._fresh(event, kind, "WebcastSocialMessage"):
+            self._emit_normalised(normalise.social(event, self.ctx, self._now_ms(), kind), "WebcastSocialMessage")
 
-    def _on_viewers(self, event: pe.RoomUserSeqEvent) -> None:
-        if self._fresh(event, EventType.VIEWER):
+    def _on_viewers(self, event: Any) -> None:
+        if self._fresh(event, EventType.VIEWER, "WebcastRoomUserSeqMessage"):
             result = normalise.viewers(event, self.ctx, self._now_ms())
             self._status.viewer_count = int(result.envelope.data["viewer_count"])
-            self._emit_normalised(result)
+            self._emit_normalised(result, "WebcastRoomUserSeqMessage")
 
-    def _on_live_end(self, event: LiveEndEvent) -> None:
-        self.live_ended = True
-        if self._fresh(event, EventType.LIVE_END):
-            self.flush_streaks()
-            self._emit_normalised(normalise.live_end(event, self.ctx, self._now_ms()))
+    def _on_control(self, event: Any) -> None:
+        result = normalise.control(event, self.ctx, self._now_ms())
+        kind = result.envelope.type
+        if kind is EventType.LIVE_END:
+            self.live_ended = True
+        if self._fresh(event, kind, "WebcastControlMessage"):
+            if kind is EventType.LIVE_END:
+                self.flush_streaks()
+            self._emit_normalised(result, "WebcastControlMessage")
 
-    def _on_gift(self, event: pe.GiftEvent) -> None:
-        if not self._fresh(event, EventType.GIFT):
+    def _rare_handler(self, method: str) -> Callable[[Any], None]:
+        def handle(event: Any) -> None:
+            kind = normalise.classify(method, event)
+            if kind is EventType.UNKNOWN:  # mapped by a newer library, not in our catalogue yet
+                metrics.SCHEMA_DRIFT.labels(type=kind.value).inc()
+                common = getattr(event, "common", None)
+                msg_id = int(getattr(common, "msg_id", 0) or 0) if common is not None else 0
+                if self._fresh(event, kind, method):
+                    self.emit(normalise.unknown(method, msg_id, bytes(event), self.ctx, self._now_ms()), method=method)
+                return
+            if self._fresh(event, kind, method):
+                self._emit_normalised(normalise.decoded(event, kind, self.ctx, self._now_ms()), method)
+
+        return handle
+
+    def _on_gift(self, event: Any) -> None:
+        method = "WebcastGiftMessage"
+        if not self._fresh(event, EventType.GIFT, method):
             return
         step, description, user, drift = normalise.gift_step(event, self._now_ms())
         if drift:
@@ -161,24 +230,20 @@ class EventRouter:
         if step.streakable:
             self._gift_meta[step.key] = (description, user)
             if self._gift_progress and not step.repeat_end:
-                self.emit(normalise.gift_progress(step, description, user, self.ctx))
+                self.emit(normalise.gift_progress(step, description, user, self.ctx), method=method)
         closed = self._streaks.observe(step, self._clock())
         if closed is not None:
             self._gift_meta.pop(step.key, None)
-            self.emit(normalise.gift_event(closed, description, user, self.ctx))
+            self.emit(normalise.gift_event(closed, description, user, self.ctx), method=method)
 
-    def _on_unknown(self, event: UnknownEvent) -> None:
-        # The library hands over the whole fetch result: pick out the messages it could not map.
-        for message in getattr(event.raw, "messages", None) or []:
-            if message.method in pe.EVENT_MAPPINGS:
-                continue
-            metrics.received.inc(EventType.UNKNOWN.value)
-            key = str(message.msg_id) if message.msg_id else None
-            if key is not None and not self._dedupe.add(key):
-                continue
-            self.emit(
-                normalise.unknown(message.method, message.msg_id, bytes(message.payload), self.ctx, self._now_ms())
-            )
+    def _on_unknown(self, message: Any) -> None:
+        method = str(message.method)
+        metrics.received.inc(EventType.UNKNOWN.value)
+        msg_id = int(message.msg_id or 0)
+        if msg_id > 0 and not self._dedupe.add(str(msg_id)):
+            metrics.dropped.inc(method, "duplicate")
+            return
+        self.emit(normalise.unknown(method, msg_id, bytes(message.payload), self.ctx, self._now_ms()), method=method)
 
     def _on_connect(self, event: ConnectEvent) -> None:
         self.ctx.room_id = int(event.room_id)
@@ -194,6 +259,8 @@ class EventRouter:
 
     # -- lifecycle ----------------------------------------------------------------------
     def disconnected(self, reason: str) -> None:
+        self.check_expected()
+        self._response = None
         self._connection_seq += 1
         self.emit(
             normalise.connection(
@@ -211,4 +278,4 @@ class EventRouter:
 
     def _emit_closed(self, closed: Any) -> None:
         description, user = self._gift_meta.pop(closed.key, ({}, None))
-        self.emit(normalise.gift_event(closed, description, user, self.ctx))
+        self.emit(normalise.gift_event(closed, description, user, self.ctx), method="WebcastGiftMessage")

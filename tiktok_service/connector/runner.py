@@ -18,7 +18,6 @@ import time
 
 import redis.asyncio as aioredis
 from TikTokLive import TikTokLiveClient
-from TikTokLive.client.logger import TikTokLiveLogHandler
 
 from tiktok_service.connector import (
     client_options,
@@ -39,14 +38,6 @@ from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
-
-
-class _ParseFailureCounter(logging.Handler):
-    """Counts the messages TikTokLive could not decode (it logs and skips them)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Failed to parse"):
-            metrics.EVENTS_DROPPED.labels(reason="malformed").inc()
 
 
 def configure_tiktok_urls(settings: ConnectorSettings) -> None:
@@ -117,8 +108,6 @@ class ConnectorRunner:
         )
         if self.settings.room_id:
             self.router.ctx.room_id = self.settings.room_id
-        parse_counter = _ParseFailureCounter()
-        TikTokLiveLogHandler.get_logger().addHandler(parse_counter)
         reporter = status_reporter.StatusReporter(
             self._redis,
             self.settings.livestream_id,
@@ -127,24 +116,21 @@ class ConnectorRunner:
             ttl_s=self.settings.heartbeat_ttl_s,
             buffer_depth=lambda: self.publisher.pending,
         )
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                flusher = tasks.create_task(self.publisher.run(), name="publisher")
-                heartbeat = tasks.create_task(reporter.run(), name="heartbeat")
-                code = await self._connection_loop()
-                self.router.flush_streaks()
-                self.publisher.close()
-                try:
-                    await asyncio.wait_for(asyncio.shield(flusher), self.settings.drain_timeout_s)
-                except TimeoutError:
-                    log.error("exiting with unpublished events", extra={"pending": self.publisher.pending})
-                    self.publisher.abandon()
-                    flusher.cancel()
-                # The flags end both loops even if a cancel is swallowed (see `StatusReporter.stop`).
-                reporter.stop()
-                heartbeat.cancel()
-        finally:
-            TikTokLiveLogHandler.get_logger().removeHandler(parse_counter)
+        async with asyncio.TaskGroup() as tasks:
+            flusher = tasks.create_task(self.publisher.run(), name="publisher")
+            heartbeat = tasks.create_task(reporter.run(), name="heartbeat")
+            code = await self._connection_loop()
+            self.router.flush_streaks()
+            self.publisher.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(flusher), self.settings.drain_timeout_s)
+            except TimeoutError:
+                log.error("exiting with unpublished events", extra={"pending": self.publisher.pending})
+                self.publisher.abandon()
+                flusher.cancel()
+            # The flags end both loops even if a cancel is swallowed (see `StatusReporter.stop`).
+            reporter.stop()
+            heartbeat.cancel()
         self.exit_code = code
         self.status.exit_code = int(code)
         await reporter.write_final()

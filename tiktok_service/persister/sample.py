@@ -36,8 +36,22 @@ def sample_envelope(
         room_id=room_id,
         time_ms=BASE_TIME_MS + n,
         user=events.User(id=6_800_000_000_000_000_000 + n % 997, unique_id=f"viewer_{n % 997}", nickname="V"),
-        data={"comment": f"hello {n}"} if chosen is events.EventType.COMMENT else {"count": 1},
+        data=_sample_data(chosen, n),
     )
+
+
+def _sample_data(event_type: events.EventType, n: int) -> dict[str, object]:
+    """Data valid for its type's JSON Schema (tests validate every event they publish)."""
+    if event_type is events.EventType.COMMENT:
+        return {"text": f"hello {n}"}
+    if event_type is events.EventType.LIKE:
+        return {"count": 1, "total": n + 1}
+    if event_type is events.EventType.GIFT:
+        return {"gift_id": 5655, "gift_name": "Rose", "diamond_count": 1, "streakable": True, "group_id": 0,
+                "repeat_count": 1, "total_diamonds": 1, "streak_complete": True}  # fmt: skip
+    if event_type is events.EventType.JOIN:
+        return {"member_count": n}
+    return {}
 
 
 def entry_fields(envelope: events.Envelope) -> dict[bytes, bytes]:
