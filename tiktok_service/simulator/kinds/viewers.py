@@ -237,4 +237,3 @@ def room_pin(stage: Stage, pinned_msg_id: int | None = None) -> Draft:
         display_duration=60,
         pin_msg_id=msg_id,
     )
-
