@@ -19,15 +19,16 @@ from TikTokLive.events import (
     LiveEndEvent,
     LivePauseEvent,
     LiveUnpauseEvent,
+    SuperFanBoxEvent,
 )
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
 
 from tiktok_service.simulator import Scenario, SimulatorConfig, SimulatorServer
-from tiktok_service.simulator.kinds import EVERY_KIND_METHODS
+from tiktok_service.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_SIZE, sent_by_method
 from tiktok_service.simulator.scenario import EVERY_KIND
 
 DEADLINE_S = 30.0
-CUSTOM = (FollowEvent, LivePauseEvent, LiveUnpauseEvent, LiveEndEvent, DisconnectEvent)
+CUSTOM = (FollowEvent, LivePauseEvent, LiveUnpauseEvent, LiveEndEvent, DisconnectEvent, SuperFanBoxEvent)
 
 
 class Recorder:
@@ -104,9 +105,7 @@ async def get_json(http: aiohttp.ClientSession, path: str, **params: str) -> Any
 
 def assert_each_exactly_once(rec: Recorder, sent: list[dict[str, Any]]) -> None:
     """Each sent message arrived once, as the class TikTokLive maps its method to, and nowhere else."""
-    by_method: dict[str, list[int]] = defaultdict(list)
-    for message in sent:
-        by_method[message["method"]].append(message["msg_id"])
+    by_method = sent_by_method(sent)
     assert set(by_method) == set(EVERY_KIND_METHODS)
     for method, msg_ids in by_method.items():
         event_type = EVENT_MAPPINGS[method]
@@ -117,6 +116,7 @@ def assert_each_exactly_once(rec: Recorder, sent: list[dict[str, Any]]) -> None:
     # The custom events TikTokLive derives from them, once each.
     assert len(rec.events[FollowEvent]) == 1
     assert len(rec.events[LivePauseEvent]) == 1 and len(rec.events[LiveUnpauseEvent]) == 1
+    assert len(rec.events[SuperFanBoxEvent]) == 1
 
 
 async def test_room_with_every_kind_reaches_the_client_once_each(sim, http, recorder) -> None:
@@ -126,7 +126,7 @@ async def test_room_with_every_kind_reaches_the_client_once_each(sim, http, reco
     await get_json(http, "/_sim/rooms/evie/wait", events="80", timeout=str(DEADLINE_S))
     log = (await get_json(http, "/_sim/rooms/evie/sent"))["messages"]
     every = [m for m in log if m["kind"] == EVERY_KIND]
-    assert len(every) == 64 and list(dict.fromkeys(m["method"] for m in every)) == list(EVERY_KIND_METHODS)
+    assert len(every) == EVERY_KIND_SIZE and list(dict.fromkeys(m["method"] for m in every)) == list(EVERY_KIND_METHODS)
     await rec.wait_for(lambda: {m["msg_id"] for m in log} <= rec.seen())
     assert_each_exactly_once(rec, every)
     assert rec.client.connected  # pause and unpause do not end the live
@@ -141,12 +141,12 @@ async def test_send_all_then_end_over_http(sim, http, recorder) -> None:
     async with http.post("/_sim/rooms/sam/send", json={"methods": "all", "end": True}) as resp:
         assert resp.status == 200
         queued = (await resp.json())["queued"]
-    assert len(queued) == 64
+    assert len(queued) == EVERY_KIND_SIZE
     await rec.wait_for(lambda: bool(rec.events[DisconnectEvent]))
     assert_each_exactly_once(rec, queued)
     assert len(rec.events[LiveEndEvent]) == 1
     stats = await get_json(http, "/_sim/rooms/sam/stats")
-    assert stats["injected_sent"] == 64 and stats["state"] == "ended"
+    assert stats["injected_sent"] == EVERY_KIND_SIZE and stats["state"] == "ended"
     sent_every = [m for m in (await get_json(http, "/_sim/rooms/sam/sent"))["messages"] if m["kind"] == EVERY_KIND]
     assert [(m["method"], m["msg_id"], m["variant"]) for m in sent_every] == [
         (q["method"], q["msg_id"], q["variant"]) for q in queued

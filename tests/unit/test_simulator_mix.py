@@ -10,7 +10,7 @@ from TikTokLive.client.ws.ws_utils import extract_webcast_response_message
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
 from TikTokLive.proto import WebcastPushFrame
 
-from tiktok_service.simulator.kinds import EVERY_KIND_METHODS
+from tiktok_service.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_PLAN, EVERY_KIND_SIZE, sent_by_method
 from tiktok_service.simulator.room import Room, RoomError, RoomState
 from tiktok_service.simulator.scenario import (
     DEFAULT_MIX,
@@ -24,7 +24,6 @@ from tiktok_service.simulator.scenario import (
 from tiktok_service.simulator.timeline import EventGenerator, generate
 
 WAIT_S = 10.0
-EVERY_KIND_COUNT = 64  # 62 methods; barrage and control come in two variants
 
 
 def fingerprint(events):
@@ -104,13 +103,13 @@ def test_default_mix_never_takes_the_slow_path() -> None:
 
 def test_every_kind_set_starts_the_timeline_after_fixtures() -> None:
     generator = EventGenerator(Scenario(seed=4, every_kind=True), 4)
-    first = generator.take(EVERY_KIND_COUNT + 3)
-    every = first[:EVERY_KIND_COUNT]
+    first = generator.take(EVERY_KIND_SIZE + 3)
+    every = first[:EVERY_KIND_SIZE]
     assert {e.kind for e in every} == {EVERY_KIND}
     assert list(dict.fromkeys(e.method for e in every)) == list(EVERY_KIND_METHODS)
-    assert [e.msg_id for e in first] == [derive_msg_id(4, seq) for seq in range(EVERY_KIND_COUNT + 3)]
+    assert [e.msg_id for e in first] == [derive_msg_id(4, seq) for seq in range(EVERY_KIND_SIZE + 3)]
     assert [e.variant for e in every if e.method == "WebcastControlMessage"] == ["pause", "unpause"]
-    assert all(e.kind != EVERY_KIND for e in first[EVERY_KIND_COUNT:])
+    assert all(e.kind != EVERY_KIND for e in first[EVERY_KIND_SIZE:])
 
 
 @pytest.mark.parametrize(
@@ -162,9 +161,9 @@ async def test_send_kinds_goes_out_despite_total_and_can_end_the_live() -> None:
     try:
         assert await room.wait_until(lambda: room.stats.events_sent == 3, WAIT_S)
         queued = room.send_kinds(end=True)
-        assert len(queued) == EVERY_KIND_COUNT
+        assert len(queued) == EVERY_KIND_SIZE
         assert await room.wait_until(lambda: room.state is RoomState.ENDED, WAIT_S)
-        assert room.stats.injected_sent == EVERY_KIND_COUNT and room.stats.events_sent == 3
+        assert room.stats.injected_sent == EVERY_KIND_SIZE and room.stats.events_sent == 3
         on_wire = [(m.method, m.msg_id) for m in sock.messages()]
         assert on_wire[3:-1] == [(e.method, e.msg_id) for e in queued]
         assert on_wire[-1][0] == "WebcastControlMessage"  # STREAM_ENDED after the set
@@ -172,6 +171,9 @@ async def test_send_kinds_goes_out_despite_total_and_can_end_the_live() -> None:
         assert [(m["method"], m["msg_id"], m.get("variant")) for m in sent if m["kind"] == EVERY_KIND] == [
             (e.method, e.msg_id, e.variant) for e in queued
         ]
+        assert [(e.method, e.variant) for e in queued] == list(EVERY_KIND_PLAN)
+        by_method = sent_by_method(sent)
+        assert list(by_method) == list(EVERY_KIND_METHODS) and sum(map(len, by_method.values())) == EVERY_KIND_SIZE
         with pytest.raises(RoomError):
             room.send_kinds()
     finally:

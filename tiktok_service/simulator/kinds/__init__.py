@@ -1,8 +1,9 @@
 """Every TikTok LIVE message kind TikTokLive 7.0.1 maps, built with the library's own classes.
 
 * :func:`every_kind_drafts` - one message per mapped method (62, ``WebcastControlMessage`` included),
-  plus a few variants a consumer must tell apart (super fan barrage, live pause and unpause). A room
-  sends them with ``Scenario(every_kind=True)`` or ``POST /_sim/rooms/{username}/send``.
+  plus a few variants a consumer must tell apart (super fan barrage and treasure box, live pause and
+  unpause): :data:`EVERY_KIND_PLAN`. A room sends them with ``Scenario(every_kind=True)`` or
+  ``POST /_sim/rooms/{username}/send``; :func:`sent_by_method` reads them back from ``GET /sent``.
 * :data:`SEQUENCE_KINDS` / :data:`SINGLE_KINDS` - what the ``mix`` may weight besides the bulk kinds:
   whole battles, polls, subscription drives, guest sessions, goal runs, and single rarer messages.
 
@@ -12,13 +13,18 @@ TikTok-shaped pieces and ``base`` the slow-path encoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
+from ..scenario import SimUser
 from . import battle, notices, revenue, viewers
 from .base import Draft, Stage, encode_body, kind_name, message_class
 
 __all__ = [
     "EVERY_KIND_METHODS",
+    "EVERY_KIND_PLAN",
+    "EVERY_KIND_SIZE",
     "SEQUENCE_KINDS",
     "SINGLE_KINDS",
     "Draft",
@@ -27,6 +33,7 @@ __all__ = [
     "every_kind_drafts",
     "kind_name",
     "message_class",
+    "sent_by_method",
 ]
 
 # Variant labels of the every-kind set (reported as ``data``-independent ``variant`` in GET /sent).
@@ -80,6 +87,7 @@ def every_kind_drafts(stage: Stage, msg_id_at: Callable[[int], int]) -> list[tup
     add(revenue.gift(stage), "to_guest")
     add(revenue.gift_broadcast(stage))
     add(revenue.envelope(stage))
+    add(revenue.envelope(stage, super_fan=True), "super_fan_box")
     add(revenue.goal_update(stage))
     add(revenue.sub_notify(stage))
     add(revenue.sub_pin(stage))
@@ -119,18 +127,28 @@ def every_kind_drafts(stage: Stage, msg_id_at: Callable[[int], int]) -> list[tup
     return out
 
 
-def _every_kind_methods() -> tuple[str, ...]:
-    import random
-
-    from ..scenario import SimUser
-
+def _every_kind_plan() -> tuple[tuple[str, str], ...]:
     host = SimUser(1, "host", "Host", "")
     stage = Stage(random.Random(0), (host,), host, 1, lambda: 0)
-    return tuple(dict.fromkeys(d.method for _, d in every_kind_drafts(stage, lambda i: i + 1)))
+    return tuple((d.method, variant) for variant, d in every_kind_drafts(stage, lambda i: i + 1))
 
 
-EVERY_KIND_METHODS: tuple[str, ...] = _every_kind_methods()
+EVERY_KIND_PLAN: tuple[tuple[str, str], ...] = _every_kind_plan()
+"""``(method, variant)`` of each message of the every-kind set, in send order."""
+EVERY_KIND_METHODS: tuple[str, ...] = tuple(dict.fromkeys(method for method, _ in EVERY_KIND_PLAN))
 """The 62 methods the every-kind set covers, in send order (each once; variants share a method)."""
+EVERY_KIND_SIZE = len(EVERY_KIND_PLAN)
+"""Messages in the every-kind set (more than 62: barrage, envelope and control have variants)."""
+
+
+def sent_by_method(messages: Iterable[Mapping[str, Any]], kind: str = "every_kind") -> dict[str, list[int]]:
+    """``GET /sent`` messages of one kind (the every-kind set by default) -> method -> msg_ids, in
+    send order: what a consumer test compares with what it received."""
+    out: dict[str, list[int]] = {}
+    for message in messages:
+        if message["kind"] == kind:
+            out.setdefault(message["method"], []).append(message["msg_id"])
+    return out
 
 
 def _goal_sequence(stage: Stage) -> Iterator[Draft]:

@@ -30,13 +30,16 @@ class Battle:
     host: SimUser
     rival: SimUser
     rival_room_id: int
+    host_room_id: int
     scores: dict[int, int] = field(default_factory=dict)  # anchor id -> score
     gifters: dict[int, dict[SimUser, int]] = field(default_factory=dict)  # anchor id -> gifter -> score
 
     @classmethod
     def open(cls, stage: Stage) -> Battle:
         rival = other_host(stage, stage.rng.randrange(4))
-        battle = cls(stage.new_id(), stage.new_id(), stage.now_ms, stage.host, rival, other_room_id(stage))
+        battle = cls(
+            stage.new_id(), stage.new_id(), stage.now_ms, stage.host, rival, other_room_id(stage), stage.room_id
+        )
         for anchor in (battle.host, battle.rival):
             battle.scores[anchor.id] = 0
             battle.gifters[anchor.id] = {}
@@ -72,7 +75,7 @@ class Battle:
                     }
                 },
             }
-            for anchor, room_id in ((self.host, 0), (self.rival, self.rival_room_id))
+            for anchor, room_id in ((self.host, self.host_room_id), (self.rival, self.rival_room_id))
         ]
 
     def user_armies(self, anchor: SimUser) -> Body:
