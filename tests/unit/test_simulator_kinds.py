@@ -193,3 +193,17 @@ def test_kind_names() -> None:
     assert kind_name("WebcastLinkMicArmies") == "link_mic_armies"
     assert kind_name("WebcastChatMessage") == "chat"
     assert kind_name("WebcastLinkmicBattleTaskMessage") == "linkmic_battle_task"
+
+
+def test_sent_log_users_report_the_profile_only_for_simulated_viewers() -> None:
+    viewer = make_users(1, 1)[0]
+    reported = viewer.to_json()
+    assert reported["profile"] == profile_for(viewer.id).to_json()
+    assert reported["avatar_url"] in user_body_urls(viewer)
+    captured = SimUser(viewer.id, viewer.unique_id, viewer.nickname, "", synthetic=False)
+    assert set(captured.to_json()) == {"id", "unique_id", "nickname"}  # nothing invented for real payloads
+
+
+def user_body_urls(user: SimUser) -> list[str]:
+    draft = viewers.chat(stage(), user, "hi", rich=False)
+    return list(decode(draft.method, draft.body).user.avatar_thumb.url_list)

@@ -214,17 +214,16 @@ class SimUser:
     unique_id: str
     nickname: str
     sec_uid: str
+    synthetic: bool = True  # False: read from a captured payload (its avatar/badges are not ours)
 
     def to_json(self) -> dict[str, Any]:
-        """What ``GET /sent`` reports; ``profile`` is what TikTok's ``User`` carries beyond names
-        (follow role, levels, badges), identical in every message about this viewer."""
-        return {
-            "id": self.id,
-            "unique_id": self.unique_id,
-            "nickname": self.nickname,
-            "avatar_url": avatar_urls(self.id)[1],
-            "profile": profile_for(self.id).to_json(),
-        }
+        """What ``GET /sent`` reports; for simulated viewers ``profile`` is what TikTok's ``User``
+        carries beyond names (follow role, levels, badges), identical in every message about them."""
+        out: dict[str, Any] = {"id": self.id, "unique_id": self.unique_id, "nickname": self.nickname}
+        if self.synthetic:
+            out["avatar_url"] = avatar_urls(self.id)[1]
+            out["profile"] = profile_for(self.id).to_json()
+        return out
 
 
 @dataclass(frozen=True, slots=True)

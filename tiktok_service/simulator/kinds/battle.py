@@ -118,7 +118,8 @@ class Battle:
 
 
 def link_mic_method(stage: Stage, battle: Battle) -> Draft:
-    """The rival's join into the host's link-mic channel (co-host session)."""
+    """The rival's join into the host's link-mic channel (co-host session). TikTok's numbering of
+    ``message_type`` here is not public; the value is a placeholder consumers should not rely on."""
     return draft(
         "WebcastLinkMicMethod",
         battle.rival,
@@ -307,7 +308,7 @@ def link_state(stage: Stage, channel_id: int, guest: SimUser) -> Draft:
 
 
 def link_layer(stage: Stage, channel_id: int, guest: SimUser, *, leaving: bool = False) -> Draft:
-    """A guest joins (``LINKER_JOIN`` via join_direct_content) or leaves the host's multi-guest grid."""
+    """A guest joins (the linked list changes) or leaves the host's multi-guest grid."""
     body: Body = {"common": common(), "channel_id": channel_id, "scene": "MULTI_LIVE", "rtc_room_id": channel_id}
     if leaving:
         body.update(
@@ -317,21 +318,22 @@ def link_layer(stage: Stage, channel_id: int, guest: SimUser, *, leaving: bool =
         linked = {"user": _player(guest, stage.room_id), "linkmic_id": str(guest.id), "user_type": "GUEST"}
         body.update(
             message_type="LINKER_LIST_CHANGE",
-            join_direct_content={"joiner": linked, "all_users": {"linked_list": [linked]}},
+            list_change_content={"type": 1, "list": {"linked_list": [linked]}},
         )
     return Draft("WebcastLinkLayerMessage", guest, body)
 
 
 def link_message(stage: Stage, channel_id: int, guest: SimUser, *, leaving: bool = False) -> Draft:
-    """The older link message for the same join/leave (``enter_content``/``leave_content``)."""
+    """The older link message for the same join/leave (``enter_content``/``leave_content``);
+    ``message_type`` 6/7 are TYPE_LINKER_ENTER/LEAVE of the library's v2 ``LinkMessageType``."""
     body: Body = {"common": common(), "linker_id": channel_id, "scene": 4}
     if leaving:
         body.update(
-            message_type=10, leave_content={"user_id": guest.id, "linkmic_id_str": str(guest.id), "leave_reason": 1}
+            message_type=7, leave_content={"user_id": guest.id, "linkmic_id_str": str(guest.id), "leave_reason": 1}
         )
     else:
         body.update(
-            message_type=9,
+            message_type=6,
             enter_content={
                 "linked_users": [
                     {

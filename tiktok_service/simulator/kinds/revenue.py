@@ -214,7 +214,13 @@ def poll_sequence(stage: Stage, updates: int = 4) -> Iterator[Draft]:
     votes = [0] * len(labels)
     start = stage.now_s
     operator = small_user(stage.host)
-    basic = {"title": title, "poll_id_str": str(poll_id), "poll_duration": 60, "poll_sponsor": stage.host.nickname}
+    basic: Body = {
+        "title": title,
+        "poll_id_str": str(poll_id),
+        "poll_duration": 60,
+        "time_remain": 60,
+        "poll_sponsor": stage.host.nickname,
+    }
     yield draft(
         "WebcastPollMessage",
         stage.host,
@@ -231,9 +237,10 @@ def poll_sequence(stage: Stage, updates: int = 4) -> Iterator[Draft]:
         poll_kind="POLL_KIND_NORMAL",
         poll_basic_info=basic,
     )
-    for _ in range(updates):
+    for step in range(updates):
         for _ in range(stage.rng.randrange(1, 8)):
             votes[stage.rng.randrange(len(labels))] += 1
+        remain = max(1, 60 - (step + 1) * 60 // (updates + 1))
         yield draft(
             "WebcastPollMessage",
             None,
@@ -242,7 +249,7 @@ def poll_sequence(stage: Stage, updates: int = 4) -> Iterator[Draft]:
             poll_id=poll_id,
             update_votes_content={"option_list": _options(labels, votes), "operator": operator},
             poll_kind="POLL_KIND_NORMAL",
-            poll_basic_info={**basic, "user_cnt": sum(votes)},
+            poll_basic_info={**basic, "user_cnt": sum(votes), "time_remain": remain},
         )
     yield draft(
         "WebcastPollMessage",
@@ -252,7 +259,7 @@ def poll_sequence(stage: Stage, updates: int = 4) -> Iterator[Draft]:
         poll_id=poll_id,
         end_content={"end_type": "POLL_END_BY_TIME", "option_list": _options(labels, votes), "operator": operator},
         poll_kind="POLL_KIND_NORMAL",
-        poll_basic_info={**basic, "user_cnt": sum(votes)},
+        poll_basic_info={**basic, "user_cnt": sum(votes), "time_remain": 0},
     )
 
 
@@ -302,6 +309,8 @@ def rank_text(stage: Stage) -> Draft:
         scene="ONLINE_AUDIENCE_TOP_N_UPDATE_PUBLIC_SCREEN",
         owner_idx_before_update=3,
         owner_idx_after_update=1,
+        self_get_badge_msg=text("pm_mt_online_audience_top_n_self", "You are now No. 1 in the room"),
+        other_get_badge_msg=text("pm_mt_online_audience_top_n", "{0:user} is now No. 1 in the room"),
         cur_user_id=user.id,
         content=text("pm_mt_online_audience_top_n", "{0:user} is now No. 1 in the room"),
         rank_type="TYPE_HOURLY_RANK",
