@@ -6,6 +6,11 @@ events, msg_ids and users.
 A streakable gift spans several events: ``repeat_count`` 1..n with ``repeat_end=0``, then a final
 message repeating n with ``repeat_end=1`` and the same ``group_id`` - the shape TikTok uses and the
 shape a consumer must collapse into a single gift of n. Streaks interleave with other events.
+
+The rarer kinds (``kinds/``) work the same way: a mix weight on ``battle``, ``poll`` ... opens a
+sequence (a whole battle, a poll from start to end) whose messages then interleave with the rest,
+one sequence of each kind at a time. With the default mix none of this runs, so its timeline is
+exactly what it always was.
 """
 
 from __future__ import annotations
