@@ -142,6 +142,7 @@ async def test_send_all_then_end_over_http(sim, http, recorder) -> None:
         assert resp.status == 200
         queued = (await resp.json())["queued"]
     assert len(queued) == EVERY_KIND_SIZE
+    await get_json(http, "/_sim/rooms/sam/wait", injected=str(EVERY_KIND_SIZE), live_ends="1", timeout=str(DEADLINE_S))
     await rec.wait_for(lambda: bool(rec.events[DisconnectEvent]))
     assert_each_exactly_once(rec, queued)
     assert len(rec.events[LiveEndEvent]) == 1
