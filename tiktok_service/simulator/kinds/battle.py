@@ -123,7 +123,7 @@ def link_mic_method(stage: Stage, battle: Battle) -> Draft:
     return draft(
         "WebcastLinkMicMethod",
         battle.rival,
-        common=common(),
+        common=common(shown=False),
         message_type=7,
         channel_id=battle.channel_id,
         user_id=battle.rival.id,
@@ -141,7 +141,7 @@ def link_mic_method(stage: Stage, battle: Battle) -> Draft:
 def link_mic_battle(stage: Stage, battle: Battle, *, finished: bool = False) -> Draft:
     """Battle opened (``OPEN``, status STARTED) or finished (``FINISH`` with a result per anchor)."""
     body: Body = {
-        "common": common(),
+        "common": common(shown=False),
         "battle_id": battle.battle_id,
         "battle_settings": battle.settings("BATTLE_FINISHED" if finished else "BATTLE_STARTED"),
         "action": "FINISH" if finished else "OPEN",
@@ -164,7 +164,7 @@ def link_mic_armies(stage: Stage, battle: Battle, *, ended: bool = False) -> Dra
     if not ended:
         battle.add_gift(anchor, gifter, diamonds * count)
     body: Body = {
-        "common": common(),
+        "common": common(shown=False),
         "battle_id": battle.battle_id,
         "armies": {str(a.id): battle.user_armies(a) for a in (battle.host, battle.rival)},
         "channel_id": battle.channel_id,
@@ -190,7 +190,7 @@ def fan_ticket(stage: Stage, battle: Battle) -> Draft:
     return draft(
         "WebcastLinkMicFanTicketMethod",
         None,
-        common=common(),
+        common=common(shown=False),
         fan_ticket_room_notice={
             "user_fan_ticket": [
                 {"user_id": a.id, "fan_ticket": battle.scores[a.id], "match_total_score": battle.scores[a.id]}
@@ -209,7 +209,7 @@ def battle_task(stage: Stage, battle: Battle) -> Draft:
     return draft(
         "WebcastLinkmicBattleTaskMessage",
         None,
-        common=common(),
+        common=common(shown=False),
         task_message_type="TASK_UPDATE",
         task_update={
             "progress": stage.rng.randrange(1, 100),
@@ -225,7 +225,7 @@ def item_card(stage: Stage, battle: Battle) -> Draft:
     return draft(
         "WebcastLinkMicBattleItemCard",
         None,
-        common=common(),
+        common=common(shown=False),
         battle_id=battle.battle_id,
         msg_type="USE_CRITICAL_STRIKE_CARD",
         use_critical_strike_card={
@@ -239,7 +239,7 @@ def punish_finish(stage: Stage, battle: Battle) -> Draft:
     return draft(
         "WebcastLinkMicBattlePunishFinish",
         None,
-        common=common(),
+        common=common(shown=False),
         channel_id=battle.channel_id,
         op_uid=battle.host.id,
         reason="TIME_UP",
@@ -277,7 +277,7 @@ def layout_state(stage: Stage, channel_id: int) -> Draft:
     return draft(
         "WebcastLinkMicLayoutStateMessage",
         None,
-        common=common(),
+        common=common(shown=False),
         channel_id=channel_id,
         scene=4,
         version=stage.rng.randrange(1, 50),
@@ -289,7 +289,7 @@ def link_state(stage: Stage, channel_id: int, guest: SimUser) -> Draft:
     return draft(
         "WebcastLinkStateMessage",
         None,
-        common=common(),
+        common=common(shown=False),
         channel_id=channel_id,
         scene="MULTI_LIVE",
         version=stage.rng.randrange(1, 50),
@@ -309,7 +309,12 @@ def link_state(stage: Stage, channel_id: int, guest: SimUser) -> Draft:
 
 def link_layer(stage: Stage, channel_id: int, guest: SimUser, *, leaving: bool = False) -> Draft:
     """A guest joins (the linked list changes) or leaves the host's multi-guest grid."""
-    body: Body = {"common": common(), "channel_id": channel_id, "scene": "MULTI_LIVE", "rtc_room_id": channel_id}
+    body: Body = {
+        "common": common(shown=False),
+        "channel_id": channel_id,
+        "scene": "MULTI_LIVE",
+        "rtc_room_id": channel_id,
+    }
     if leaving:
         body.update(
             message_type="LINKER_LEAVE", leave_content={"leaver": _player(guest, stage.room_id), "leave_reason": 1}
@@ -326,7 +331,7 @@ def link_layer(stage: Stage, channel_id: int, guest: SimUser, *, leaving: bool =
 def link_message(stage: Stage, channel_id: int, guest: SimUser, *, leaving: bool = False) -> Draft:
     """The older link message for the same join/leave (``enter_content``/``leave_content``);
     ``message_type`` 6/7 are TYPE_LINKER_ENTER/LEAVE of the library's v2 ``LinkMessageType``."""
-    body: Body = {"common": common(), "linker_id": channel_id, "scene": 4}
+    body: Body = {"common": common(shown=False), "linker_id": channel_id, "scene": 4}
     if leaving:
         body.update(
             message_type=7, leave_content={"user_id": guest.id, "linkmic_id_str": str(guest.id), "leave_reason": 1}

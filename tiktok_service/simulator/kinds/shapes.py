@@ -163,11 +163,12 @@ def user_identity(user: SimUser, *, gifted: bool = False) -> Body:
     }
 
 
-def common(key: str | None = None, pattern: str = "", *, color: str = "#ffffffff") -> Body:
+def common(key: str | None = None, pattern: str = "", *, color: str = "#ffffffff", shown: bool = True) -> Body:
     """The per-kind part of ``CommonMessageData``; method, msg_id, room_id and create_time are added
     when the message is encoded. ``key`` must not contain "follow"/"share" except on social messages:
-    TikTokLive derives FollowEvent/ShareEvent from it."""
-    body: Body = {"is_show_msg": True}
+    TikTokLive derives FollowEvent/ShareEvent from it. ``shown=False`` for messages that never appear
+    in the chat area (a captured battle start carries no ``is_show_msg``)."""
+    body: Body = {"is_show_msg": True} if shown else {}
     if key:
         body["display_text"] = text(key, pattern, color=color)
     return body
