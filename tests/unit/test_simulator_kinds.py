@@ -16,6 +16,7 @@ from tiktok_service.simulator.kinds import (
     Draft,
     Stage,
     battle,
+    engagement,
     every_kind_drafts,
     kind_name,
     message_class,
@@ -150,7 +151,7 @@ def test_battle_sequence_scores_per_side_and_per_user() -> None:
 
 
 def test_poll_sequence_start_updates_end_with_growing_votes() -> None:
-    drafts = list(revenue.poll_sequence(stage(4), updates=4))
+    drafts = list(engagement.poll_sequence(stage(4), updates=4))
     polls = [decode(d.method, d.body) for d in drafts]
     assert [p.message_type for p in polls] == [0, 2, 2, 2, 2, 1]
     assert len({p.poll_id for p in polls}) == 1

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..scenario import SimUser
-from . import battle, notices, revenue, viewers
+from . import battle, engagement, notices, revenue, viewers
 from .base import Draft, Stage, encode_body, kind_name, message_class
 
 __all__ = [
@@ -91,11 +91,11 @@ def every_kind_drafts(stage: Stage, msg_id_at: Callable[[int], int]) -> list[tup
     add(revenue.goal_update(stage))
     add(revenue.sub_notify(stage))
     add(revenue.sub_pin(stage))
-    add(revenue.poll(stage), "start")
-    add(revenue.rank_update(stage))
-    add(revenue.rank_text(stage))
-    add(revenue.hourly_rank_reward(stage))
-    add(revenue.game_rank_notify(stage))
+    add(engagement.poll(stage), "start")
+    add(engagement.rank_update(stage))
+    add(engagement.rank_text(stage))
+    add(engagement.hourly_rank_reward(stage))
+    add(engagement.game_rank_notify(stage))
     add(revenue.oec_live_shopping(stage))
     add(revenue.viewer_picks(stage))
     add(revenue.boost_card(stage))
@@ -162,7 +162,7 @@ def _goal_sequence(stage: Stage) -> Iterator[Draft]:
 # Mix kinds that open a multi-message sequence, interleaved with the rest of the traffic.
 SEQUENCE_KINDS: dict[str, Callable[[Stage], Iterator[Draft]]] = {
     "battle": battle.battle_sequence,
-    "poll": revenue.poll_sequence,
+    "poll": engagement.poll_sequence,
     "subscription": revenue.subscription_sequence,
     "guest": battle.guest_sequence,
     "goal": _goal_sequence,
@@ -178,6 +178,6 @@ SINGLE_KINDS: dict[str, Callable[[Stage], Draft]] = {
     "pin": viewers.room_pin,
     "envelope": revenue.envelope,
     "gift_broadcast": revenue.gift_broadcast,
-    "rank": revenue.rank_update,
+    "rank": engagement.rank_update,
     "shopping": revenue.oec_live_shopping,
 }
