@@ -7,7 +7,7 @@
 * :data:`SEQUENCE_KINDS` / :data:`SINGLE_KINDS` - what the ``mix`` may weight besides the bulk kinds:
   whole battles, polls, subscription drives, guest sessions, goal runs, and single rarer messages.
 
-Families live in ``viewers``, ``battle``, ``revenue`` and ``notices``; ``shapes`` has the shared
+Families live in ``viewers``, ``battle``, ``revenue``, ``engagement`` and ``notices``; ``shapes`` has the shared
 TikTok-shaped pieces and ``base`` the slow-path encoder.
 """
 
