@@ -134,8 +134,8 @@ def user_body(user: SimUser) -> Body:
         "badge_list": badges(user.id),
         "id_str": str(user.id),
     }
-    if profile.fans_level:
-        body["fans_club"] = {"data": {"club_name": "Team", "level": profile.fans_level, "user_fans_club_status": 1}}
+    # No ``fans_club`` here: the captured users carry none, and TikTokLive 7.0.1 cannot decode its
+    # status enum in a fresh process (the fans level travels as the FANS badge instead).
     return body
 
 
