@@ -194,3 +194,14 @@ async def test_send_kinds_subset_keeps_ids_unique_across_calls() -> None:
         assert room.state is RoomState.LIVE and room.stats.events_sent == 0
     finally:
         await room.stop()
+
+
+def test_injected_sets_do_not_change_the_timeline() -> None:
+    plain = EventGenerator(Scenario(seed=8, mix_preset="realistic"), 8)
+    injected = EventGenerator(Scenario(seed=8, mix_preset="realistic"), 8)
+    before = injected.take(500)
+    first, second = injected.injected_events(), injected.injected_events()
+    assert fingerprint(plain.take(500)) == fingerprint(before)
+    assert fingerprint(plain.take(2000)) == fingerprint(injected.take(2000))
+    assert {e.msg_id for e in first}.isdisjoint(e.msg_id for e in second)
+    assert {e.msg_id for e in first}.isdisjoint(e.msg_id for e in before)

@@ -222,7 +222,11 @@ class EventGenerator:
         from their own namespace, so the generated timeline is not shifted; a filtered set keeps the
         ids its messages have in the full set (the ImDelete still names the set's chat message)."""
         base = self._injected_count
-        events = self._every_kind_events(0, lambda i: derive_msg_id(self.seed, INJECTED_NAMESPACE + base + i))
+        # Its own RNG: sending the set at some moment must not change what the timeline generates next.
+        stage = Stage(
+            random.Random(f"injected:{self.seed}:{base}"), self.users, self.host, self.stage.room_id, self.stage.clock
+        )
+        events = self._every_kind_events(0, lambda i: derive_msg_id(self.seed, INJECTED_NAMESPACE + base + i), stage)
         self._injected_count += len(events)
         for event in events:
             event.seq = -1  # not part of the generated timeline
@@ -231,8 +235,10 @@ class EventGenerator:
         wanted = set(methods)
         return [event for event in events if event.method in wanted]
 
-    def _every_kind_events(self, first_seq: int, msg_id_of: Callable[[int], int]) -> list[SimEvent]:
-        drafts = every_kind_drafts(self.stage, lambda i: msg_id_of(first_seq + i))
+    def _every_kind_events(
+        self, first_seq: int, msg_id_of: Callable[[int], int], stage: Stage | None = None
+    ) -> list[SimEvent]:
+        drafts = every_kind_drafts(stage or self.stage, lambda i: msg_id_of(first_seq + i))
         return [
             SimEvent(first_seq + i, msg_id_of(first_seq + i), EVERY_KIND, d.method, d.user, d.body, variant=variant)
             for i, (variant, d) in enumerate(drafts)

@@ -86,15 +86,15 @@ class Stage:
         self.users = users
         self.host = host
         self.room_id = room_id
-        self._clock_ms = clock_ms
+        self.clock = clock_ms
 
     @property
     def now_ms(self) -> int:
-        return self._clock_ms()
+        return self.clock()
 
     @property
     def now_s(self) -> int:
-        return self._clock_ms() // 1000
+        return self.clock() // 1000
 
     def viewer(self) -> SimUser:
         """A viewer, biased towards the most active ones (the head of the pool)."""
