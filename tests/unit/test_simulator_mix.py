@@ -10,6 +10,7 @@ from TikTokLive.client.ws.ws_utils import extract_webcast_response_message
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
 from TikTokLive.proto import WebcastPushFrame
 
+from tiktok_service.simulator.fixtures import fixture_events, load_captured
 from tiktok_service.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_PLAN, EVERY_KIND_SIZE, sent_by_method
 from tiktok_service.simulator.room import Room, RoomError, RoomState
 from tiktok_service.simulator.scenario import (
@@ -205,3 +206,14 @@ def test_injected_sets_do_not_change_the_timeline() -> None:
     assert fingerprint(plain.take(2000)) == fingerprint(injected.take(2000))
     assert {e.msg_id for e in first}.isdisjoint(e.msg_id for e in second)
     assert {e.msg_id for e in first}.isdisjoint(e.msg_id for e in before)
+
+
+def test_every_kind_set_follows_the_captured_fixtures() -> None:
+    fixtures = fixture_events(load_captured())
+    generator = EventGenerator(Scenario(seed=4, every_kind=True, fixtures=True), 4, prelude=fixtures)
+    events = generator.take(len(fixtures) + EVERY_KIND_SIZE + 1)
+    assert [e.kind for e in events[: len(fixtures)]] == ["fixture"] * len(fixtures)
+    every = events[len(fixtures) : len(fixtures) + EVERY_KIND_SIZE]
+    assert {e.kind for e in every} == {EVERY_KIND}
+    assert [e.msg_id for e in every] == [derive_msg_id(4, e.seq) for e in every]
+    assert every[0].seq == len(fixtures) and events[-1].kind != EVERY_KIND
