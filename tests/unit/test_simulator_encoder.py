@@ -38,6 +38,7 @@ from tiktok_service.simulator.messages import (
     encode_user,
     gift_image_url,
 )
+from tiktok_service.simulator.profiles import avatar_urls, profile_for
 from tiktok_service.simulator.scenario import (
     COMMENT,
     FOLLOW,
@@ -97,8 +98,12 @@ def assert_user(user: User) -> None:
     assert user.nickname == USER.nickname
     assert user.display_id == USER.unique_id
     assert user.sec_uid == USER.sec_uid
-    assert user.avatar_thumb.url_list == [avatar_url(USER.id)]
+    assert user.avatar_thumb.url_list == avatar_urls(USER.id) and avatar_url(USER.id) in user.avatar_thumb.url_list
     assert ExtendedUser.from_user(user).unique_id == USER.unique_id
+    profile = profile_for(USER.id)
+    assert user.follow_info.follow_status == profile.follow_status
+    grade = [b for b in user.badge_list if b.scene_type.name == "USER_GRADE"]
+    assert [int(b.privilege_log_extra.level) for b in grade] == ([profile.gifter_level] if profile.gifter_level else [])
 
 
 # -- wire primitives -------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .kinds import EVERY_KIND_METHODS
 from .registry import RoomRegistry
 from .room import Room, RoomError, RoomState
-from .scenario import Scenario
+from .scenario import MIX_KINDS, MIX_PRESETS, RICH_MIX_KINDS, Scenario
 from .tiktok_routes import REGISTRY_KEY
 
 PREFIX = "/_sim"
@@ -33,8 +34,14 @@ WAITABLE_STATS = (
     "malformed_sent",
     "drops",
     "live_ends",
+    "injected_sent",
 )
-_WAIT_ALIASES = {"events": "events_sent", "messages": "messages_sent", "connections": "connections_opened"}
+_WAIT_ALIASES = {
+    "events": "events_sent",
+    "messages": "messages_sent",
+    "connections": "connections_opened",
+    "injected": "injected_sent",
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,6 +60,8 @@ def add_control_routes(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/rooms/{{username}}/sent", sent)
     r.add_get(f"{PREFIX}/rooms/{{username}}/stats", stats)
     r.add_get(f"{PREFIX}/rooms/{{username}}/wait", wait)
+    r.add_post(f"{PREFIX}/rooms/{{username}}/send", send_kinds)
+    r.add_get(f"{PREFIX}/kinds", list_kinds)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -209,3 +218,42 @@ async def wait(request: web.Request) -> web.Response:
 
     ok = await room.wait_until(reached, timeout)
     return _json({"ok": ok, "stats": room.stats_json()}, 200 if ok else 408)
+
+
+async def list_kinds(request: web.Request) -> web.Response:
+    """What the simulator can send: the every-kind methods, the mix kinds and the mix presets."""
+    return _json(
+        {
+            "every_kind_methods": list(EVERY_KIND_METHODS),
+            "mix_kinds": list(MIX_KINDS + RICH_MIX_KINDS),
+            "mix_presets": MIX_PRESETS,
+        }
+    )
+
+
+async def send_kinds(request: web.Request) -> web.Response:
+    """Queue the every-kind set: ``{"methods": "all"}`` (default) or a list of methods, and
+    ``"end": true`` to end the live right after them. Answers the queued messages in send order
+    (``method``, ``msg_id``, ``variant``); wait for them with ``/wait?injected=N``."""
+    room = _room(request)
+    body = await _body(request)
+    methods = body.get("methods", "all")
+    end = body.get("end", False)
+    if not isinstance(end, bool):
+        return _error(400, '"end" must be true or false')
+    selected: list[str] | None
+    if methods == "all":
+        selected = None
+    elif isinstance(methods, list) and methods and all(isinstance(m, str) for m in methods):
+        unknown = sorted(set(methods) - set(EVERY_KIND_METHODS))
+        if unknown:
+            return _error(400, f"unknown methods {unknown}; see GET {PREFIX}/kinds")
+        selected = methods
+    else:
+        return _error(400, '"methods" must be "all" or a non-empty list of method names')
+    try:
+        events = room.send_kinds(selected, end=end)
+    except RoomError as exc:
+        return _error(409, str(exc))
+    queued = [{"method": e.method, "msg_id": e.msg_id, "kind": e.kind, "variant": e.variant} for e in events]
+    return _json({"queued": queued, "count": len(queued), "end": end})

@@ -73,7 +73,7 @@ def _peek(payload: bytes, method: str) -> tuple[int, SimUser | None, int]:
             u = decode_fields(user_raw)
             uid, nick, handle = u.get(1), u.get(3), u.get(38)
             if isinstance(uid, int) and isinstance(nick, bytes) and isinstance(handle, bytes):
-                user = SimUser(uid, handle.decode(errors="replace"), nick.decode(errors="replace"), "")
+                user = SimUser(uid, handle.decode(errors="replace"), nick.decode(errors="replace"), "", synthetic=False)
     except WireError:
         pass
     return msg_id, user, create_time

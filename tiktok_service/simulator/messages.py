@@ -12,7 +12,9 @@ Layering, innermost first:
 * ``WebcastPushFrame`` (payload_type "msg", header ``compress_type=gzip``).
 
 :class:`RoomEncoder` is the fast path: per room it pre-encodes everything that never changes (room id,
-users, gift structs, method names) so that encoding one event is a handful of ``bytes`` joins.
+users, gift structs, method names) so that encoding one event is a handful of ``bytes`` joins. Kinds
+it has no hand-written encoder for (battles, polls, every-kind messages ...) take the slow path:
+``kinds.encode_body``, the library's own classes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from TikTokLiveProto.v3.webcast.model.base.user import User
+
+from .kinds import encode_body
+from .kinds.shapes import user_body
+from .profiles import avatar_urls
 from .scenario import (
     COMMENT,
     FIXTURE,
@@ -100,7 +107,8 @@ def encode_image(url: str) -> bytes:
 
 
 def avatar_url(user_id: int) -> str:
-    return f"https://p16-sign-va.tiktokcdn.com/sim-avatar/{user_id}~c5_100x100.webp"
+    """The 100x100 webp avatar (the variant consumers such as the Node connector prefer)."""
+    return avatar_urls(user_id)[1]
 
 
 def gift_image_url(gift_id: int) -> str:
@@ -108,14 +116,10 @@ def gift_image_url(gift_id: int) -> str:
 
 
 def encode_user(user: SimUser) -> bytes:
-    """``User``: id=1, nickname=3, avatar_thumb=9, display_id=38 (the @handle), sec_uid=46."""
-    return (
-        field_varint(1, user.id)
-        + field_str(3, user.nickname)
-        + field_message(9, encode_image(avatar_url(user.id)))
-        + field_str(38, user.unique_id)
-        + field_str(46, user.sec_uid)
-    )
+    """``User`` as TikTok sends it (id, names, avatar list, follow info, badges, levels), encoded once
+    with the library's class: :class:`RoomEncoder` caches it per viewer, so the fast path pays this
+    only the first time a viewer appears."""
+    return bytes(User.from_dict(user_body(user)))
 
 
 def encode_gift_struct(gift: GiftSpec) -> bytes:
@@ -244,8 +248,13 @@ class RoomEncoder:
         builders = self._payload_builders
         for event in events:
             method_part = self._method_part(event.method)
+            builder = builders.get(event.kind)
             if event.kind == FIXTURE:
                 payload = event.raw or b""
+            elif builder is None:
+                payload = encode_body(
+                    event.method, event.data, msg_id=event.msg_id, room_id=self.room_id, create_time=create_time
+                )
             else:
                 common = (
                     method_part
@@ -255,7 +264,7 @@ class RoomEncoder:
                     + ct_part
                     + self._display_parts.get(event.kind, b"")
                 )
-                payload = builders[event.kind](event, _T1_LEN + varint(len(common)) + common)
+                payload = builder(event, _T1_LEN + varint(len(common)) + common)
             out.append(method_part + _T2_LEN + varint(len(payload)) + payload + _T3_VAR + varint(event.msg_id))
         return out
 

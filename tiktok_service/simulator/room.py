@@ -35,6 +35,7 @@ from .scenario import (
     MALFORMED_NAMESPACE,
     Scenario,
     SimEvent,
+    SimUser,
     derive_msg_id,
     derive_room_id,
     seed_for_username,
@@ -96,6 +97,7 @@ class RoomStats:
     drops: int = 0
     live_ends: int = 0
     last_send_ms: int | None = None
+    injected_sent: int = 0  # messages queued by POST /send (not timeline events) that went out
 
 
 def wall_ms() -> int:
@@ -122,7 +124,10 @@ class Room:
             RoomState.NOT_FOUND if scenario.not_found else RoomState.OFFLINE if scenario.offline else RoomState.LIVE
         )
         prelude = fixture_events(captured) if scenario.fixtures else []
-        self.generator = EventGenerator(scenario, self.seed, prelude=prelude)
+        self.host = SimUser(self.owner_id, username, username.replace("_", " ").title(), f"MS4wLjABAAAA{username}")
+        self.generator = EventGenerator(
+            scenario, self.seed, prelude=prelude, host=self.host, room_id=self.room_id, clock_ms=wall_ms
+        )
         self.encoder = RoomEncoder(self.room_id)
         self.stats = RoomStats()
         self.started_ms = wall_ms()
@@ -133,6 +138,8 @@ class Room:
         self._sent_forgotten = 0
         self._malformed_log: list[dict[str, Any]] = []
         self._carry: list[SimEvent] = []
+        self._injected: list[SimEvent] = []  # POST /send queue: goes out before the timeline
+        self._end_after_injected = False
         self._limit_total = scenario.total
         self._end_pending = scenario.live_end_after is not None
         self._next_drop = scenario.drop_after
@@ -305,6 +312,19 @@ class Room:
         self._rate_count = 0
         self._notify()
 
+    def send_kinds(self, methods: list[str] | None = None, *, end: bool = False) -> list[SimEvent]:
+        """Queue the every-kind set (all of it, or the messages of the given methods) to go out next,
+        ahead of the timeline and regardless of ``total``/stalls; with ``end``, the live ends right
+        after them (ControlMessage STREAM_ENDED, the library then disconnects). Returns the queued
+        messages (method, msg_id, variant) in send order; they also appear in ``GET /sent``."""
+        if self.state is not RoomState.LIVE:
+            raise RoomError(f"room is {self.state.value}, not live")
+        events = self.generator.injected_events(methods)
+        self._injected.extend(events)
+        self._end_after_injected = self._end_after_injected or end
+        self._notify()
+        return events
+
     # -- inspection --------------------------------------------------------------------------------
 
     def sent_json(self, since: int = 0, limit: int | None = None) -> dict[str, Any]:
@@ -373,6 +393,8 @@ class Room:
         """(blocked?, how long until that could change by itself)."""
         if self.state is not RoomState.LIVE or not self._sockets:
             return True, None
+        if self._injected or self._end_after_injected:
+            return False, None
         if self._stalled_until is not None:
             remaining = self._stalled_until - asyncio.get_running_loop().time()
             if remaining > 0:
@@ -412,6 +434,9 @@ class Room:
                 await self._sleep_or_wake(wait_s)
                 self._rate_count = 0
                 continue
+            if self._injected or self._end_after_injected:
+                await self._send_injected(batch)
+                continue
             if self._rate_count == 0:
                 self._rate_t0 = loop.time()
             if rate > 0:
@@ -437,6 +462,20 @@ class Room:
             await self._after_batch()
             if rate <= 0:
                 await asyncio.sleep(0)  # let sockets' readers (and everything else) run
+
+    async def _send_injected(self, batch: int) -> None:
+        events = self._injected[:batch]
+        if events:
+            if not await self._send_events(events, count_as_events=False):
+                return  # every socket vanished: keep them for the next connection
+            del self._injected[: len(events)]
+            self.stats.injected_sent += len(events)
+            self._notify()
+            await asyncio.sleep(0)
+        elif self._end_after_injected:
+            self._end_after_injected = False
+            if self.state is RoomState.LIVE:
+                await self.end_live()
 
     async def _after_batch(self) -> None:
         sent = self.stats.events_sent

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .profiles import avatar_urls, profile_for
+
 # Event kinds a scenario mix may weight.
 COMMENT = "comment"
 GIFT = "gift"
@@ -31,6 +33,26 @@ MIX_KINDS: tuple[str, ...] = (COMMENT, GIFT, LIKE, JOIN, FOLLOW, SHARE, VIEWER, 
 # Kinds that never come from the mix.
 FIXTURE = "fixture"  # a captured real TikTok payload, replayed as-is
 LIVE_END = "live_end"  # WebcastControlMessage action 3, sent by the room when the live ends
+
+# Rarer kinds a mix may also weight; encoded with TikTokLive's own classes (the slow path, see
+# ``kinds/``). Sequence kinds open a multi-message story (a whole battle, a poll from start to end)
+# whose messages are interleaved with the rest of the traffic.
+RICH_SEQUENCE_KINDS: tuple[str, ...] = ("battle", "poll", "subscription", "guest", "goal")
+RICH_SINGLE_KINDS: tuple[str, ...] = (
+    "emote",
+    "barrage",
+    "super_fan",
+    "question",
+    "caption",
+    "pin",
+    "envelope",
+    "gift_broadcast",
+    "rank",
+    "shopping",
+    "im_delete",
+)
+RICH_MIX_KINDS: tuple[str, ...] = RICH_SEQUENCE_KINDS + RICH_SINGLE_KINDS
+EVERY_KIND = "every_kind"  # kind of the messages of the every-kind set (one per mapped method)
 
 # Malformed frame kinds a scenario may inject between regular frames.
 MALFORMED_KINDS: tuple[str, ...] = ("bad_gzip", "truncated", "unknown_method", "oversized", "not_pushframe")
@@ -58,10 +80,35 @@ DEFAULT_MIX: dict[str, float] = {
     UNKNOWN: 1.0,
 }
 
+# A realistic room: chat and likes stay the bulk; battles, polls, subscriptions, goals, guests and the
+# rarer single messages come at rates seen in busy rooms (a sequence weight is per *start*: a battle
+# is ~20 messages). About 4% of the messages take the slow path.
+REALISTIC_MIX: dict[str, float] = {
+    **DEFAULT_MIX,
+    "battle": 0.05,
+    "poll": 0.05,
+    "subscription": 0.1,
+    "guest": 0.05,
+    "goal": 0.1,
+    "emote": 0.5,
+    "barrage": 0.2,
+    "super_fan": 0.05,
+    "question": 0.2,
+    "caption": 0.1,
+    "pin": 0.05,
+    "envelope": 0.1,
+    "gift_broadcast": 0.05,
+    "rank": 0.3,
+    "shopping": 0.1,
+    "im_delete": 0.1,
+}
+MIX_PRESETS: dict[str, dict[str, float]] = {"default": DEFAULT_MIX, "realistic": REALISTIC_MIX}
+
 # msg_id namespaces: generated events use seq 0.., room-made messages use disjoint ranges so that
 # ending a live or injecting a malformed frame never shifts the msg_ids of later generated events.
 CONTROL_NAMESPACE = 1 << 40
 MALFORMED_NAMESPACE = 1 << 41
+INJECTED_NAMESPACE = 1 << 42  # messages queued through POST /send
 
 
 @dataclass
@@ -105,6 +152,8 @@ class Scenario:
     close_after: int = 0  # ...once the room has sent this many events on the socket (0 = after the upgrade)...
     closes: int = -1  # ...for this many sockets
     close_reason: str = ""  # the close frame's reason text
+    every_kind: bool = False  # start (after fixtures) with one message of every mapped method
+    mix_preset: str | None = None  # "realistic" / "default": replaces ``mix`` with that preset
 
     def __post_init__(self) -> None:
         self.validate()
@@ -119,9 +168,11 @@ class Scenario:
             value = getattr(self, name)
             if value is not None and value < (0 if name == "total" else 1):
                 raise ValueError(f"{name} must be positive")
-        unknown = set(self.mix) - set(MIX_KINDS)
+        unknown = set(self.mix) - set(MIX_KINDS) - set(RICH_MIX_KINDS)
         if unknown:
-            raise ValueError(f"unknown mix kinds {sorted(unknown)}; allowed: {list(MIX_KINDS)}")
+            raise ValueError(f"unknown mix kinds {sorted(unknown)}; allowed: {list(MIX_KINDS + RICH_MIX_KINDS)}")
+        if self.mix_preset is not None and self.mix_preset not in MIX_PRESETS:
+            raise ValueError(f"unknown mix_preset {self.mix_preset!r}; allowed: {sorted(MIX_PRESETS)}")
         if any(weight < 0 for weight in self.mix.values()) or not any(self.mix.values()):
             raise ValueError("mix weights must be >= 0 with at least one > 0")
         bad = set(self.malformed) - set(MALFORMED_KINDS)
@@ -168,6 +219,10 @@ class Scenario:
         """JSON-ready representation (inverse of :meth:`from_dict`)."""
         return dataclasses.asdict(self)
 
+    def effective_mix(self) -> dict[str, float]:
+        """The weights the timeline uses: the preset's when ``mix_preset`` is set, else ``mix``."""
+        return dict(MIX_PRESETS[self.mix_preset]) if self.mix_preset is not None else self.mix
+
 
 @dataclass(frozen=True, slots=True)
 class SimUser:
@@ -177,9 +232,16 @@ class SimUser:
     unique_id: str
     nickname: str
     sec_uid: str
+    synthetic: bool = True  # False: read from a captured payload (its avatar/badges are not ours)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "unique_id": self.unique_id, "nickname": self.nickname}
+        """What ``GET /sent`` reports; for simulated viewers ``profile`` is what TikTok's ``User``
+        carries beyond names (follow role, levels, badges), identical in every message about them."""
+        out: dict[str, Any] = {"id": self.id, "unique_id": self.unique_id, "nickname": self.nickname}
+        if self.synthetic:
+            out["avatar_url"] = avatar_urls(self.id)[1]
+            out["profile"] = profile_for(self.id).to_json()
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +286,10 @@ class SimEvent:
     user: SimUser | None
     data: dict[str, Any]
     raw: bytes | None = None
+    variant: str | None = None  # every-kind set: which variant of the method (e.g. "pause")
 
     def to_json(self, create_time: int) -> dict[str, Any]:
-        return {
+        out = {
             "msg_id": self.msg_id,
             "method": self.method,
             "kind": self.kind,
@@ -234,6 +297,9 @@ class SimEvent:
             "data": self.data,
             "create_time": create_time,
         }
+        if self.variant is not None:
+            out["variant"] = self.variant
+        return out
 
 
 _MASK62 = (1 << 62) - 1
