@@ -41,6 +41,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # listen backlog (socketserver's default of 5 drops bursts of connects)
 
 
 def health_app(

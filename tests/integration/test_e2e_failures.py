@@ -251,9 +251,11 @@ def test_captcha_pages_back_off_under_reason_captcha_required_then_fail_at_the_r
     livestreams.create(name, username, restartPolicy=QUICK_POLICY)
 
     wait_phase(cluster, name, "Reconnecting", reason="CaptchaRequired")
-    backing_off = wait_phase(cluster, name, "BackingOff", reason="CaptchaRequired", restarts=1)
-    assert "captcha" in backing_off["message"]
-    wait_phase(cluster, name, "Failed", reason="RestartLimitReached", restarts=1, timeout=90)
+    # The BackingOff spell between the two pods lasts about a second (QUICK_POLICY): the restart
+    # shows in the Events and in the final message rather than in a status caught in passing.
+    failed = wait_phase(cluster, name, "Failed", reason="RestartLimitReached", restarts=1, timeout=90)
+    assert "captcha" in failed["message"]
+    assert "RestartScheduled" in cluster.events(name)
 
     assert exit_code_of(cluster, name) == ExitCode.CAPTCHA
     assert services.faults(username)["captcha_pages"] == 8  # two pods, four lookups each
