@@ -60,8 +60,8 @@ async def bare(url: str, username: str, latency: bool) -> dict[str, Any]:
 async def connector(url: str, username: str, redis_url: str, latency: bool) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
+    from tiktok_service import gc_tuning
     from tiktok_service.connector.runner import ConnectorRunner, configure_tiktok_urls
-    from tiktok_service.gc_tuning import tune_for_throughput
     from tiktok_service.settings import ConnectorSettings
 
     settings = ConnectorSettings(
@@ -75,7 +75,7 @@ async def connector(url: str, username: str, redis_url: str, latency: bool) -> d
     )
     configure_tiktok_urls(settings)
 
-    tune_for_throughput()
+    gc_tuning.tune_for_throughput(gc_tuning.CONNECTOR_YOUNG_THRESHOLD)  # as `tiktok-service connector` does
     redis = aioredis.from_url(redis_url)
     runner = ConnectorRunner(settings, redis=redis)
     cpu0, t0 = time.process_time(), time.perf_counter()

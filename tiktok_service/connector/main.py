@@ -62,5 +62,5 @@ async def run_connector(settings: ConnectorSettings, *, install_signal_handlers:
 
 def main(settings: ConnectorSettings) -> int:
     logs.configure("connector", settings.log_level)
-    gc_tuning.tune_for_throughput()
+    gc_tuning.tune_for_throughput(gc_tuning.CONNECTOR_YOUNG_THRESHOLD)
     return asyncio.run(run_connector(settings))
