@@ -253,12 +253,13 @@ class OperatorSettings(BaseSettings):
     connector_language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN, description="Default language.")
     connector_region: str | None = Field(default=None, pattern=REGION_PATTERN, description="Default region.")
     connector_timezone: str | None = Field(default=None, pattern=TIMEZONE_PATTERN, description="Default time zone.")
-    # A connector measured ~75 MB RSS steady state: request a bit more so nodes are not
+    # A connector measured 100-107 MB RSS on a realistic room (every message kind, rich users;
+    # `make bench`): request a bit more so nodes are not
     # overcommitted and the cluster autoscaler adds nodes as rooms grow; the limit leaves room
     # for bursts (buffering while Redis is down). No CPU limit: throttling a socket reader
     # only makes TikTok drop us.
     connector_cpu_request: str = "50m"
-    connector_memory_request: str = "96Mi"
+    connector_memory_request: str = "112Mi"
     connector_memory_limit: str = "256Mi"
     connector_drain_timeout_s: int = Field(default=20, ge=1, description="Connector's flush time on SIGTERM.")
     connector_grace_period_s: int = Field(

@@ -251,7 +251,7 @@ async def test_a_new_livestream_gets_one_connector_pod_built_from_its_spec(
     assert env["CONNECTOR_USERNAME"] == "user_alice"
     assert env["CONNECTOR_EVENT_TYPES"] == '["tiktok.comment"]'
     container = pod.spec.containers[0]
-    assert container.resources.requests == {"cpu": "50m", "memory": "96Mi"}
+    assert container.resources.requests == {"cpu": "50m", "memory": "112Mi"}
     assert container.security_context.read_only_root_filesystem is True
     assert pod.spec.restart_policy == "Never"
     assert len(cluster.pods()) == 1

@@ -142,7 +142,7 @@ def test_http_port_0_gives_a_connector_without_a_port_or_probes(monkeypatch: pyt
 def test_resources_are_sized_from_the_measured_connector_memory_by_default() -> None:
     (container,) = desired.desired_pod(livestream(), settings())["spec"]["containers"]
 
-    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}}
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "112Mi"}, "limits": {"memory": "256Mi"}}
 
 
 def test_connector_overrides_in_the_spec_replace_the_defaults() -> None:
