@@ -86,6 +86,16 @@ def test_an_undecodable_envelope_is_poison_with_the_decoder_reason(raw: bytes) -
     assert caught.value.reason
 
 
+@pytest.mark.parametrize("time", [1_700_000_000_000, 1.5, None, ["2026-11-24T20:30:00Z"], {"t": 1}, "yesterday"])
+def test_a_well_formed_entry_whose_time_is_not_a_timestamp_is_poison_not_a_crash(time: object) -> None:
+    doc = orjson.loads(sample.sample_envelope(1, livestream_id=CR_UID).encode())
+    doc["time"] = time
+    with pytest.raises(rows.PoisonEntry) as caught:
+        rows.record_from_fields({naming.FIELD_EVENT: orjson.dumps(doc)})
+    assert caught.value.category == "malformed_envelope"
+    assert "time" in caught.value.reason or "isoformat" in caught.value.reason
+
+
 def test_a_room_id_beyond_bigint_is_poison_rather_than_a_failed_batch() -> None:
     envelope = sample.sample_envelope(1, livestream_id=CR_UID, room_id=2**63)
     with pytest.raises(rows.PoisonEntry) as caught:

@@ -285,7 +285,9 @@ def format_time(time_ms: int) -> str:
 
 
 def parse_time(value: str) -> int:
-    """Inverse of `format_time`; accepts any RFC 3339 timestamp."""
+    """Inverse of `format_time`; accepts any RFC 3339 timestamp (ValueError for anything else)."""
+    if not isinstance(value, str):
+        raise ValueError(f"time must be an RFC 3339 string, not {type(value).__name__}")
     moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
@@ -326,5 +328,5 @@ def decode(raw: bytes | str) -> Envelope:
         )
     except MalformedEnvelope:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise MalformedEnvelope(f"invalid envelope: {exc!r}") from exc

@@ -129,7 +129,12 @@ def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:
         envelope = events.decode(raw)
     except events.MalformedEnvelope as exc:
         raise PoisonEntry("malformed_envelope", str(exc)) from exc
-    return record_from_envelope(envelope, raw)
+    try:
+        return record_from_envelope(envelope, raw)
+    except PoisonEntry:
+        raise
+    except Exception as exc:  # an entry must never stop the group: whatever it is, it is dead-lettered
+        raise PoisonEntry("malformed_envelope", f"cannot be stored: {exc!r}"[:500]) from exc
 
 
 def fast_record(raw: bytes) -> Record | None:
