@@ -82,9 +82,8 @@ def test_a_proxy_prints_redacted_everywhere() -> None:
     for shown in (str(proxy), repr(proxy), f"{proxy}", str([proxy])):
         assert SECRET not in shown and QUOTED not in shown
     assert proxy.secrets == {SECRET, QUOTED}
-    assert proxies.redact_url(f"socks5://bob:{QUOTED}@h:1080") == "socks5://bob:***@h:1080"
-    assert proxies.redact_url("http://h:1") == "http://h:1"
-    assert proxies.redact_url(f"nonsense://bob:{QUOTED}@") == "***"
+    assert proxies.parse_proxy(f"socks5://bob:{QUOTED}@h:1080").redacted == "socks5://bob:***@h:1080"
+    assert proxies.parse_proxy("http://h:1").redacted == "http://h:1"
 
 
 def test_the_redactor_removes_secrets_credentials_in_urls_and_session_cookies() -> None:

@@ -164,3 +164,54 @@ async def test_a_handler_error_is_counted_by_method_and_the_stream_goes_on(clien
     await harness.deliver([encoded("WebcastPollMessage", 1), encoded("WebcastChatMessage", 2, content="x")])
     assert dropped("WebcastPollMessage", "handler_error") == before + 1
     assert [e.type for e in published] == [EventType.COMMENT]
+
+
+async def test_a_message_our_normaliser_fails_on_is_published_raw_not_dropped(
+    client: TikTokLiveClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tiktok_service.connector import normalise
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a shape our normaliser did not expect")
+
+    monkeypatch.setattr(normalise, "comment", broken)
+    harness = Harness(client)
+    chat = encoded("WebcastChatMessage", 501, content="hi")
+    like = encoded("WebcastLikeMessage", 502, count=1, total=1)
+    await harness.deliver([chat, like])
+
+    assert [(e.type, e.id) for e in harness.published] == [(EventType.UNKNOWN, "501"), (EventType.LIKE, "502")]
+    raw = harness.published[0]
+    assert raw.data["method"] == "WebcastChatMessage" and raw.data["payload_size"] == len(chat.payload)
+    validate_envelope(raw.encode())
+
+
+async def test_an_unmapped_method_without_msg_id_is_published_once_and_counted_under_a_bounded_label(
+    client: TikTokLiveClient,
+) -> None:
+    harness = Harness(client)
+    invented = message("WebcastSomethingTikTokInventedMessage", b"\x08\x01", 0)
+    before = dropped("unmapped", "duplicate")
+    await harness.deliver([invented])
+    await harness.deliver([invented])  # replayed: same bytes, same content-hash id
+
+    assert [e.type for e in harness.published] == [EventType.UNKNOWN]
+    assert dropped("unmapped", "duplicate") == before + 1
+
+
+async def test_a_message_the_full_buffer_refuses_is_counted_by_its_method(client: TikTokLiveClient) -> None:
+    refused: list[Envelope] = []
+
+    def full(envelope: Envelope) -> bool:
+        refused.append(envelope)
+        return False
+
+    router = EventRouter(livestream_id="ls-1", sink=full, dedupe=RecentIds(100), status=ConnectorStatus())
+    router.attach(client)
+    before = dropped("WebcastLikeMessage", "buffer_full")
+    fetch = ProtoMessageFetchResult(messages=[encoded("WebcastLikeMessage", 601, count=1, total=1)])
+    async for event in client._parse_webcast_response(fetch):
+        client.emit(event.get_type(), event)
+
+    assert len(refused) == 1
+    assert dropped("WebcastLikeMessage", "buffer_full") == before + 1

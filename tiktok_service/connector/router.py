@@ -15,8 +15,12 @@ schema drift. Every message not published is counted by method and reason.
 
 Handlers are synchronous on purpose: pyee calls them inline from the library's receive
 loop (an async handler would cost a task per message). A synchronous handler that raises
-kills the library's connection task, so every handler is wrapped: an exception is logged,
-counted and the message dropped — the socket keeps going.
+kills the library's connection task, so every handler is wrapped: an exception is logged
+and counted, and the message is published raw (`tiktok.unknown`, like a message the library
+could not decode) unless the handler had already published it — the socket keeps going.
+
+Drop counters carry the TikTok method; methods TikTok invents that the library does not map
+are counted under one label (`UNMAPPED`), so the label set stays bounded.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 Sink = Callable[[Envelope], object]
 #: Method label of drops that concern no single TikTok message (streak ends, connector events).
 NO_METHOD = ""
+#: Method label of messages whose method the library does not map (TikTok may invent any name).
+UNMAPPED = "unmapped"
 
 
 class EventRouter:
@@ -72,6 +78,7 @@ class EventRouter:
         self._response: Any = None
         self._response_index = 0
         self._expected: Any = None
+        self._published = 0  # envelopes handed on (or filtered) so far: tells a handler's partial work
         self.live_ended = False
         self.last_activity = clock()
 
@@ -101,15 +108,22 @@ class EventRouter:
 
     def _guarded(self, handler: Callable[[Any], None], method: str, *, expects: bool = True) -> Callable[[Any], None]:
         def guarded(event: Any) -> None:
+            message = None
             if expects:
-                self._expected = None
+                message, self._expected = self._expected, None
+            published = self._published
             try:
                 self.last_activity = self._clock()
                 handler(event)
             except Exception:
                 metrics.HANDLER_ERRORS.inc()
-                metrics.dropped.inc(method, "handler_error")
                 log.exception("failed to normalise %s", type(event).__name__)
+                if message is None or self._published != published:
+                    metrics.dropped.inc(method, "handler_error")  # nothing to fall back on, or already out
+                    return
+                # Our normaliser failed on a message TikTokLive decoded: keep it, raw.
+                metrics.SCHEMA_DRIFT.labels(type=EventType.UNKNOWN.value).inc()
+                self._publish_raw(message, method)
 
         return guarded
 
@@ -135,11 +149,13 @@ class EventRouter:
             if not self._dedupe.add(envelope.id):  # content-hash ids dedupe here
                 metrics.dropped.inc(method, "duplicate")
                 return
+        self._published += 1
         if self._types and envelope.type not in self._types:
             metrics.dropped.inc(method, "filtered")
             return
         self._status.last_event_at_ms = envelope.time_ms
-        self._sink(envelope)
+        if self._sink(envelope) is False:  # the publisher's buffer is full: it counted the reason
+            metrics.MESSAGES_DROPPED.labels(method=method, reason="buffer_full").inc()
 
     def _emit_normalised(self, result: normalise.Normalised, method: str) -> None:
         self.emit(result.envelope, drift=result.drift, method=method)
@@ -238,11 +254,19 @@ class EventRouter:
 
     def _on_unknown(self, message: Any) -> None:
         method = str(message.method)
+        label = method if method in pe.EVENT_MAPPINGS else UNMAPPED
         metrics.received.inc(EventType.UNKNOWN.value)
         msg_id = int(message.msg_id or 0)
         if msg_id > 0 and not self._dedupe.add(str(msg_id)):
-            metrics.dropped.inc(method, "duplicate")
+            metrics.dropped.inc(label, "duplicate")
             return
+        envelope = normalise.unknown(method, msg_id, bytes(message.payload), self.ctx, self._now_ms())
+        # Without a msg_id the id is a content hash: dedupe on it (a replay has the same bytes).
+        self.emit(envelope, drift=msg_id <= 0, method=label)
+
+    def _publish_raw(self, message: Any, method: str) -> None:
+        """A decoded message our handler failed on, published raw (its msg_id is already seen)."""
+        msg_id = int(message.msg_id or 0)
         self.emit(normalise.unknown(method, msg_id, bytes(message.payload), self.ctx, self._now_ms()), method=method)
 
     def _on_connect(self, event: ConnectEvent) -> None:

@@ -109,14 +109,6 @@ def parse_proxies(text: str) -> tuple[ProxyEndpoint, ...]:
     return tuple(proxies)
 
 
-def redact_url(url: str) -> str:
-    """A URL with its password replaced by `***` (unparseable input is hidden entirely)."""
-    try:
-        return parse_proxy(url).redacted
-    except ProxyListError:
-        return REDACTED if "@" in url else url
-
-
 def start_index(key: str, count: int) -> int:
     """A stable position in a list of `count` proxies for `key` (the livestream id)."""
     if count <= 0:
@@ -151,10 +143,3 @@ class ProxyRotation:
             self._index = (self._index + 1) % len(self._proxies)
             self.rotations += 1
         return self.current
-
-    def secrets(self) -> frozenset[str]:
-        """Every password of the list (for scrubbing text that may quote one)."""
-        found: set[str] = set()
-        for proxy in self._proxies:
-            found |= proxy.secrets
-        return frozenset(found)

@@ -121,11 +121,6 @@ def control(event: Any, ctx: Context, now_ms: int) -> Normalised:
     return envelope_of(event, catalogue.classify_control(action), ctx, now_ms, data)
 
 
-def live_end(event: Any, ctx: Context, now_ms: int) -> Normalised:
-    """Kept for callers that know the message ends the LIVE (same as `control`)."""
-    return control(event, ctx, now_ms)
-
-
 def gift_step(event: Any, now_ms: int) -> tuple[StreakStep, dict[str, Any], User | None, bool]:
     """A gift message as a streak step plus the gift's description."""
     eid, drift = event_id(event)
