@@ -152,3 +152,10 @@ def test_cli_arguments_build_a_config(tmp_path) -> None:
     config = config_from_args(["--port", "0", "--room", "alice:1:5", "--scenario-file", str(path), "--auto-create"])
     assert config.port == 0 and config.auto_create_rooms
     assert config.rooms == {"carol": Scenario(seed=3, sign_429=2), "alice": Scenario(seed=1, rate=5)}
+
+
+def test_a_mix_preset_from_the_cli_applies_to_listed_and_auto_created_rooms() -> None:
+    config = config_from_args(["--port", "0", "--room", "alice:1:5", "--auto-create", "--mix-preset", "realistic"])
+    assert config.rooms == {"alice": Scenario(seed=1, rate=5, mix_preset="realistic")}
+    assert config.default_scenario.mix_preset == "realistic"
+    assert config_from_args(["--port", "0"]).default_scenario == Scenario()

@@ -103,6 +103,13 @@ def _describe(envelope: Envelope) -> str:
         detail = f"{data.get('viewer_count')} watching"
     elif kind == "unknown":
         detail = f"method {data.get('method')}"
+    elif kind in ("battle", "battle.armies"):
+        sides = data.get("sides") or []
+        detail = " vs ".join(f"{side.get('anchor_id')}: {side.get('score')}" for side in sides) or kind
+    elif kind == "poll":
+        detail = f"{data.get('poll_phase')} {data.get('title')!r}"
+    elif kind == "subscription":
+        detail = f"{user} subscribed"
     else:
         detail = user or str(data)
     return f"{kind:<10} {detail}"
@@ -172,6 +179,8 @@ def main(argv: Sequence[str]) -> int:
                 "--port",
                 str(sim_port),
                 "--auto-create",
+                "--mix-preset",
+                "realistic",
                 "--room",
                 f"{args.username}:{args.seed}:{args.rate}",
             ],

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Sequence
 
 from .config import SimulatorConfig, load_scenario_file, parse_room_spec
+from .scenario import MIX_PRESETS, Scenario
 from .server import serve
 
 
@@ -31,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--auto-create", action="store_true", help="unknown usernames get a live room with default settings"
     )
+    parser.add_argument(
+        "--mix-preset",
+        choices=sorted(MIX_PRESETS),
+        help="traffic of --room and auto-created rooms (realistic: battles, polls, subscriptions among the chat)",
+    )
     parser.add_argument("--public-url", help="base URL advertised to clients for the WebSocket")
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -41,12 +48,13 @@ def config_from_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     rooms = load_scenario_file(args.scenario_file) if args.scenario_file else {}
     for spec in args.room:
         username, scenario = parse_room_spec(spec)
-        rooms[username] = scenario
+        rooms[username] = dataclasses.replace(scenario, mix_preset=args.mix_preset) if args.mix_preset else scenario
     return SimulatorConfig(
         host=args.host,
         port=args.port,
         rooms=rooms,
         auto_create_rooms=args.auto_create,
+        default_scenario=Scenario(mix_preset=args.mix_preset),
         public_url=args.public_url,
     )
 
