@@ -215,3 +215,20 @@ async def test_a_message_the_full_buffer_refuses_is_counted_by_its_method(client
 
     assert len(refused) == 1
     assert dropped("WebcastLikeMessage", "buffer_full") == before + 1
+
+
+async def test_a_comment_from_a_fan_club_member_is_a_comment_with_the_members_level(client: TikTokLiveClient) -> None:
+    from TikTokLiveProto.v3.webcast.model import FansClubData, FansClubMember, data
+    from TikTokLiveProto.v3.webcast.model.base.user import User
+
+    harness = Harness(client)  # attaching completes the message classes TikTokLive cannot complete itself
+    club = FansClubData(
+        club_name="c", level=7, user_fans_club_status=data.UserFansClubFansClubDataUserFansClubStatus(1)
+    )
+    fan = User(id=5, nickname="Fan", display_id="fan", fans_club=FansClubMember(data=club))
+    await harness.deliver([encoded("WebcastChatMessage", 701, user=fan, content="hi")])
+
+    (event,) = harness.published
+    assert event.type is EventType.COMMENT and event.user is not None
+    assert event.user.member_level == 7
+    validate_envelope(event.encode())

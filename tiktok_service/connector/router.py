@@ -34,7 +34,7 @@ from TikTokLive import TikTokLiveClient
 from TikTokLive.events import proto_events as pe
 from TikTokLive.events.custom_events import ConnectEvent, WebsocketResponseEvent
 
-from tiktok_service.connector import metrics, normalise
+from tiktok_service.connector import metrics, normalise, proto_classes
 from tiktok_service.domain import catalogue
 from tiktok_service.domain.connector_status import ConnectorStatus
 from tiktok_service.domain.dedupe import RecentIds
@@ -101,6 +101,7 @@ class EventRouter:
         return table
 
     def attach(self, client: TikTokLiveClient) -> None:
+        proto_classes.complete()  # before the first message is parsed (see the module)
         for event_class, handler in self.handlers().values():
             client.add_listener(event_class, handler)
         client.add_listener(WebsocketResponseEvent, self._guarded(self.on_response, NO_METHOD, expects=False))

@@ -166,6 +166,8 @@ def user_from(user: Any) -> User | None:
         gifter_level = as_int(user.pay_grade.level) or None
     if member_level is None and user.fans_club_info is not None:
         member_level = as_int(user.fans_club_info.fans_level) or None
+    if member_level is None and user.fans_club is not None and user.fans_club.data is not None:
+        member_level = as_int(user.fans_club.data.level) or None
     return User(
         user_id,
         unique_id,
