@@ -129,6 +129,7 @@ class Scenario:
     not_found: bool = False  # user does not exist / cannot go live
     sign_429: int = 0  # the first N sign requests are answered 429
     retry_after_s: int = 30  # retry-after advertised with those 429s
+    sign_429_retry_after_only: bool = False  # those 429s carry Retry-After but no RateLimit-* headers
     drop_after: int | None = None  # abort every socket (no close frame) after N events...
     drop_repeat: bool = False  # ...once, or again every N events
     stall_after: int | None = None  # stop sending after N events (sockets stay open)...

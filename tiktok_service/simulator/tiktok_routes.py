@@ -239,6 +239,8 @@ async def sign_fetch(request: web.Request) -> web.Response:
             "RateLimit-Reset": str(int(time.time()) + retry_after),
             "X-Request-Id": secrets.token_hex(8),
         }
+        if room.scenario.sign_429_retry_after_only:
+            headers = {name: value for name, value in headers.items() if not name.startswith("RateLimit-")}
         return web.json_response(body, status=429, headers=headers)
     if room.state is not RoomState.LIVE:
         return _json_error(404, f"Room is not live ({room.state.value}).")
