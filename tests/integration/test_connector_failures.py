@@ -74,6 +74,19 @@ async def test_user_not_found_is_asked_again_with_backoff_before_the_connector_e
     assert time.monotonic() - began >= 0.1 + 0.2  # each backoff is at least half its ceiling
 
 
+async def test_a_user_without_a_room_is_not_found_not_a_captcha(
+    simulator: SimulatorServer, settings_for: Make, run: Start
+) -> None:
+    username = new_name()
+    await simulator.add_room(username, Scenario(no_room=True))  # roomId "" on the live page and in the API
+    connector = run(settings_for(username, not_found_attempts=2, backoff_base_s=0.05))
+
+    assert await connector.exit_code() == ExitCode.USER_NOT_FOUND
+    assert connector.runner.status.reason == "user_not_found"
+    assert "can't stream" in connector.runner.status.last_error
+    assert simulator.room(username).stats.sign_requests == 0
+
+
 @pytest.mark.parametrize("status", [200, 400])
 async def test_a_blocked_handshake_exits_blocked_with_tiktoks_reason(
     simulator: SimulatorServer, settings_for: Make, run: Start, status: int

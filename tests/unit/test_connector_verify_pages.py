@@ -60,6 +60,13 @@ def test_the_live_page_route_raises_captcha_only_for_the_verify_page() -> None:
     assert VerifyAwareHTMLRoute.parse_room_id(sigi({"liveRoomUserInfo": {"user": {"roomId": "7"}}})) == "7"
 
 
+def test_a_live_page_with_an_empty_room_id_has_no_room_and_an_offline_user_is_offline() -> None:
+    with pytest.raises(FailedParseRoomIdError):
+        VerifyAwareHTMLRoute.parse_room_id(sigi({"liveRoomUserInfo": {"user": {"roomId": ""}}}))
+    with pytest.raises(UserOfflineError):
+        VerifyAwareHTMLRoute.parse_room_id(sigi({"liveRoomUserInfo": {"user": {"roomId": "", "status": 4}}}))
+
+
 def test_the_room_api_answer_gives_the_room_id() -> None:
     assert verify_pages.room_id_of({"data": {"user": {"roomId": "7301"}, "liveRoom": {"status": 2}}}) == 7301
 

@@ -8,10 +8,11 @@ TikTok-Api issue #407, yt-dlp issue #3776) or, in place of the API's JSON, with 
 `message`). The library cannot tell these apart from a user who cannot stream: they end as a
 `KeyError`, a `JSONDecodeError` or a `FailedParseRoomIdError`. The routes installed here read
 the answer first and raise `CaptchaRequired` when, and only when, it is TikTok's verify answer;
-otherwise they behave as the library's routes do, except that an API answer whose `roomId` is
-missing or empty is the library's "That user can't stream" (`FailedParseRoomIdError`) rather
-than the `ValueError` of `int("")`, and an offline user (`liveRoom.status` 4, the library's
-own live criterion) is `UserOfflineError`.
+otherwise they behave as the library's routes do, except that a `roomId` that is missing or
+empty (TikTok sends `""`: streamlink issue #6380) is the library's "no roomId" /
+"That user can't stream" (`FailedParseRoomIdError`) rather than the `ValueError` of `int("")`,
+and an API answer without a room for a user who is not live (`liveRoom.status` 4, the
+library's own live criterion) is `UserOfflineError`.
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ def room_id_of(payload: dict[str, Any]) -> int:
     user = data.get("user") if isinstance(data, dict) else None
     live_room = data.get("liveRoom") if isinstance(data, dict) else None
     raw = user.get("roomId") if isinstance(user, dict) else None
-    if isinstance(raw, str | int) and str(raw).isdigit() and int(raw) > 0:
-        return int(raw)
+    if _is_room_id(raw):
+        return int(str(raw))
     if isinstance(live_room, dict) and live_room.get("status") == _STATUS_OFFLINE:
         raise UserOfflineError("The requested TikTok LIVE user is offline.")
     raise FailedParseRoomIdError("That user can't stream, or you might be blocked by TikTok.")
+
+
+def _is_room_id(raw: object) -> bool:
+    return isinstance(raw, str | int) and str(raw).isdigit() and int(raw) > 0
 
 
 class VerifyAwareHTMLRoute(FetchRoomIdLiveHTMLRoute):  # type: ignore[misc]
@@ -72,6 +77,8 @@ class VerifyAwareHTMLRoute(FetchRoomIdLiveHTMLRoute):  # type: ignore[misc]
         if cls.SIGI_PATTERN.search(html) is None and is_verify_page(html):
             raise CaptchaRequired("TikTok answered the live page with its verification page (captcha).")
         room_id: str = super().parse_room_id(html)
+        if not _is_room_id(room_id):  # roomId "" (streamlink issue #6380): the library's "no roomId"
+            raise FailedParseRoomIdError("SIGI_STATE did not include a roomId.")
         return room_id
 
 

@@ -95,7 +95,7 @@ def _owner(room: Room) -> dict[str, Any]:
         "uniqueId": room.username,
         "nickname": room.username.replace("_", " ").title(),
         "secUid": f"MS4wLjABAAAA-sim-{room.owner_id}",
-        "roomId": str(room.room_id),
+        "roomId": "" if room.scenario.no_room else str(room.room_id),
         "status": status,
     }
 
