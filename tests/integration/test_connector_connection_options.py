@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, generate_latest
 
 from tests.proxies import TIKTOK_HOSTS, LocalProxy, MicroSocks, TinyProxy, namespaces_available
-from tests.support import expected_events, tiktok_ids
+from tests.support import expected_events, tiktok_ids, wait_until
 from tiktok_service.connector import client_options, outcomes
 from tiktok_service.connector import runner as connector_runner
 from tiktok_service.devcluster.processes import free_port
@@ -29,6 +29,7 @@ from tiktok_service.domain import naming
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.domain.proxies import start_index
 from tiktok_service.settings import ConnectorSettings
+from tiktok_service.simulator.room import RoomState
 from tiktok_service.simulator.scenario import Scenario
 from tiktok_service.simulator.server import SimulatorServer
 
@@ -398,6 +399,47 @@ async def test_a_configured_room_id_skips_the_room_lookup(
     assert await connector.exit_code() == ExitCode.LIVE_ENDED
     assert visits(simulator, username) == [], "neither the live page nor the room API was asked"
     assert connector.runner.status.room_id == room_id
+
+
+async def test_a_configured_room_id_is_used_only_until_its_live_ends(
+    simulator: SimulatorServer,
+    settings_for: Callable[..., ConnectorSettings],
+    start: Callable[[ConnectorSettings], Running],
+) -> None:
+    username = new_name()
+    await simulator.add_room(username, Scenario(seed=3, rate=0, batch=10, live_end_after=20))
+    room = simulator.room(username)
+    settings = settings_for(username, room_id=room.room_id, wait_for_live=True, live_poll_interval_s=0.2)
+    connector = start(settings)
+
+    await wait_until(lambda: room.state is not RoomState.LIVE, timeout=30, what="the first LIVE's end")
+    await wait_until(lambda: connector.runner.room_id is None, timeout=30, what="the configured room id dropped")
+    assert visits(simulator, username) == [], "the first LIVE was joined by its configured room id"
+    await room.set_live(True)  # the user goes live again (on TikTok: with a new room id)
+
+    await wait_until(lambda: room.stats.connections_opened == 2, timeout=30, what="the second LIVE joined")
+    assert visits(simulator, username), "the second LIVE's room was looked up by username"
+
+
+async def test_a_stale_configured_room_id_falls_back_to_the_username(
+    simulator: SimulatorServer,
+    settings_for: Callable[..., ConnectorSettings],
+    start: Callable[[ConnectorSettings], Running],
+) -> None:
+    username = new_name()
+    await simulator.add_room(username, Scenario(seed=3, rate=5, batch=10))
+    room = simulator.room(username)
+    stale = room.room_id - 1  # an earlier LIVE's room: TikTok says it is not alive
+    connector = start(settings_for(username, room_id=stale, wait_for_live=True, live_poll_interval_s=0.2))
+
+    await wait_until(
+        lambda: connector.runner.status.room_id == room.room_id, timeout=30, what="the current room joined"
+    )
+    stale_checks = [
+        r for r in simulator.requests.matching("/webcast/room/check_alive") if r.query.get("room_ids") == str(stale)
+    ]
+    assert len(stale_checks) == 1, "the stale room id was asked about once, then the username was used"
+    assert connector.runner.room_id is None
 
 
 async def test_the_web_client_speaks_the_configured_language_region_and_time_zone(

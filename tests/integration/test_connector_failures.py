@@ -74,6 +74,19 @@ async def test_user_not_found_is_asked_again_with_backoff_before_the_connector_e
     assert time.monotonic() - began >= 0.1 + 0.2  # each backoff is at least half its ceiling
 
 
+async def test_a_user_without_a_room_is_not_found_not_a_captcha(
+    simulator: SimulatorServer, settings_for: Make, run: Start
+) -> None:
+    username = new_name()
+    await simulator.add_room(username, Scenario(no_room=True))  # roomId "" on the live page and in the API
+    connector = run(settings_for(username, not_found_attempts=2, backoff_base_s=0.05))
+
+    assert await connector.exit_code() == ExitCode.USER_NOT_FOUND
+    assert connector.runner.status.reason == "user_not_found"
+    assert "can't stream" in connector.runner.status.last_error
+    assert simulator.room(username).stats.sign_requests == 0
+
+
 @pytest.mark.parametrize("status", [200, 400])
 async def test_a_blocked_handshake_exits_blocked_with_tiktoks_reason(
     simulator: SimulatorServer, settings_for: Make, run: Start, status: int
@@ -147,19 +160,50 @@ async def test_a_spent_sign_quota_with_a_distant_reset_exits_and_leaves_the_rese
     assert abs(final.next_retry_at_ms / 1000 - (time.time() + 3600)) < 60
 
 
-@pytest.mark.parametrize(
-    ("code", "exit_code", "reason"),
-    [(4401, ExitCode.CONFIG, "sign_rejected"), (4005, ExitCode.LIVE_ENDED, "live_end")],
-)
-async def test_the_sign_servers_close_codes_end_the_connector_as_documented(
-    simulator: SimulatorServer, settings_for: Make, run: Start, code: int, exit_code: ExitCode, reason: str
+@pytest.mark.parametrize("code", [4401, 4403, 4404, 4005, 4400])
+async def test_a_close_code_from_tiktoks_push_server_is_retried_not_final(
+    simulator: SimulatorServer, settings_for: Make, run: Start, code: int
 ) -> None:
     username = new_name()
-    await simulator.add_room(username, Scenario(rate=100, close_code=code, close_after=5, close_reason="closing"))
+    await simulator.add_room(
+        username,
+        Scenario(rate=100, close_code=code, close_after=5, closes=1, close_reason="closing", live_end_after=40),
+    )
     connector = run(settings_for(username))
 
-    assert await connector.exit_code() == exit_code
-    assert connector.runner.status.reason == reason
+    assert await connector.exit_code() == ExitCode.LIVE_ENDED  # the live ended by TikTok's control message
+    assert connector.runner.status.reconnects == 1
+    assert simulator.room(username).stats.connections_opened == 2
+
+
+async def test_a_sign_429_with_only_retry_after_is_a_spent_quota_not_an_error(
+    simulator: SimulatorServer, settings_for: Make, run: Start, redis_client: aioredis.Redis
+) -> None:
+    username = new_name()
+    await simulator.add_room(username, Scenario(sign_429=1, retry_after_s=3600, sign_429_retry_after_only=True))
+    settings = settings_for(username, quota_wait_max_s=60)
+    connector = run(settings)
+
+    assert await connector.exit_code() == ExitCode.SIGN_QUOTA
+    assert connector.runner.status.reason == "rate_limited"
+    assert "SignQuotaSpent" in connector.runner.status.last_error
+    retry_at_ms = connector.runner.status.next_retry_at_ms
+    assert retry_at_ms is not None and abs(retry_at_ms / 1000 - (time.time() + 3600)) < 60
+
+
+async def test_a_short_sign_429_with_only_retry_after_is_waited_for_then_connects(
+    simulator: SimulatorServer, settings_for: Make, run: Start
+) -> None:
+    username = new_name()
+    await simulator.add_room(
+        username, Scenario(rate=100, live_end_after=20, sign_429=1, retry_after_s=1, sign_429_retry_after_only=True)
+    )
+    connector = run(settings_for(username))
+    began = time.monotonic()
+
+    assert await connector.exit_code() == ExitCode.LIVE_ENDED
+    assert time.monotonic() - began >= 1  # the announced reset was waited for
+    assert simulator.room(username).stats.sign_429_sent == 1
 
 
 async def test_too_many_connections_backs_off_then_connects(

@@ -228,16 +228,18 @@ def test_a_user_not_found_is_retried_by_the_connector_then_fails_without_restart
     assert exit_code_of(cluster, name) == ExitCode.USER_NOT_FOUND
 
 
-def test_the_sign_servers_invalid_auth_close_code_fails_as_invalid_configuration(
+def test_an_invalid_auth_close_code_from_tiktoks_push_server_is_retried_not_a_configuration_failure(
     cluster: Cluster, services: Services, livestreams: Livestreams
 ) -> None:
-    name, username = "badkey", unique("badkey_")
+    name, username = "closecode", unique("closecode_")
     services.add_room(username, Scenario(rate=20, close_code=4401, close_after=3, close_reason="INVALID_AUTH"))
     livestreams.create(name, username, restartPolicy=QUICK_POLICY)
 
-    wait_phase(cluster, name, "Failed", reason="InvalidConfiguration", restarts=0)
+    wait_phase(cluster, name, "Reconnecting", reason="ConnectionLost")
+    wait_for(lambda: services.stats(username)["connections_opened"] >= 3, what="two reconnects")
 
-    assert exit_code_of(cluster, name) == ExitCode.CONFIG
+    status = cluster.status(name)
+    assert status["phase"] != "Failed" and status["restarts"] == 0  # the same pod keeps trying
 
 
 # -- restarted, or waited for ---------------------------------------------------------------------

@@ -18,12 +18,16 @@ from TikTokLive.client.errors import (
     UserOfflineError,
     WebcastBlockedError,
 )
+from TikTokLive.client.web.routes.fetch_is_live import MissingRoomIdInResponse
 from TikTokLive.client.web.routes.fetch_room_id_live_html import FailedParseRoomIdError
+from TikTokLive.client.web.routes.fetch_room_info import FailedFetchRoomInfoError
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
 from tiktok_service.connector import outcomes
 from tiktok_service.connector.outcomes import Action, Ended, Kind, Outcome, Streak
+from tiktok_service.connector.sign_quota import SignQuotaSpent
+from tiktok_service.connector.verify_pages import CaptchaRequired
 from tiktok_service.domain.exit_codes import ExitCode
 
 NOW = 1_800_000_000.0
@@ -53,16 +57,34 @@ def run(outcome: Outcome, times: int, policy: outcomes.Policy = POLICY) -> list[
     return decisions
 
 
-def captcha_chain(top: Exception) -> Exception:
+HTML_FAILED = "Failed to extract the SIGI_STATE HTML tag, you might be blocked by TikTok."
+
+
+def lookup_chain(top: Exception, html: Exception | None = None) -> Exception:
     """How `TikTokLiveClient.start` raises when both room lookups fail: the API error from the HTML one."""
-    html = FailedParseRoomIdError("Failed to extract the SIGI_STATE HTML tag, you might be blocked by TikTok.")
     try:
         try:
-            raise html
-        except FailedParseRoomIdError as base:
+            raise html or FailedParseRoomIdError(HTML_FAILED)
+        except Exception as base:
             raise top from base
     except Exception as raised:
         return raised
+
+
+def masked(hidden: BaseException, by: type[Exception] = MissingRoomIdInResponse) -> Exception:
+    """How `fetch_is_live(room_id=...)` raises: whatever happened, re-raised from a bare `except`."""
+    try:
+        try:
+            raise hidden
+        except BaseException:  # the library's bare except
+            raise by("Room ID 1 did not return any entries.")  # noqa: B904 - as the library does
+    except Exception as raised:
+        return raised
+
+
+def status_error(status: int) -> httpx.HTTPStatusError:
+    request = httpx.Request("GET", "https://webcast.tiktok.com/webcast/room/check_alive/")
+    return httpx.HTTPStatusError("throttled", request=request, response=httpx.Response(status, request=request))
 
 
 def closed(code: int, reason: str = "") -> ConnectionClosedError:
@@ -83,15 +105,51 @@ def test_the_libraries_errors_are_told_apart() -> None:
     assert classify(RuntimeError("bug")) is Kind.ERROR
 
 
-def test_a_captcha_page_in_place_of_the_live_page_and_the_api_is_captcha_not_a_lookup_failure() -> None:
-    # The API fallback answered TikTok's verify JSON, which has no "message": KeyError from the HTML error.
-    assert classify(captcha_chain(KeyError("message"))) is Kind.CAPTCHA
-    # ... or an HTML verify page: the JSON decoder fails.
-    assert classify(captcha_chain(json.JSONDecodeError("Expecting value", "<html>", 0))) is Kind.CAPTCHA
-    assert classify(captcha_chain(FailedParseRoomIdError("That user can't stream"))) is Kind.CAPTCHA
-    assert classify(FailedParseRoomIdError("Are you captcha-blocked by TikTok?")) is Kind.CAPTCHA
+def test_only_tiktoks_verify_answer_is_a_captcha() -> None:
+    # The API fallback answered TikTok's verify JSON or page (recognised by the room-id routes).
+    assert classify(lookup_chain(CaptchaRequired("verify JSON"))) is Kind.CAPTCHA
+    assert classify(lookup_chain(CaptchaRequired("verify JSON"), CaptchaRequired("verify page"))) is Kind.CAPTCHA
+    # A verify page for the live page, then an API answer that cannot be read: still the captcha.
+    assert classify(lookup_chain(KeyError("message"), CaptchaRequired("verify page"))) is Kind.CAPTCHA
+
+
+def test_a_user_who_cannot_stream_is_not_found_not_a_captcha() -> None:
+    # The API answered, without a room id: the user exists but has no room (or does not exist).
+    assert classify(lookup_chain(FailedParseRoomIdError("That user can't stream"))) is Kind.USER_NOT_FOUND
+    assert classify(lookup_chain(UserNotFoundError("bob", "no such user"))) is Kind.USER_NOT_FOUND
+    # TikTok's last answer counts: a verify page for the live page, then a real "no room" from the API.
+    no_room = lookup_chain(FailedParseRoomIdError("That user can't stream"), CaptchaRequired("verify page"))
+    assert classify(no_room) is Kind.USER_NOT_FOUND
+    assert run(Outcome(classify(no_room)), 10)[-1].exit_code is ExitCode.USER_NOT_FOUND
+
+
+def test_a_lookup_answer_that_cannot_be_read_is_a_lookup_failure_not_a_captcha() -> None:
+    assert classify(lookup_chain(KeyError("message"))) is Kind.ROOM_LOOKUP
+    assert classify(lookup_chain(json.JSONDecodeError("Expecting value", "<html>", 0))) is Kind.ROOM_LOOKUP
+    assert classify(lookup_chain(ValueError("invalid literal for int() with base 10: ''"))) is Kind.ROOM_LOOKUP
     # A KeyError that has nothing to do with the lookup stays an error.
     assert classify(KeyError("message")) is Kind.ERROR
+
+
+@pytest.mark.parametrize("by", [MissingRoomIdInResponse, FailedFetchRoomInfoError])
+@pytest.mark.parametrize(
+    ("hidden", "proxied", "kind"),
+    [
+        (status_error(429), False, Kind.TIKTOK_RATE_LIMITED),
+        (httpx.ReadTimeout("slow"), False, Kind.TIMEOUT),
+        (TimeoutError(), False, Kind.TIMEOUT),
+        (httpx.ConnectError("refused"), True, Kind.PROXY_ERROR),
+        (httpx.ProxyError("407 Proxy Authentication Required"), False, Kind.PROXY_ERROR),
+        (httpx.ConnectError("refused"), False, Kind.NETWORK),
+        (httpx.RemoteProtocolError("peer closed"), False, Kind.NETWORK),
+        (IndexError("list index out of range"), False, Kind.ROOM_LOOKUP),  # no entry for that room id
+        (KeyError("data"), False, Kind.ROOM_LOOKUP),
+    ],
+)
+def test_errors_the_live_check_hides_are_named_by_what_happened(
+    by: type[Exception], hidden: BaseException, proxied: bool, kind: Kind
+) -> None:
+    assert classify(masked(hidden, by), proxied=proxied) is kind
 
 
 def test_the_sign_servers_answers_are_told_apart() -> None:
@@ -131,23 +189,33 @@ def test_a_refused_connect_is_the_proxys_when_every_connection_goes_through_one(
 @pytest.mark.parametrize(
     ("code", "kind"),
     [
-        (4429, Kind.RATE_LIMITED),  # TOO_MANY_CONNECTIONS
-        (4401, Kind.SIGN_REJECTED),  # INVALID_AUTH
-        (4403, Kind.SIGN_REJECTED),  # NO_PERMISSION
-        (4400, Kind.CONFIG),  # INVALID_OPTIONS
-        (4404, Kind.OFFLINE),  # NOT_LIVE
-        (4005, Kind.LIVE_END),  # STREAM_END
+        (4429, Kind.RATE_LIMITED),  # TOO_MANY_CONNECTIONS: backs off
+        (4555, Kind.SESSION_CAP),  # MAX_LIFETIME_EXCEEDED: reconnects
         (4006, Kind.STALLED),  # NO_MESSAGES_TIMEOUT
-        (4555, Kind.SESSION_CAP),  # MAX_LIFETIME_EXCEEDED
-        (4500, Kind.CONNECTION_CLOSED),  # TIKTOK_CLOSED_CONNECTION
-        (4556, Kind.SIGN_ERROR),  # WEBCAST_FETCH_ERROR
+        # TikTok's push server is not EulerStream's: no code is final on its own.
+        (4400, Kind.CONNECTION_CLOSED),
+        (4401, Kind.CONNECTION_CLOSED),
+        (4403, Kind.CONNECTION_CLOSED),
+        (4404, Kind.CONNECTION_CLOSED),
+        (4005, Kind.CONNECTION_CLOSED),
+        (4500, Kind.CONNECTION_CLOSED),
+        (4556, Kind.CONNECTION_CLOSED),
         (1011, Kind.CONNECTION_CLOSED),
         (4999, Kind.CONNECTION_CLOSED),  # undocumented
     ],
 )
-def test_the_sign_servers_websocket_close_codes_are_classified(code: int, kind: Kind) -> None:
+def test_close_codes_keep_only_their_retryable_meanings(code: int, kind: Kind) -> None:
     assert classify(closed(code)) is kind
+    assert outcomes.of_end(Ended.CLOSED, 3, close_code=code).kind is kind
     assert classify(ConnectionClosedError(None, None)) is Kind.CONNECTION_CLOSED
+
+
+@pytest.mark.parametrize("code", [4400, 4401, 4403, 4404, 4005, 4999])
+def test_no_close_code_ends_the_connector_on_its_own(code: int) -> None:
+    decisions = run(outcomes.classify(closed(code), lived_s=2, now=NOW), 5)
+    assert all(d.action is Action.RECONNECT and d.delay_s > 0 for d in decisions)
+    waiting = run(outcomes.classify(closed(code), lived_s=2, now=NOW), 5, WAITING)
+    assert all(d.action is Action.RECONNECT for d in waiting)
 
 
 def test_the_reset_the_sign_server_announces_is_read_from_its_headers() -> None:
@@ -155,6 +223,18 @@ def test_the_reset_the_sign_server_announces_is_read_from_its_headers() -> None:
     reset = outcomes.classify(rate_limited({"RateLimit-Reset": str(int(NOW) + 3600)}), now=NOW)
     assert reset.retry_at == NOW + 3600
     assert outcomes.classify(rate_limited({}), now=NOW).retry_at is None
+
+
+def test_a_sign_server_429_with_only_retry_after_is_a_spent_quota_not_an_error() -> None:
+    response = httpx.Response(429, headers={"Retry-After": "17"}, json={"message": "slow down"})
+    # The library cannot build its own error from such an answer (it reads RateLimit-Remaining).
+    with pytest.raises(TypeError):
+        SignatureRateLimitError("slow down", "try again in %s seconds", response=response)
+    outcome = outcomes.classify(SignQuotaSpent(response), now=NOW)
+    assert (outcome.kind, outcome.retry_at) == (Kind.RATE_LIMITED, NOW + 17)
+    far = SignQuotaSpent(httpx.Response(429, headers={"Retry-After": "7200"}))
+    assert run(outcomes.classify(far, now=NOW), 1)[-1].exit_code is ExitCode.SIGN_QUOTA
+    assert outcomes.classify(SignQuotaSpent(httpx.Response(429)), now=NOW).kind is Kind.RATE_LIMITED
 
 
 # -- decisions ----------------------------------------------------------------------------------
@@ -165,9 +245,10 @@ def test_live_end_exits_with_the_live_end_code_unless_asked_to_wait() -> None:
     assert run(Outcome(Kind.LIVE_END), 1, WAITING)[-1].action is Action.WAIT_FOR_LIVE
 
 
-def test_the_sign_servers_stream_end_close_code_ends_the_live_like_tiktoks_control_message() -> None:
-    outcome = outcomes.classify(closed(4005, "STREAM_END"), lived_s=120, now=NOW)
-    assert run(outcome, 1)[-1].exit_code is ExitCode.LIVE_ENDED
+def test_a_configured_room_id_is_stale_after_a_live_end_or_an_offline_answer() -> None:
+    assert outcomes.ends_pinned_room(Kind.LIVE_END) and outcomes.ends_pinned_room(Kind.OFFLINE)
+    kept = [k for k in Kind if k not in (Kind.LIVE_END, Kind.OFFLINE)]
+    assert not any(outcomes.ends_pinned_room(k) for k in kept)
 
 
 @pytest.mark.parametrize("ended", [Ended.CLOSED, Ended.STALLED])
@@ -274,6 +355,8 @@ def test_a_stop_exits_cleanly_whatever_came_before() -> None:
 
 def test_a_close_code_read_after_a_quiet_end_names_the_outcome() -> None:
     # TikTokLive ends quietly when it notices a closed socket between frames; the code still counts.
-    assert outcomes.of_end(Ended.CLOSED, 3, close_code=4401).kind is Kind.SIGN_REJECTED
+    assert outcomes.of_end(Ended.CLOSED, 3, close_code=4429).kind is Kind.RATE_LIMITED
+    assert outcomes.of_end(Ended.CLOSED, 3, close_code=4401).kind is Kind.CONNECTION_CLOSED
     assert outcomes.of_end(Ended.CLOSED, 3, close_code=1000).kind is Kind.CLOSED
+    assert outcomes.of_end(Ended.CLOSED, 3, close_code=1001).kind is Kind.CLOSED
     assert outcomes.of_end(Ended.STALLED, 3, close_code=4005).kind is Kind.STALLED

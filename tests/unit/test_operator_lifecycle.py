@@ -240,9 +240,11 @@ def test_a_reconnecting_connector_says_why_and_until_when() -> None:
         ("captcha", "CaptchaRequired"),
         ("rate_limited", "SignRateLimited"),
         ("closed", "ConnectionClosed"),
+        ("error", "Error"),
     ]:
         assert assess(livestream(), pod(), heartbeat(ConnectorPhase.RECONNECTING, reason=kind)).reason == reason
-    assert assess(livestream(), pod(), heartbeat(ConnectorPhase.RECONNECTING, reason="error")).reason == "Reconnecting"
+    unknown = heartbeat(ConnectorPhase.RECONNECTING, reason="not_a_reason")
+    assert assess(livestream(), pod(), unknown).reason == "Reconnecting"
 
 
 def test_an_offline_user_without_wait_for_live_ends_the_livestream() -> None:

@@ -10,28 +10,34 @@ without a socket. Two steps:
 
 Failures told apart (see the README's failure table):
 
-* TikTok answered a **captcha/verification page**: the live page has no SIGI_STATE and the
-  API fallback returns TikTok's verify JSON (`{"code": "10000", "type": "verify", ...}`, no
-  `message`), so the library raises a KeyError/ValueError from its lookup errors;
+* TikTok answered a **captcha/verification page** (its verify page in place of the live page,
+  or its verify JSON, `{"code": "10000", "type": "verify", ...}`, in place of the API's answer):
+  only that evidence, recognised by our room-id routes (`verify_pages.CaptchaRequired`), is a
+  captcha; a lookup whose last answer is a user without a room is "user not found";
 * **user not found** is retried a few times: "Do not raise on UserNotFoundError as this can be
   a captcha issue" (TikTokLive's `TikTokLiveClient.start`);
 * **blocked**: the WebSocket upgrade answered 200/400 with `Handshake-Msg` (`WebcastBlockedError`);
 * **age-restricted**: room info withheld from anonymous viewers (`AgeRestrictedError`, raised by
   our room check, `room_check.py`);
-* **sign server**: 429 with the reset it announces (`Retry-After`, `RateLimit-Reset`): waited for
+* **sign server**: 429 (whatever its headers: `sign_quota.SignQuotaSpent`) with the reset it
+  announces (`Retry-After`, `RateLimit-Reset`): waited for
   in-process when short, else exit 16 so the operator waits and the pod's memory is freed;
   a rejected API key is a configuration error;
 * **proxy**: the proxy could not be opened (python_socks errors, `httpx.ProxyError`, or a refused
   TCP connect when every connection goes through a proxy): rotate and retry, then exit 17;
+* **errors of the live check** (`MissingRoomIdInResponse`, which the library raises for anything
+  that went wrong, and `FailedFetchRoomInfoError`) are named by the error they hide: TikTok's 429,
+  a timeout, the proxy, the network; only what is left is a room lookup failure;
 * a socket that **closes cleanly again and again** counts as a failure unless it lived
   `healthy_after_s`: it backs off instead of reconnecting at once forever.
 
-The hosted sign server's WebSocket close codes (EulerStream WebSocket API, `ClientCloseCode` in
-`@eulerstream/euler-websocket-sdk` and https://www.eulerstream.com/docs/api/client-sdks/websocket-sdk/close-codes)
-are classified too. TikTokLive 7 does not use that WebSocket (it asks the sign server for a
-signed URL over HTTP, `/webcast/fetch`, and connects to TikTok's push server itself), so these
-codes only reach us if a push endpoint speaks them; the socket we have is still classified by
-the documented codes rather than treated as a generic drop.
+Close codes: TikTokLive 7 does not use EulerStream's WebSocket API (it asks the sign server
+for a signed URL over HTTP, `/webcast/fetch`, and connects to TikTok's push server itself), so a
+close code comes from TikTok and is never final on its own. The retryable meanings of the codes
+EulerStream documents (`ClientCloseCode`, https://www.eulerstream.com/docs/api/client-sdks/websocket-sdk/close-codes)
+are kept: 4429 backs off as rate limited, 4555 reconnects like a session cap, 4006 like a stall.
+Every other code (4400, 4401, 4403, 4404, 4005, ...) is a dropped connection retried with
+backoff: after a real live end the next attempt's live check tells the truth.
 """
 
 from __future__ import annotations
@@ -59,8 +65,11 @@ from TikTokLive.client.errors import (
 )
 from TikTokLive.client.web.routes.fetch_is_live import MissingRoomIdInResponse
 from TikTokLive.client.web.routes.fetch_room_id_live_html import FailedParseRoomIdError
+from TikTokLive.client.web.routes.fetch_room_info import FailedFetchRoomInfoError
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from tiktok_service.connector.sign_quota import SignQuotaSpent
+from tiktok_service.connector.verify_pages import CaptchaRequired
 from tiktok_service.domain import backoff
 from tiktok_service.domain.exit_codes import ExitCode
 
@@ -179,22 +188,15 @@ _RULES: Final[dict[Kind, _Rule]] = {
 }
 _DEFAULT_RULE: Final = _Rule(ExitCode.FAILED)
 
-#: EulerStream WebSocket API close codes (`ClientCloseCode`, euler-websocket-sdk 0.0.6,
-#: dist/client/types.d.ts; https://www.eulerstream.com/docs/api/client-sdks/websocket-sdk/close-codes).
-EULER_CLOSE_CODES: Final[dict[int, Kind]] = {
-    1011: Kind.CONNECTION_CLOSED,  # INTERNAL_SERVER_ERROR: presence update or upstream error on connect
-    4005: Kind.LIVE_END,  # STREAM_END: the TikTok stream ended
+#: Close codes whose meaning is kept (EulerStream's `ClientCloseCode`, euler-websocket-sdk 0.0.6);
+#: any other code is CONNECTION_CLOSED (retried with backoff), never final on its own.
+CLOSE_CODES: Final[dict[int, Kind]] = {
     4006: Kind.STALLED,  # NO_MESSAGES_TIMEOUT: no messages in the timeout period
-    4400: Kind.CONFIG,  # INVALID_OPTIONS: invalid uniqueId or JWT key
-    4401: Kind.SIGN_REJECTED,  # INVALID_AUTH: invalid authentication credentials
-    4403: Kind.SIGN_REJECTED,  # NO_PERMISSION: the JWT grants no access to this creator
-    4404: Kind.OFFLINE,  # NOT_LIVE: the requested streamer is not live
     4429: Kind.RATE_LIMITED,  # TOO_MANY_CONNECTIONS: too many connections, or connecting too quickly
-    4500: Kind.CONNECTION_CLOSED,  # TIKTOK_CLOSED_CONNECTION: TikTok closed the connection unexpectedly
-    4555: Kind.SESSION_CAP,  # MAX_LIFETIME_EXCEEDED: the socket exceeded its 8-hour lifetime
-    4556: Kind.SIGN_ERROR,  # WEBCAST_FETCH_ERROR: fetching /webcast/fetch failed
-    4557: Kind.SIGN_ERROR,  # ROOM_INFO_FETCH_ERROR: fetching /webcast/room_info failed
+    4555: Kind.SESSION_CAP,  # MAX_LIFETIME_EXCEEDED: the socket exceeded its lifetime
 }
+#: Codes of a socket that ended normally (RFC 6455 normal closure, going away).
+_NORMAL_CLOSES: Final = (1000, 1001)
 
 _PROXY_ERRORS: Final = (
     python_socks.ProxyError,
@@ -203,6 +205,8 @@ _PROXY_ERRORS: Final = (
     httpx.ProxyError,
 )
 _LOOKUP_ERRORS: Final = (FailedParseRoomIdError, UserNotFoundError)
+#: Errors the library raises in place of the one that happened (bare `except`, `raise ... from`).
+_MASKING_ERRORS: Final = (MissingRoomIdInResponse, FailedFetchRoomInfoError)
 _CHAIN_DEPTH: Final = 8
 
 
@@ -222,7 +226,7 @@ def close_code(exc: ConnectionClosed) -> int | None:
 
 
 def _sign_kind(exc: SignAPIError, now: float) -> tuple[Kind, float | None]:
-    if isinstance(exc, SignatureRateLimitError):
+    if isinstance(exc, SignatureRateLimitError | SignQuotaSpent):
         headers = exc.response.headers if exc.response is not None else httpx.Headers()
         return Kind.RATE_LIMITED, backoff.announced_reset(headers, now)
     if isinstance(exc, PremiumEndpointError):
@@ -253,40 +257,61 @@ def _kind_of(exc: BaseException, now: float, proxied: bool) -> tuple[Kind, float
         return Kind.AGE_RESTRICTED, None
     if isinstance(exc, UserOfflineError):
         return Kind.OFFLINE, None
-    if isinstance(exc, UserNotFoundError):
-        return Kind.USER_NOT_FOUND, None
+    if isinstance(exc, CaptchaRequired):
+        return Kind.CAPTCHA, None  # TikTok's last answer was its verify page
+    if isinstance(exc, UserNotFoundError | FailedParseRoomIdError):
+        return Kind.USER_NOT_FOUND, None  # TikTok's last answer: no such user, or no room
+    if any(isinstance(link, CaptchaRequired) for link in chain):
+        return Kind.CAPTCHA, None  # a verify page, then a lookup that failed otherwise
     if isinstance(exc, WebcastBlockedError | InitialCursorMissingError | WebsocketURLMissingError):
         return Kind.BLOCKED, None
     if isinstance(exc, ConnectionClosed):
-        code = close_code(exc)
-        return EULER_CLOSE_CODES.get(code, Kind.CONNECTION_CLOSED) if code is not None else Kind.CONNECTION_CLOSED, None
+        return close_kind(close_code(exc)), None
     if isinstance(exc, InvalidHandshake):
         return Kind.WS_REJECTED, None
-    if isinstance(exc, FailedParseRoomIdError):
-        # Both lookups failed to parse: the live page had no SIGI_STATE and the API no room.
-        captcha = "captcha" in str(exc).lower() or any(isinstance(link, _LOOKUP_ERRORS) for link in chain[1:])
-        return (Kind.CAPTCHA if captcha else Kind.ROOM_LOOKUP), None
-    if isinstance(exc, KeyError | ValueError | TypeError) and any(isinstance(link, _LOOKUP_ERRORS) for link in chain):
-        # The API fallback answered JSON (or HTML) that is not its user-room shape: TikTok's
-        # verify page (`{"code": "10000", "type": "verify", ...}` has no `message`).
-        return Kind.CAPTCHA, None
-    if isinstance(exc, MissingRoomIdInResponse):
+    if isinstance(exc, _MASKING_ERRORS):
+        # The live check (or room info) hides what went wrong: name it by the linked errors.
+        for link in chain[1:]:
+            hidden = _transport_kind(link, proxied)
+            if hidden is not None:
+                return hidden, None
         return Kind.ROOM_LOOKUP, None
+    if isinstance(exc, KeyError | ValueError | TypeError) and any(isinstance(link, _LOOKUP_ERRORS) for link in chain):
+        return Kind.ROOM_LOOKUP, None  # the lookup got an answer it cannot read, and no verify page
+    return _transport_kind(exc, proxied) or Kind.ERROR, None
+
+
+def _transport_kind(exc: BaseException, proxied: bool) -> Kind | None:
+    """What went wrong on the way to TikTok, if `exc` says (None: not a transport error)."""
+    if isinstance(exc, _PROXY_ERRORS):
+        return Kind.PROXY_ERROR
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return Kind.TIMEOUT, None
+        return Kind.TIMEOUT
     if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 429:
-        return Kind.TIKTOK_RATE_LIMITED, None
+        return Kind.TIKTOK_RATE_LIMITED
     if proxied and isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
-        return Kind.PROXY_ERROR, None  # every TCP connect goes to the proxy: it is the one refusing
+        return Kind.PROXY_ERROR  # every TCP connect goes to the proxy: it is the one refusing
     if isinstance(exc, httpx.HTTPError | OSError):
-        return Kind.NETWORK, None
-    return Kind.ERROR, None
+        return Kind.NETWORK
+    return None
+
+
+def close_kind(code: int | None) -> Kind:
+    """A close code's meaning: a kept retryable one, or a dropped connection (see the module docstring)."""
+    if code is None:
+        return Kind.CONNECTION_CLOSED
+    return CLOSE_CODES.get(code, Kind.CONNECTION_CLOSED)
+
+
+def ends_pinned_room(kind: Kind) -> bool:
+    """Whether a configured room id is stale after `kind`: TikTok gives each LIVE a new room id."""
+    return kind in (Kind.LIVE_END, Kind.OFFLINE)
 
 
 def of_end(ended: Ended, lived_s: float | None, close_code: int | None = None) -> Outcome:
     """An established connection's end, as an outcome; a documented close code names it better."""
-    if ended is Ended.CLOSED and close_code in EULER_CLOSE_CODES:
-        return Outcome(EULER_CLOSE_CODES[close_code], lived_s)
+    if ended is Ended.CLOSED and close_code is not None and close_code not in _NORMAL_CLOSES:
+        return Outcome(close_kind(close_code), lived_s)
     return Outcome(Kind(ended.value), lived_s)
 
 

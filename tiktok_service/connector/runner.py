@@ -27,9 +27,11 @@ from tiktok_service.connector import (
     publisher,
     room_check,
     router,
+    sign_quota,
     socket_close,
     status_reporter,
     transport,
+    verify_pages,
 )
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.domain.dedupe import RecentIds
@@ -71,6 +73,9 @@ class ConnectorRunner:
             self._policy = outcomes.with_proxy(self._policy, len(settings.proxy_endpoints))
         self._connected_at: float | None = None  # monotonic time the current attempt's socket opened
         self._closed = socket_close.CloseSeen()  # the close frame of the current attempt's socket
+        # A configured room id names one LIVE: TikTok gives each LIVE a new one, so after a live
+        # end (or an offline answer) the room is looked up by username again.
+        self.room_id: int | None = settings.room_id
         self.proxy_rotations = 0  # attempts after which the next proxy of the list was asked for
         self.publisher = publisher.Publisher(
             redis,
@@ -163,6 +168,12 @@ class ConnectorRunner:
             if self._stopping.is_set():
                 outcome = outcomes.Outcome(outcomes.Kind.STOPPED)
             decision, streak = outcomes.decide(outcome, streak, self._policy, self._rng, now=time.time())
+            if self.room_id is not None and outcomes.ends_pinned_room(outcome.kind):
+                log.info(
+                    "configured room id no longer live; looking the room up by username",
+                    extra={"room_id": self.room_id},
+                )
+                self.room_id = None
             check_room = streak.failures > 0 or decision.action is outcomes.Action.WAIT_FOR_LIVE
             log.info(
                 "connection attempt over",
@@ -230,11 +241,13 @@ class ConnectorRunner:
         assert self.router is not None
         client = self._client = self._new_client()
         room_check.install(client)
+        verify_pages.install(client)
+        sign_quota.install(client)
         self._closed = socket_close.watch(client)
         stalled = False
         try:
             task = await asyncio.wait_for(
-                client.start(room_id=self.settings.room_id, fetch_live_check=True, fetch_room_info=check_room),
+                client.start(room_id=self.room_id, fetch_live_check=True, fetch_room_info=check_room),
                 self.settings.connect_timeout_s,
             )
             self._connected_at = time.monotonic()

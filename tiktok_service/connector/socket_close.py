@@ -2,7 +2,7 @@
 
 TikTokLive ends its receive loop quietly when it notices between two frames that the socket
 is no longer open (`WebcastWSClient.connect`: `if not self.connected: break`), whatever the
-close code: a sign server's 4401 or 4429 then looks like a clean close. `watch` wraps the
+close code: a 4429 or 4555 from the push server then looks like a clean close. `watch` wraps the
 client's connection class (whichever is installed: ours, or a proxying one) so the opened
 protocol is remembered and its received close frame (`close_rcvd`) can be read afterwards.
 """

@@ -94,6 +94,7 @@ REASONS: dict[str, str] = {
     "config": "InvalidConfiguration",
     "offline": "UserOffline",
     "live_end": "LiveEnded",
+    "error": "Error",
 }
 _FROM_CONNECTOR: dict[ConnectorPhase, tuple[Phase, str]] = {
     ConnectorPhase.CONNECTING: (Phase.CONNECTING, "Connecting"),

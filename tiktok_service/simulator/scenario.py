@@ -127,8 +127,10 @@ class Scenario:
     offline: bool = False  # user exists but is not live (until /live or live_after_s)
     live_after_s: float | None = None  # an offline room goes live by itself after this many seconds
     not_found: bool = False  # user does not exist / cannot go live
+    no_room: bool = False  # user exists, but TikTok gives no room id (roomId "" on the live page and in the API)
     sign_429: int = 0  # the first N sign requests are answered 429
     retry_after_s: int = 30  # retry-after advertised with those 429s
+    sign_429_retry_after_only: bool = False  # those 429s carry Retry-After but no RateLimit-* headers
     drop_after: int | None = None  # abort every socket (no close frame) after N events...
     drop_repeat: bool = False  # ...once, or again every N events
     stall_after: int | None = None  # stop sending after N events (sockets stay open)...
@@ -148,7 +150,7 @@ class Scenario:
     handshake_blocked: int = 0  # WebSocket upgrades refused: handshake_status + Handshake-Msg, no 101
     handshake_status: int = 200  # TikTok answers 200 (or 400) to a refused upgrade
     handshake_msg: str = "DEVICE_BLOCKED"  # Handshake-Msg of the refusal ("illegal secret key", ...)
-    close_code: int | None = None  # close sockets with this code (1000 = cleanly; 4xxx = the sign server's)...
+    close_code: int | None = None  # close sockets with this code (1000 = cleanly; 4xxx = an application code)...
     close_after: int = 0  # ...once the room has sent this many events on the socket (0 = after the upgrade)...
     closes: int = -1  # ...for this many sockets
     close_reason: str = ""  # the close frame's reason text

@@ -95,7 +95,7 @@ def _owner(room: Room) -> dict[str, Any]:
         "uniqueId": room.username,
         "nickname": room.username.replace("_", " ").title(),
         "secUid": f"MS4wLjABAAAA-sim-{room.owner_id}",
-        "roomId": str(room.room_id),
+        "roomId": "" if room.scenario.no_room else str(room.room_id),
         "status": status,
     }
 
@@ -239,6 +239,8 @@ async def sign_fetch(request: web.Request) -> web.Response:
             "RateLimit-Reset": str(int(time.time()) + retry_after),
             "X-Request-Id": secrets.token_hex(8),
         }
+        if room.scenario.sign_429_retry_after_only:
+            headers = {name: value for name, value in headers.items() if not name.startswith("RateLimit-")}
         return web.json_response(body, status=429, headers=headers)
     if room.state is not RoomState.LIVE:
         return _json_error(404, f"Room is not live ({room.state.value}).")
