@@ -328,7 +328,9 @@ async def stack(
         async with (
             persister_testing.running(persister_testing.quick_settings(redis_url, database_url), name="api"),
             running_api(api_settings(control_plane, namespace, redis_url, database_url)) as (server, base_url),
-            httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+            # Idle connections are dropped before uvicorn's 5 s keep-alive closes them, so no request
+            # goes out on a socket the server is closing (a ReadError, not an answer).
+            httpx.AsyncClient(base_url=base_url, timeout=30, limits=httpx.Limits(keepalive_expiry=2.0)) as http,
         ):
             workspaces = ("acme", "globex", "acme-corp", "acme.corp")
             api = Api(base_url, http, {ws: await make_key(database_url, ws) for ws in workspaces})
@@ -539,6 +541,21 @@ async def test_connecting_again_with_other_options_applies_them(stack: Stack) ->
         "session_secret": "acme--account",
         "locale": {"language": "de"},
     }
+
+    modes = await stack.connect("acme", username, wait_for_live=True, event_types=["tiktok.gift"])
+    kept = await stack.connect("acme", username, room_id="42")
+    every_type = await stack.connect("acme", username, event_types=[])
+
+    assert [(r.status_code, r.json()["reconfigured"]) for r in (modes, kept, every_type)] == [
+        (200, True),
+        (200, False),
+        (200, True),
+    ]
+    assert (kept.json()["wait_for_live"], kept.json()["event_types"]) == (True, ["tiktok.gift"])
+    resource = stack.resource(name)
+    assert resource is not None
+    assert (resource["spec"]["waitForLive"], "eventTypes" in resource["spec"]) == (True, False)
+    assert resource["spec"]["connection"]["roomId"] == "42"
 
 
 # -- SSE from the Redis stream -------------------------------------------------------------------

@@ -169,3 +169,39 @@ def test_the_view_shows_the_options_by_name() -> None:
         "session_secret": "acme--account",
         "locale": {"region": "DE"},
     }
+
+
+RUNNING = {"state": "Running", "waitForLive": True, "eventTypes": ["tiktok.gift"], "connection": {"roomId": "1"}}
+
+
+@pytest.mark.parametrize(
+    ("existing", "desired", "carried", "patch"),
+    [
+        (RUNNING, {"waitForLive": False}, [], None),  # a bare connect changes nothing
+        ({**RUNNING, "state": "Stopped"}, {"waitForLive": False}, [], {"state": "Running"}),
+        ({**RUNNING, "state": "Paused"}, {"waitForLive": True}, ["waitForLive"], {"state": "Running"}),
+        (RUNNING, {"waitForLive": False}, ["waitForLive"], {"waitForLive": False}),
+        ({"state": "Running"}, {"waitForLive": False}, ["waitForLive"], None),  # absent means false
+        (RUNNING, {"waitForLive": True, "eventTypes": ["tiktok.gift"]}, ["waitForLive", "eventTypes"], None),
+        (RUNNING, {"waitForLive": False}, ["eventTypes"], {"eventTypes": None}),  # empty: every type again
+        (
+            {**RUNNING, "state": "Stopped"},
+            {"eventTypes": ["tiktok.comment"], "connection": {"roomId": "2"}},
+            ["eventTypes"],
+            {"state": "Running", "eventTypes": ["tiktok.comment"], "connection": {"roomId": "2"}},
+        ),
+    ],
+)
+def test_connecting_again_patches_the_spec_with_what_the_request_carries(
+    existing: dict[str, Any], desired: dict[str, Any], carried: list[str], patch: dict[str, Any] | None
+) -> None:
+    assert resources.reconnect_patch(existing, desired, carried) == patch
+
+
+def test_the_options_a_request_carries_are_the_fields_its_client_set() -> None:
+    bare = schemas.LivestreamCreate.model_validate({"username": "alice"})
+    explicit = schemas.LivestreamCreate.model_validate({"username": "alice", "wait_for_live": False, "event_types": []})
+
+    assert not set(resources.RECONNECT_OPTIONS.values()) & bare.model_fields_set
+    assert set(resources.RECONNECT_OPTIONS.values()) <= explicit.model_fields_set
+    assert set(resources.RECONNECT_OPTIONS.values()) <= set(schemas.LivestreamCreate.model_fields)

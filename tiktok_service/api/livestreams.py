@@ -100,10 +100,11 @@ class LivestreamService:
     async def connect(self, workspace_id: str, request: schemas.LivestreamCreate) -> schemas.LivestreamConnected:
         """Create the Livestream, or return the workspace's existing one for that user.
 
-        An existing one is set Running again, and the connection options the request carries
-        replace its own (a connect states how the connector should reach TikTok: answering 200
-        while running with other options would mislead the client). Options the request leaves
-        out stay; Kubernetes refusing the new ones is a 422 like on create.
+        An existing one is set Running again, and the options the request carries (connection
+        options, `wait_for_live`, `event_types`) replace its own: a connect states how the
+        connector should run, and answering 200 while running with other options would mislead
+        the client. Options the request leaves out stay; Kubernetes refusing the new ones is a
+        422 like on create.
         """
         if request.workspace_id is not None and request.workspace_id != workspace_id:
             raise WrongWorkspace(f"this API key belongs to workspace {workspace_id!r}")
@@ -140,13 +141,9 @@ class LivestreamService:
             raise kube.ApiError(409, "Conflict", f"livestream {name} is not managed by this API")
         reconfigured = False
         if not created:
-            spec_patch: dict[str, Any] = {}
-            if resources.desired_state(livestream) != model.DesiredState.RUNNING.value:
-                spec_patch["state"] = model.DesiredState.RUNNING.value
-            existing = (livestream.get("spec") or {}).get("connection") or {}
-            if (connection := resources.connection_patch(existing, body["spec"].get("connection") or {})) is not None:
-                spec_patch["connection"] = connection
-            if spec_patch:
+            carried = [key for key, field in resources.RECONNECT_OPTIONS.items() if field in request.model_fields_set]
+            spec_patch = resources.reconnect_patch(livestream.get("spec") or {}, body["spec"], carried)
+            if spec_patch is not None:
                 try:
                     patched = await self._kube.patch_spec(name, resources.uid(livestream), spec_patch)
                 except kube.ApiError as exc:
@@ -156,7 +153,7 @@ class LivestreamService:
                 if patched is None:
                     raise kube.ApiError(409, "Conflict", f"livestream {name} is being replaced; try again")
                 livestream = patched
-                resumed, reconfigured = "state" in spec_patch, "connection" in spec_patch
+                resumed, reconfigured = "state" in spec_patch, bool(spec_patch.keys() - {"state"})
         self._remember(livestream)
         fields = await self._detail(workspace_id, livestream)
         return schemas.LivestreamConnected(**fields, created=created, resumed=resumed, reconfigured=reconfigured)

@@ -166,6 +166,33 @@ def connection_patch(existing: Mapping[str, Any], requested: Mapping[str, Any]) 
     return patch or None
 
 
+#: Connect options that are not connection options, by their spec key (the request's fields).
+RECONNECT_OPTIONS: Final = {"waitForLive": "wait_for_live", "eventTypes": "event_types"}
+
+
+def reconnect_patch(
+    existing: Mapping[str, Any], desired: Mapping[str, Any], carried: Iterable[str]
+) -> dict[str, Any] | None:
+    """The spec merge patch for connecting again: `existing` spec, `desired` from the request.
+
+    `carried` names the spec keys whose request fields the client set (`waitForLive`,
+    `eventTypes`): those replace the existing values, the others stay, so a bare connect changes
+    nothing but the state. Connection options follow `connection_patch`. None when nothing changes.
+    """
+    patch: dict[str, Any] = {}
+    if (existing.get("state") or model.DesiredState.RUNNING.value) != model.DesiredState.RUNNING.value:
+        patch["state"] = model.DesiredState.RUNNING.value
+    carried = set(carried)
+    if "waitForLive" in carried and bool(existing.get("waitForLive", False)) != bool(desired.get("waitForLive")):
+        patch["waitForLive"] = bool(desired.get("waitForLive"))
+    if "eventTypes" in carried and sorted(existing.get("eventTypes") or []) != sorted(desired.get("eventTypes") or []):
+        patch["eventTypes"] = desired.get("eventTypes") or None  # None removes it: all types
+    connection = connection_patch(existing.get("connection") or {}, desired.get("connection") or {})
+    if connection is not None:
+        patch["connection"] = connection
+    return patch or None
+
+
 def desired_livestream(
     *,
     namespace: str,

@@ -148,8 +148,8 @@ class LivestreamConnected(LivestreamDetail):
     resumed: bool = Field(default=False, description="An existing, disconnected Livestream was set Running again.")
     reconfigured: bool = Field(
         default=False,
-        description="An existing Livestream took the connection options of this request (those it carries "
-        "replace its own; the connector restarts with them).",
+        description="An existing Livestream took the options of this request (connection options, "
+        "wait_for_live, event_types: those it carries replace its own; the connector restarts with them).",
     )
 
 

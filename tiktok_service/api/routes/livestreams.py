@@ -32,9 +32,9 @@ async def connect(
 
     An existing Livestream of the same workspace and user (usernames match case-insensitively)
     is returned with `created: false` and status 200; if it was disconnected (Stopped or
-    Paused) it is set Running again (`resumed: true`). Connection options the request carries
-    replace the existing ones, each option whole (`reconfigured: true`; the connector restarts
-    with them); options it leaves out stay.
+    Paused) it is set Running again (`resumed: true`). Options the request carries (connection
+    options, `wait_for_live`, `event_types`) replace the existing ones, each option whole
+    (`reconfigured: true`; the connector restarts with them); options it leaves out stay.
     """
     try:
         connected = await service.connect(workspace_id, body)
