@@ -44,3 +44,15 @@ def test_a_created_key_is_shown_once_works_until_revoked_and_is_listed_without_i
 def test_a_key_for_an_invalid_workspace_id_is_not_made(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main.keys_main(["--database-url", database_url, "create", "--workspace", "bad workspace!"]) == 2
     assert "invalid workspace id" in capsys.readouterr().err
+
+
+def test_a_key_for_a_workspace_that_cannot_own_secrets_is_made_with_a_note(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(migrate(database_url))
+
+    assert main.keys_main(["--database-url", database_url, "create", "--workspace", "acme.corp"]) == 0
+    assert "cannot name Secrets" in capsys.readouterr().err
+
+    assert main.keys_main(["--database-url", database_url, "create", "--workspace", "acme-corp"]) == 0
+    assert "cannot name Secrets" not in capsys.readouterr().err

@@ -328,9 +328,12 @@ async def stack(
         async with (
             persister_testing.running(persister_testing.quick_settings(redis_url, database_url), name="api"),
             running_api(api_settings(control_plane, namespace, redis_url, database_url)) as (server, base_url),
-            httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+            # Idle connections are dropped before uvicorn's 5 s keep-alive closes them, so no request
+            # goes out on a socket the server is closing (a ReadError, not an answer).
+            httpx.AsyncClient(base_url=base_url, timeout=30, limits=httpx.Limits(keepalive_expiry=2.0)) as http,
         ):
-            api = Api(base_url, http, {ws: await make_key(database_url, ws) for ws in ("acme", "globex")})
+            workspaces = ("acme", "globex", "acme-corp", "acme.corp")
+            api = Api(base_url, http, {ws: await make_key(database_url, ws) for ws in workspaces})
             created = Livestreams(Cluster(admin, namespace, [agent]))
             try:
                 yield Stack(api, admin, namespace, redis_client, database_url, simulator, created, server)
@@ -442,12 +445,12 @@ async def test_connect_options_name_the_workspaces_own_secrets_and_reach_the_res
     username = unique("options")
     options = {
         "room_id": "7300000000000000001",
-        "proxy_secret": "acme-egress",
-        "session_secret": "acme-account",
+        "proxy_secret": "acme--egress",
+        "session_secret": "acme--account",
         "locale": {"language": "de", "region": "DE", "timezone": "Europe/Berlin"},
     }
 
-    refused = await stack.connect("acme", username, **{**options, "session_secret": "globex-account"})
+    refused = await stack.connect("acme", username, **{**options, "session_secret": "globex--account"})
     connected = await stack.connect("acme", username, **options)
 
     assert refused.status_code == 403
@@ -456,16 +459,103 @@ async def test_connect_options_name_the_workspaces_own_secrets_and_reach_the_res
     assert resource is not None
     assert resource["spec"]["connection"] == {
         "roomId": "7300000000000000001",
-        "proxySecretRef": {"name": "acme-egress", "key": "proxies"},
-        "sessionSecretRef": {"name": "acme-account"},
+        "proxySecretRef": {"name": "acme--egress", "key": "proxies"},
+        "sessionSecretRef": {"name": "acme--account"},
         "locale": {"language": "de", "region": "DE", "timezone": "Europe/Berlin"},
     }
     shown = connected.json()["connection"]
     assert (shown["proxy_secret"], shown["session_secret"], shown["room_id"]) == (
-        "acme-egress",
-        "acme-account",
+        "acme--egress",
+        "acme--account",
         "7300000000000000001",
     )
+
+
+async def test_connect_a_workspace_cannot_name_the_secrets_of_a_workspace_whose_id_extends_its_own(
+    stack: Stack,
+) -> None:
+    username = unique("tenant")
+
+    theirs = await stack.connect("acme", username, session_secret="acme-corp--session")
+    old_style = await stack.connect("acme", username, session_secret="acme-corp-session")
+    owner = await stack.connect("acme-corp", username, session_secret="acme-corp--session")
+
+    assert (theirs.status_code, old_style.status_code) == (403, 403)
+    assert "acme--" in theirs.json()["detail"]
+    assert owner.status_code == 201, owner.text
+    assert stack.resource(owner.json()["name"])["spec"]["connection"] == {  # type: ignore[index]
+        "sessionSecretRef": {"name": "acme-corp--session"}
+    }
+
+
+async def test_connect_a_workspace_id_that_would_collide_with_another_owns_no_secrets(stack: Stack) -> None:
+    """`acme.corp` would fold onto `acme-corp`: it may connect, but name no Secret at all."""
+    username = unique("dotted")
+
+    refused = [
+        await stack.connect("acme.corp", username, session_secret=name)
+        for name in ("acme-corp--session", "acme-corp-session")
+    ]
+    plain = await stack.connect("acme.corp", username)
+
+    assert [response.status_code for response in refused] == [403, 403]
+    assert "cannot reference Secrets" in refused[0].json()["detail"]
+    assert plain.status_code == 201, plain.text
+
+
+async def test_connecting_again_with_other_options_applies_them(stack: Stack) -> None:
+    username = unique("reopts")
+    first = await stack.connect(
+        "acme", username, proxy_secret="acme--egress", proxy_secret_key="eu", locale={"language": "de"}
+    )
+    assert first.status_code == 201, first.text
+    name = first.json()["name"]
+
+    same = await stack.connect("acme", username, proxy_secret="acme--egress", proxy_secret_key="eu")
+    bare = await stack.connect("acme", username)
+    changed = await stack.connect(
+        "acme", username, proxy_secret="acme--egress-us", session_secret="acme--account", room_id="42"
+    )
+    foreign = await stack.connect("acme", username, proxy_secret="globex--egress")
+
+    assert [(r.status_code, r.json().get("reconfigured")) for r in (same, bare, changed)] == [
+        (200, False),
+        (200, False),
+        (200, True),
+    ]
+    assert foreign.status_code == 403
+    assert changed.json()["id"] == first.json()["id"]
+    assert changed.json()["created"] is False
+    resource = stack.resource(name)
+    assert resource is not None
+    assert resource["spec"]["connection"] == {
+        "roomId": "42",
+        "proxySecretRef": {"name": "acme--egress-us", "key": "proxies"},  # the old key does not stick
+        "sessionSecretRef": {"name": "acme--account"},
+        "locale": {"language": "de"},  # not in the request: kept
+    }
+    assert changed.json()["connection"] == {
+        "room_id": "42",
+        "proxy_secret": "acme--egress-us",
+        "proxy_secret_key": "proxies",
+        "session_secret": "acme--account",
+        "locale": {"language": "de"},
+    }
+
+    modes = await stack.connect("acme", username, wait_for_live=True, event_types=["tiktok.gift"])
+    kept = await stack.connect("acme", username, room_id="42")
+    every_type = await stack.connect("acme", username, event_types=[])
+
+    assert [(r.status_code, r.json()["reconfigured"]) for r in (modes, kept, every_type)] == [
+        (200, True),
+        (200, False),
+        (200, True),
+    ]
+    assert (kept.json()["wait_for_live"], kept.json()["event_types"]) == (True, ["tiktok.gift"])
+    resource = stack.resource(name)
+    assert resource is not None
+    assert (resource["spec"]["waitForLive"], "eventTypes" in resource["spec"]) == (True, False)
+    assert resource["spec"]["connection"]["roomId"] == "42"
 
 
 # -- SSE from the Redis stream -------------------------------------------------------------------

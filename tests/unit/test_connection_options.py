@@ -369,3 +369,31 @@ def test_the_default_locale_is_documented_and_stable() -> None:
     defaults = settings()
 
     assert (defaults.language, defaults.region, defaults.timezone) == ("en", "US", "America/New_York")
+
+
+async def test_a_prepared_client_keeps_the_sign_servers_settings_and_logs_in() -> None:
+    """The verified sign client replaces the library's with the same URL, API key and timeout."""
+    from TikTokLive import TikTokLiveClient
+
+    configured = settings(
+        sign_api_url="https://sign.example",
+        sign_api_key="key-1",
+        session_id="c0ffee" * 6,
+        tt_target_idc="useast2a",
+        WHITELIST_AUTHENTICATED_SESSION_ID_HOST="sign.example",
+    )
+    client = TikTokLiveClient(**client_options.client_kwargs(configured, None))
+    library_made = client.web.signer.sdk_client.get_async_httpx_client()
+
+    client_options.prepare_client(client, configured)
+
+    ours = client.web.signer.sdk_client.get_async_httpx_client()
+    assert ours is not library_made
+    assert str(ours.base_url) == "https://sign.example"
+    assert ours.headers["X-Api-Key"] == "key-1"
+    assert ours.headers["User-Agent"] == library_made.headers["User-Agent"]
+    assert ours.timeout == library_made.timeout
+    assert client.web.cookies.get("sessionid") == "c0ffee" * 6
+    await ours.aclose()
+    await library_made.aclose()
+    await client.web.close()

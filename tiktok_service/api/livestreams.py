@@ -98,13 +98,19 @@ class LivestreamService:
     # -- commands ----------------------------------------------------------------------------
 
     async def connect(self, workspace_id: str, request: schemas.LivestreamCreate) -> schemas.LivestreamConnected:
-        """Create the Livestream, or return the workspace's existing one for that user (set Running again)."""
+        """Create the Livestream, or return the workspace's existing one for that user.
+
+        An existing one is set Running again, and the options the request carries (connection
+        options, `wait_for_live`, `event_types`) replace its own: a connect states how the
+        connector should run, and answering 200 while running with other options would mislead
+        the client. Options the request leaves out stay; Kubernetes refusing the new ones is a
+        422 like on create.
+        """
         if request.workspace_id is not None and request.workspace_id != workspace_id:
             raise WrongWorkspace(f"this API key belongs to workspace {workspace_id!r}")
         for secret in request.secrets():
-            if not resources.secret_allowed(workspace_id, secret):
-                prefix = resources.secret_prefix(workspace_id)
-                raise WrongWorkspace(f"secret {secret!r}: this workspace's Secrets are named {prefix!r}...")
+            if (refusal := resources.secret_refusal(workspace_id, secret)) is not None:
+                raise WrongWorkspace(refusal)
         body = resources.desired_livestream(
             namespace=self._kube.namespace,
             workspace_id=workspace_id,
@@ -133,15 +139,24 @@ class LivestreamService:
             raise kube.ApiError(409, "Conflict", f"livestream {name} is being replaced; try again")
         if not resources.in_workspace(livestream, workspace_id):
             raise kube.ApiError(409, "Conflict", f"livestream {name} is not managed by this API")
-        if not created and resources.desired_state(livestream) != model.DesiredState.RUNNING.value:
-            patched = await self._kube.patch_spec(
-                name, resources.uid(livestream), {"state": model.DesiredState.RUNNING.value}
-            )
-            if patched is not None:
-                livestream, resumed = patched, True
+        reconfigured = False
+        if not created:
+            carried = [key for key, field in resources.RECONNECT_OPTIONS.items() if field in request.model_fields_set]
+            spec_patch = resources.reconnect_patch(livestream.get("spec") or {}, body["spec"], carried)
+            if spec_patch is not None:
+                try:
+                    patched = await self._kube.patch_spec(name, resources.uid(livestream), spec_patch)
+                except kube.ApiError as exc:
+                    if exc.status == 422:
+                        raise Invalid(exc.message) from exc
+                    raise
+                if patched is None:
+                    raise kube.ApiError(409, "Conflict", f"livestream {name} is being replaced; try again")
+                livestream = patched
+                resumed, reconfigured = "state" in spec_patch, bool(spec_patch.keys() - {"state"})
         self._remember(livestream)
         fields = await self._detail(workspace_id, livestream)
-        return schemas.LivestreamConnected(**fields, created=created, resumed=resumed)
+        return schemas.LivestreamConnected(**fields, created=created, resumed=resumed, reconfigured=reconfigured)
 
     async def disconnect(self, workspace_id: str, livestream_id: uuid.UUID) -> schemas.LivestreamDetail | None:
         """Set the Livestream Stopped: the operator removes its connector; resource, row and events stay."""

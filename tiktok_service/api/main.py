@@ -112,5 +112,11 @@ def keys_main(argv: Sequence[str]) -> int:
     if args.command == "create" and not resources.valid_workspace(args.workspace):
         print(f"invalid workspace id {args.workspace!r}: {resources.WORKSPACE_PATTERN}", file=sys.stderr)
         return 2
+    if args.command == "create" and not resources.can_own_secrets(args.workspace):
+        print(
+            f"note: workspace {args.workspace!r} can connect but cannot name Secrets (proxies, sessions); "
+            "only ids of lower-case letters, digits and single dashes can",
+            file=sys.stderr,
+        )
     database_url = args.database_url or ApiSettings().database_url
     return asyncio.run(_keys(args, database_url))

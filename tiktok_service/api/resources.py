@@ -30,6 +30,9 @@ WORKSPACE_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 ROOM_ID_PATTERN: Final = r"^[1-9][0-9]{0,18}$"
 #: A Secret name (DNS-1123 label: the API names Secrets of one namespace, no dots needed).
 SECRET_NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?$"
+#: The CRD's default for spec.connection.proxySecretRef.key, written out so that a connect again
+#: compares equal to what Kubernetes stored.
+DEFAULT_PROXY_SECRET_KEY: Final = "proxies"
 LABEL_WORKSPACE: Final = "api.tiktok-service.io/workspace"
 LABEL_USERNAME: Final = "api.tiktok-service.io/username-hash"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
@@ -75,18 +78,51 @@ def workspace_selector(workspace_id: str, username: str | None = None) -> str:
     return selector
 
 
+#: Workspace ids that can own Secrets: lower-case alphanumeric words joined by single dashes.
+#: Such an id never contains `--`, so `<id>--` starts the name of exactly one workspace's Secrets.
+SECRET_OWNER_PATTERN: Final = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+SECRET_SEPARATOR: Final = "--"
+_SECRET_OWNER: Final = re.compile(SECRET_OWNER_PATTERN)
+
+
+def can_own_secrets(workspace_id: str) -> bool:
+    """Whether `workspace_id` is its own Secret prefix, unchanged.
+
+    A prefix derived by folding case or replacing `.`/`_` would map several workspaces
+    (`acme.corp`, `acme_corp`, `Acme-Corp`) onto one, and each could use the others' Secrets;
+    so an id that would need folding owns no Secrets at all.
+    """
+    return len(workspace_id) <= 63 and _SECRET_OWNER.fullmatch(workspace_id) is not None
+
+
 def secret_prefix(workspace_id: str) -> str:
-    """Secrets a workspace may reference through the API are named `<this prefix>...`.
+    """Secrets a workspace may reference through the API are named `<workspace id>--<name>`.
 
     Workspaces share the API's namespace, so a connect may only name Secrets its workspace's
     administrator created for it: otherwise one tenant could use another's proxies or TikTok
-    account by guessing a name. The API never reads a Secret; it only checks the name.
+    account by guessing a name. The API never reads a Secret (it has no right to); it only
+    checks the name. Ownership is exact because a workspace id that owns Secrets never contains
+    the separator: `acme--x` is `acme`'s, `acme-corp--x` is `acme-corp`'s and never `acme`'s.
     """
-    return (_SLUG_DROP.sub("-", workspace_id.lower()).strip("-") or "workspace") + "-"
+    return workspace_id + SECRET_SEPARATOR
 
 
 def secret_allowed(workspace_id: str, secret_name: str) -> bool:
-    return secret_name.startswith(secret_prefix(workspace_id)) and len(secret_name) > len(secret_prefix(workspace_id))
+    """`secret_name` is `<workspace_id>--<something>` and the workspace can own Secrets."""
+    prefix = secret_prefix(workspace_id)
+    return can_own_secrets(workspace_id) and secret_name.startswith(prefix) and len(secret_name) > len(prefix)
+
+
+def secret_refusal(workspace_id: str, secret_name: str) -> str | None:
+    """Why `workspace_id` may not reference `secret_name` (None when it may), for the 403's detail."""
+    if not can_own_secrets(workspace_id):
+        return (
+            f"secret {secret_name!r}: workspace {workspace_id!r} cannot reference Secrets; only workspace ids of "
+            "lower-case letters, digits and single dashes can (their Secrets are named '<workspace id>--<name>')"
+        )
+    if not secret_allowed(workspace_id, secret_name):
+        return f"secret {secret_name!r}: this workspace's Secrets are named {secret_prefix(workspace_id)!r}..."
+    return None
 
 
 def connection_spec(
@@ -102,13 +138,59 @@ def connection_spec(
     if room_id:
         connection["roomId"] = room_id
     if proxy_secret:
-        connection["proxySecretRef"] = {"name": proxy_secret, **({"key": proxy_secret_key} if proxy_secret_key else {})}
+        connection["proxySecretRef"] = {"name": proxy_secret, "key": proxy_secret_key or DEFAULT_PROXY_SECRET_KEY}
     if session_secret:
         connection["sessionSecretRef"] = {"name": session_secret}
     chosen = {key: value for key, value in (locale or {}).items() if value}
     if chosen:
         connection["locale"] = chosen
     return connection
+
+
+def connection_patch(existing: Mapping[str, Any], requested: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A JSON merge patch turning `spec.connection` `existing` into what a connect again `requested`.
+
+    Each option the request carries replaces that option as a whole (a proxy Secret named
+    without a key falls back to the default key, not to the old key); options it leaves out stay
+    as they are, so connecting again without options never drops any. None when nothing changes.
+    """
+    patch: dict[str, Any] = {}
+    for option, wanted in requested.items():
+        current = existing.get(option)
+        if current == wanted:
+            continue
+        if isinstance(wanted, Mapping) and isinstance(current, Mapping):
+            patch[option] = {**{key: None for key in current if key not in wanted}, **wanted}
+        else:
+            patch[option] = wanted
+    return patch or None
+
+
+#: Connect options that are not connection options, by their spec key (the request's fields).
+RECONNECT_OPTIONS: Final = {"waitForLive": "wait_for_live", "eventTypes": "event_types"}
+
+
+def reconnect_patch(
+    existing: Mapping[str, Any], desired: Mapping[str, Any], carried: Iterable[str]
+) -> dict[str, Any] | None:
+    """The spec merge patch for connecting again: `existing` spec, `desired` from the request.
+
+    `carried` names the spec keys whose request fields the client set (`waitForLive`,
+    `eventTypes`): those replace the existing values, the others stay, so a bare connect changes
+    nothing but the state. Connection options follow `connection_patch`. None when nothing changes.
+    """
+    patch: dict[str, Any] = {}
+    if (existing.get("state") or model.DesiredState.RUNNING.value) != model.DesiredState.RUNNING.value:
+        patch["state"] = model.DesiredState.RUNNING.value
+    carried = set(carried)
+    if "waitForLive" in carried and bool(existing.get("waitForLive", False)) != bool(desired.get("waitForLive")):
+        patch["waitForLive"] = bool(desired.get("waitForLive"))
+    if "eventTypes" in carried and sorted(existing.get("eventTypes") or []) != sorted(desired.get("eventTypes") or []):
+        patch["eventTypes"] = desired.get("eventTypes") or None  # None removes it: all types
+    connection = connection_patch(existing.get("connection") or {}, desired.get("connection") or {})
+    if connection is not None:
+        patch["connection"] = connection
+    return patch or None
 
 
 def desired_livestream(

@@ -27,8 +27,8 @@ SecretName = Annotated[
     Field(
         pattern=resources.SECRET_NAME_PATTERN,
         max_length=253,
-        description="Name of a Secret in the API's namespace, starting with the workspace id and a dash "
-        "(`acme-egress`): a workspace references only its own Secrets. The API never reads it.",
+        description="Name of a Secret in the API's namespace, starting with the workspace id and two dashes "
+        "(`acme--egress`): a workspace references only its own Secrets. The API never reads it.",
     ),
 ]
 
@@ -146,6 +146,11 @@ class LivestreamConnected(LivestreamDetail):
 
     created: bool
     resumed: bool = Field(default=False, description="An existing, disconnected Livestream was set Running again.")
+    reconfigured: bool = Field(
+        default=False,
+        description="An existing Livestream took the options of this request (connection options, "
+        "wait_for_live, event_types: those it carries replace its own; the connector restarts with them).",
+    )
 
 
 class LivestreamsPage(BaseModel):

@@ -14,6 +14,8 @@
   them to the sign server with the WebSocket fetch. The library refuses that unless
   `WHITELIST_AUTHENTICATED_SESSION_ID_HOST` names the sign server's host; the settings carry
   that consent and we hand it to the library in the variable it reads.
+* **Sign server TLS**: the library's sign client does not verify certificates; we give it one
+  that does (`verify_sign_server_tls`), for every connector, with or without a session.
 """
 
 from __future__ import annotations
@@ -139,6 +141,36 @@ def client_kwargs(settings: ConnectorSettings, proxy: ProxyEndpoint | None) -> d
         kwargs["ws_proxy"] = httpx.Proxy(proxy.url)
         kwargs["ws_kwargs"]["proxy_conn_timeout"] = settings.http_timeout_s
     return kwargs
+
+
+def verify_sign_server_tls(client: TikTokLiveClient) -> None:
+    """Make the client's sign server connection verify the server's TLS certificate.
+
+    TikTokLive builds its sign client (EulerApiSdk) with `verify_ssl=False`, so anyone on the
+    path to an `https` sign server could impersonate it; with a session configured, that request
+    carries the account's `session_id`. We replace the SDK's HTTP client, through its own
+    `set_async_httpx_client`, with one of identical settings (base URL, headers with the API key,
+    cookies, timeout, redirects) that verifies: certifi's CAs, or `SSL_CERT_FILE`/`SSL_CERT_DIR`
+    when set (httpx reads them). A plain `http` sign URL (the simulator) has nothing to verify.
+    """
+    sdk = client.web.signer.sdk_client
+    unverified = sdk.get_async_httpx_client()  # built by the SDK from its settings; never opened
+    sdk.set_async_httpx_client(
+        httpx.AsyncClient(
+            base_url=unverified.base_url,
+            headers=unverified.headers,
+            cookies=unverified.cookies,
+            timeout=unverified.timeout,
+            follow_redirects=unverified.follow_redirects,
+            verify=True,
+        )
+    )
+
+
+def prepare_client(client: TikTokLiveClient, settings: ConnectorSettings) -> None:
+    """What a new client needs before its first request: a verified sign server, then the session."""
+    verify_sign_server_tls(client)
+    apply_session(client, settings)
 
 
 def apply_session(client: TikTokLiveClient, settings: ConnectorSettings) -> None:

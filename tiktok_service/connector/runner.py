@@ -224,9 +224,9 @@ class ConnectorRunner:
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _new_client(self) -> TikTokLiveClient:
-        """A client for one attempt: through the current proxy, logged in when a session is configured."""
+        """A client for one attempt: through the current proxy, a verified sign server, logged in if configured."""
         client = TikTokLiveClient(**client_options.client_kwargs(self.settings, self.proxies.current))
-        client_options.apply_session(client, self.settings)
+        client_options.prepare_client(client, self.settings)
         transport.install(client)
         assert self.router is not None
         self.router.attach(client)

@@ -19,7 +19,10 @@ router = APIRouter(prefix="/api/livestreams", tags=["livestreams"], responses=co
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": schemas.LivestreamConnected, "description": "The workspace was already connected to that user."},
-        403: {"description": "`workspace_id` is not the API key's workspace, or a Secret named is not its own."},
+        403: {
+            "description": "`workspace_id` is not the API key's workspace, or a Secret named is not its own "
+            "(`<workspace id>--<name>`; workspace ids other than lower-case words joined by dashes own none)."
+        },
     },
 )
 async def connect(
@@ -29,7 +32,9 @@ async def connect(
 
     An existing Livestream of the same workspace and user (usernames match case-insensitively)
     is returned with `created: false` and status 200; if it was disconnected (Stopped or
-    Paused) it is set Running again (`resumed: true`). Its options are the first connect's.
+    Paused) it is set Running again (`resumed: true`). Options the request carries (connection
+    options, `wait_for_live`, `event_types`) replace the existing ones, each option whole
+    (`reconfigured: true`; the connector restarts with them); options it leaves out stay.
     """
     try:
         connected = await service.connect(workspace_id, body)
