@@ -210,11 +210,16 @@ def cluster(api: client.ApiClient, namespace: str) -> Cluster:
 
 
 async def report(redis: aioredis.Redis, livestream_id: str, status: ConnectorStatus, counts: dict[str, int]) -> None:
-    """Write what a connector writes: its status hash and its per-type counters."""
+    """Write what a connector writes: its per-type counters and its status hash.
+
+    Counters first, as a connector publishes events before its heartbeat reports them: an
+    operator pass between the two writes then sees the old status, never a new phase
+    without its counts (which would make the counts wait for the status interval).
+    """
     now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-    await redis.hset(naming.connector_status_key(livestream_id), mapping=status.to_hash(now_ms=now_ms))  # type: ignore[arg-type]
     if counts:
         await redis.hset(naming.event_counts_key(livestream_id), mapping=counts)  # type: ignore[arg-type]
+    await redis.hset(naming.connector_status_key(livestream_id), mapping=status.to_hash(now_ms=now_ms))  # type: ignore[arg-type]
 
 
 async def row(database_url: str, uid: str) -> repo.Livestream | None:
