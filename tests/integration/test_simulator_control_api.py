@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -20,18 +19,6 @@ from tiktok_service.simulator import Scenario, SimulatorConfig, SimulatorServer,
 from tiktok_service.simulator.tiktok_routes import WS_PATH
 
 DEADLINE_S = 10.0
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(SimulatorConfig(port=0)) as server:
-        yield server
-
-
-@pytest.fixture
-async def http(sim: SimulatorServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=sim.base_url) as session:
-        yield session
 
 
 async def put_room(http: aiohttp.ClientSession, username: str, **scenario: Any) -> dict[str, Any]:

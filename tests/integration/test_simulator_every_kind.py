@@ -3,16 +3,10 @@ the event class the library maps its method to."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import Counter
 from typing import Any
 
 import aiohttp
-import pytest
-from TikTokLive import TikTokLiveClient
-from TikTokLive.client.web.web_settings import WebDefaults
 from TikTokLive.events import (
     DisconnectEvent,
     FollowEvent,
@@ -23,7 +17,8 @@ from TikTokLive.events import (
 )
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
 
-from tiktok_service.simulator import Scenario, SimulatorConfig, SimulatorServer
+from tests.tiktoklive_recorder import Recorder
+from tiktok_service.simulator import Scenario
 from tiktok_service.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_SIZE, sent_by_method
 from tiktok_service.simulator.scenario import EVERY_KIND
 
@@ -31,70 +26,7 @@ DEADLINE_S = 30.0
 CUSTOM = (FollowEvent, LivePauseEvent, LiveUnpauseEvent, LiveEndEvent, DisconnectEvent, SuperFanBoxEvent)
 
 
-class Recorder:
-    """Every mapped event class (plus the custom ones derived from them), keyed by class."""
-
-    def __init__(self, client: TikTokLiveClient) -> None:
-        self.client = client
-        self.events: dict[type, list[Any]] = defaultdict(list)
-        self._changed = asyncio.Event()
-        for event_type in (*EVENT_MAPPINGS.values(), *CUSTOM):
-            client.add_listener(event_type, self._record)
-
-    def _record(self, event: Any) -> None:
-        self.events[type(event)].append(event)
-        self._changed.set()
-
-    def ids(self, event_type: type) -> list[int]:
-        return [e.common.msg_id for e in self.events[event_type]]
-
-    def seen(self) -> set[int]:
-        return {e.common.msg_id for t in EVENT_MAPPINGS.values() for e in self.events[t]}
-
-    async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        async with asyncio.timeout(DEADLINE_S):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-
-@pytest.fixture
-def tiktoklive_defaults() -> Iterator[None]:
-    saved = (WebDefaults.tiktok_app_url, WebDefaults.tiktok_webcast_url)
-    yield
-    WebDefaults.tiktok_app_url, WebDefaults.tiktok_webcast_url = saved
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(SimulatorConfig(port=0)) as server:
-        yield server
-
-
-@pytest.fixture
-async def http(sim: SimulatorServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=sim.base_url) as session:
-        yield session
-
-
-@pytest.fixture
-async def recorder(sim: SimulatorServer, tiktoklive_defaults: None) -> AsyncIterator[Callable[[str], Recorder]]:
-    clients: list[TikTokLiveClient] = []
-
-    def make(username: str) -> Recorder:
-        settings = sim.tiktoklive_settings()
-        WebDefaults.tiktok_app_url = settings["tiktok_app_url"]
-        WebDefaults.tiktok_webcast_url = settings["tiktok_webcast_url"]
-        client = TikTokLiveClient(unique_id=username, web_kwargs={"signer_kwargs": settings["signer_kwargs"]})
-        clients.append(client)
-        return Recorder(client)
-
-    yield make
-    for client in clients:
-        with contextlib.suppress(Exception):
-            await client.disconnect()
-        await client.web.close()
-        await client.web.signer.sdk_client.get_async_httpx_client().aclose()
+RECORDED = (*EVENT_MAPPINGS.values(), *CUSTOM)
 
 
 async def get_json(http: aiohttp.ClientSession, path: str, **params: str) -> Any:

@@ -11,15 +11,12 @@ import contextlib
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from pydantic import ValidationError
-from TikTokLive import TikTokLiveClient
 from TikTokLive.client.errors import SignatureRateLimitError, UserNotFoundError, UserOfflineError
-from TikTokLive.client.web.web_settings import WebDefaults
 from TikTokLive.events import (
     CommentEvent,
     ConnectEvent,
@@ -35,7 +32,7 @@ from TikTokLive.events import (
 )
 from websockets.exceptions import ConnectionClosedError
 
-from tiktok_service.simulator import Scenario, SimulatorConfig, SimulatorServer
+from tiktok_service.simulator import Scenario
 from tiktok_service.simulator.fixtures import fixture_events, load_captured
 
 DEADLINE_S = 20.0
@@ -52,74 +49,6 @@ RECORDED = (
     ShareEvent,
     UnknownEvent,
 )
-
-
-class Recorder:
-    """Collects a client's events and lets a test wait on a condition over them."""
-
-    def __init__(self, client: TikTokLiveClient) -> None:
-        self.client = client
-        self.events: dict[type, list[Any]] = defaultdict(list)
-        self._changed = asyncio.Event()
-        for event_type in RECORDED:
-            client.add_listener(event_type, self._record)
-
-    def _record(self, event: Any) -> None:  # sync handler: must never raise
-        self.events[type(event)].append(event)
-        self._changed.set()
-
-    def of(self, event_type: type) -> list[Any]:
-        return self.events[event_type]
-
-    def ids(self, event_type: type) -> list[int]:
-        return [e.common.msg_id for e in self.events[event_type]]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-
-@pytest.fixture
-def tiktoklive_defaults() -> Iterator[None]:
-    saved = (WebDefaults.tiktok_app_url, WebDefaults.tiktok_webcast_url)
-    yield
-    WebDefaults.tiktok_app_url, WebDefaults.tiktok_webcast_url = saved
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[SimulatorServer]:
-    async with SimulatorServer(SimulatorConfig(port=0)) as server:
-        yield server
-
-
-@pytest.fixture
-async def http(sim: SimulatorServer) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=sim.base_url) as session:
-        yield session
-
-
-@pytest.fixture
-async def recorder(sim: SimulatorServer, tiktoklive_defaults: None) -> AsyncIterator[Callable[[str], Recorder]]:
-    clients: list[TikTokLiveClient] = []
-
-    def make(username: str) -> Recorder:
-        settings = sim.tiktoklive_settings()
-        WebDefaults.tiktok_app_url = settings["tiktok_app_url"]
-        WebDefaults.tiktok_webcast_url = settings["tiktok_webcast_url"]
-        client = TikTokLiveClient(unique_id=username, web_kwargs={"signer_kwargs": settings["signer_kwargs"]})
-        clients.append(client)
-        return Recorder(client)
-
-    yield make
-    for client in clients:
-        with contextlib.suppress(Exception):
-            await client.disconnect()
-        await client.web.close()  # client.close() would call run_until_complete inside a running loop
-        # TikTokLive never closes the sign server's own httpx client: without this, every sign request
-        # leaks a socket (ResourceWarning).
-        await client.web.signer.sdk_client.get_async_httpx_client().aclose()
 
 
 async def sent(http: aiohttp.ClientSession, username: str) -> dict[str, Any]:
