@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tiktok_service.devcluster.node_agent import NodeAgent
-from tiktok_service.operator import model
+from tiktok_service.operator import model, testing
 from tiktok_service.persister import livestreams_repository as repo
 
 T = TypeVar("T")
@@ -113,6 +113,19 @@ def connector_bin_dir(root: Path, venv_bin: Path) -> Path:
     )
     script.chmod(0o755)
     return root
+
+
+def prepared_namespace(admin: client.ApiClient, *, prefix: str, operator_user: str, redis_url: str) -> str:
+    """A new namespace as deploy/ prepares it: the operator's Role bound, the connector Secret."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(admin)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    testing.grant_role(admin, namespace=name, user=operator_user)
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(name="tiktok-connector"), string_data={"redis-url": redis_url}
+    )
+    core.create_namespaced_secret(name, secret)
+    return name
 
 
 def livestream(name: str, username: str, **spec: Any) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from tests.e2e_support import (
     fetch_row,
     livestream,
     pid_of,
+    prepared_namespace,
     stored_events,
     unique,
     wait_for,
@@ -179,16 +180,7 @@ def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="module")
 def namespace(admin: client.ApiClient, services: Services) -> str:
-    """The namespace as deploy/ prepares it: the operator's Role bound, the connector Secret."""
-    name = f"e2e-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(admin)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    testing.grant_role(admin, namespace=name, user=OPERATOR_USER)
-    secret = client.V1Secret(
-        metadata=client.V1ObjectMeta(name="tiktok-connector"), string_data={"redis-url": services.redis_url}
-    )
-    core.create_namespaced_secret(name, secret)
-    return name
+    return prepared_namespace(admin, prefix="e2e", operator_user=OPERATOR_USER, redis_url=services.redis_url)
 
 
 @pytest.fixture(scope="module")

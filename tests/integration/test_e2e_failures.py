@@ -10,7 +10,6 @@ user would see in its status: the README's failure table, row by row.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +26,7 @@ from tests.e2e_support import (
     Livestreams,
     connector_bin_dir,
     container_status,
+    prepared_namespace,
     unique,
     wait_for,
 )
@@ -95,15 +95,7 @@ def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="module")
 def namespace(admin: client.ApiClient, services: Services) -> str:
-    name = f"e2e-fail-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(admin)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    testing.grant_role(admin, namespace=name, user=OPERATOR_USER)
-    secret = client.V1Secret(
-        metadata=client.V1ObjectMeta(name="tiktok-connector"), string_data={"redis-url": services.redis_url}
-    )
-    core.create_namespaced_secret(name, secret)
-    return name
+    return prepared_namespace(admin, prefix="e2e-fail", operator_user=OPERATOR_USER, redis_url=services.redis_url)
 
 
 @pytest.fixture(scope="module")
