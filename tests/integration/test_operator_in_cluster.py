@@ -562,7 +562,11 @@ async def test_counter_changes_alone_wait_for_the_status_interval_while_a_phase_
         await wait_until(lambda: cluster.pod("max") is not None, timeout=DEADLINE_S, what="the connector pod")
         cluster.run_pod("max")
         await report(redis_client, uid, ConnectorStatus(phase=ConnectorPhase.LIVE, room_id=1), {"tiktok.like": 5})
-        await wait_until(lambda: cluster.status("max").get("totalEvents") == 5, timeout=DEADLINE_S, what="Live")
+        await wait_until(
+            lambda: (status := cluster.status("max")).get("phase") == "Live" and status.get("totalEvents") == 5,
+            timeout=DEADLINE_S,
+            what="Live with its counts",
+        )
         patches = sample("tiktok_operator_status_patches_total")
 
         await report(redis_client, uid, ConnectorStatus(phase=ConnectorPhase.LIVE, room_id=1), {"tiktok.like": 9})
