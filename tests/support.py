@@ -9,7 +9,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from tiktok_service.connector import runner as connector_runner
 from tiktok_service.domain import naming
+from tiktok_service.domain.exit_codes import ExitCode
+from tiktok_service.settings import ConnectorSettings
 
 KIND_TO_TYPE = {
     "comment": "tiktok.comment",
@@ -80,3 +83,20 @@ async def tiktok_ids(redis: aioredis.Redis, livestream_id: str) -> list[str]:
         for event_type, event_id in await livestream_entries(redis, livestream_id)
         if event_type not in {"tiktok.connect", "tiktok.disconnect"}
     ]
+
+
+class Running:
+    """A connector running in this process as a task, as its pod would run it."""
+
+    def __init__(self, settings: ConnectorSettings, redis: aioredis.Redis) -> None:
+        connector_runner.configure_tiktok_urls(settings)
+        self.settings = settings
+        self.runner = connector_runner.ConnectorRunner(settings, redis=redis, seed=1)
+        self.task: asyncio.Task[ExitCode] = asyncio.create_task(self.runner.run())
+
+    async def stop(self, timeout: float = 30) -> ExitCode:
+        self.runner.stop()
+        return await asyncio.wait_for(self.task, timeout)
+
+    async def exit_code(self, timeout: float = 60) -> ExitCode:
+        return await asyncio.wait_for(asyncio.shield(self.task), timeout)

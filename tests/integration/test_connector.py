@@ -16,8 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from tests.support import expected_events, livestream_entries, tiktok_ids, wait_until
-from tiktok_service.connector import runner as connector_runner
+from tests.support import Running, expected_events, livestream_entries, tiktok_ids, wait_until
 from tiktok_service.devcluster.processes import free_port
 from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
@@ -55,23 +54,6 @@ def make_settings(simulator: SimulatorServer, redis_url: str) -> Callable[..., C
         return ConnectorSettings(**values)
 
     return make
-
-
-class Running:
-    """A connector running in this process as a task, as its pod would run it."""
-
-    def __init__(self, settings: ConnectorSettings, redis: aioredis.Redis) -> None:
-        connector_runner.configure_tiktok_urls(settings)
-        self.settings = settings
-        self.runner = connector_runner.ConnectorRunner(settings, redis=redis, seed=1)
-        self.task: asyncio.Task[ExitCode] = asyncio.create_task(self.runner.run())
-
-    async def stop(self, timeout: float = 30) -> ExitCode:
-        self.runner.stop()
-        return await asyncio.wait_for(self.task, timeout)
-
-    async def exit_code(self, timeout: float = 30) -> ExitCode:
-        return await asyncio.wait_for(asyncio.shield(self.task), timeout)
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, generate_latest
 
 from tests.proxies import TIKTOK_HOSTS, LocalProxy, MicroSocks, TinyProxy, namespaces_available
-from tests.support import expected_events, tiktok_ids, wait_until
+from tests.support import Running, expected_events, tiktok_ids, wait_until
 from tiktok_service.connector import client_options, outcomes
-from tiktok_service.connector import runner as connector_runner
 from tiktok_service.devcluster.processes import free_port
 from tiktok_service.domain import naming
 from tiktok_service.domain.exit_codes import ExitCode
@@ -47,17 +46,6 @@ def new_name() -> str:
 
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-class Running:
-    def __init__(self, settings: ConnectorSettings, redis: aioredis.Redis) -> None:
-        connector_runner.configure_tiktok_urls(settings)
-        self.settings = settings
-        self.runner = connector_runner.ConnectorRunner(settings, redis=redis, seed=1)
-        self.task: asyncio.Task[ExitCode] = asyncio.create_task(self.runner.run())
-
-    async def exit_code(self, timeout: float = 60) -> ExitCode:
-        return await asyncio.wait_for(asyncio.shield(self.task), timeout)
 
 
 @pytest.fixture

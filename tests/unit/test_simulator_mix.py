@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import pytest
-from TikTokLive.client.ws.ws_utils import extract_webcast_response_message
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
-from TikTokLive.proto import WebcastPushFrame
 
+from tests.fake_socket import FakeSocket
 from tiktok_service.simulator.fixtures import fixture_events, load_captured
 from tiktok_service.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_PLAN, EVERY_KIND_SIZE, sent_by_method
 from tiktok_service.simulator.room import Room, RoomError, RoomState
@@ -128,36 +127,10 @@ def test_new_options_roundtrip_and_preset_replaces_the_mix() -> None:
     assert Scenario(mix={"poll": 1}).effective_mix() == {"poll": 1.0}
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.aborted = False
-        self.closed_with: tuple[int, bytes] | None = None
-
-    @property
-    def closed(self) -> bool:
-        return self.aborted or self.closed_with is not None
-
-    async def send(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    async def close(self, code: int, message: bytes) -> None:
-        self.closed_with = (code, message)
-
-    def messages(self):
-        out = []
-        for raw in self.frames:
-            out.extend(extract_webcast_response_message(WebcastPushFrame().parse(raw)).messages)
-        return out
-
-
 async def test_send_kinds_goes_out_despite_total_and_can_end_the_live() -> None:
     room = Room("kim", Scenario(seed=1, rate=0, total=3))
     room.start()
-    sock = Sink()
+    sock = FakeSocket()
     room.attach(sock)
     try:
         assert await room.wait_until(lambda: room.stats.events_sent == 3, WAIT_S)
@@ -184,7 +157,7 @@ async def test_send_kinds_goes_out_despite_total_and_can_end_the_live() -> None:
 async def test_send_kinds_subset_keeps_ids_unique_across_calls() -> None:
     room = Room("lou", Scenario(seed=2, rate=0, total=0))
     room.start()
-    room.attach(Sink())
+    room.attach(FakeSocket())
     try:
         first = room.send_kinds(["WebcastPollMessage", "WebcastControlMessage"])
         second = room.send_kinds(["WebcastPollMessage"])

@@ -6,42 +6,11 @@ import pytest
 from TikTokLive.client.ws.ws_utils import extract_webcast_response_message
 from TikTokLive.proto import WebcastPushFrame
 
+from tests.fake_socket import FakeSocket
 from tiktok_service.simulator.room import Room, RoomError, RoomState
 from tiktok_service.simulator.scenario import Scenario
 
 WAIT_S = 5.0
-
-
-class FakeSocket:
-    """Records frames; can be told to fail."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.frames: list[bytes] = []
-        self.aborted = False
-        self.closed_with: tuple[int, bytes] | None = None
-        self.fail = fail
-
-    @property
-    def closed(self) -> bool:
-        return self.aborted or self.closed_with is not None
-
-    async def send(self, frame: bytes) -> None:
-        if self.fail:
-            raise ConnectionResetError("gone")
-        self.frames.append(frame)
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    async def close(self, code: int, message: bytes) -> None:
-        self.closed_with = (code, message)
-
-    def messages(self):
-        out = []
-        for raw in self.frames:
-            frame = WebcastPushFrame().parse(raw)
-            out.extend(extract_webcast_response_message(frame).messages)
-        return out
 
 
 async def started(username: str = "alice", **scenario: object) -> Room:
