@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Awaitable
 
@@ -156,3 +157,23 @@ async def test_a_livestream_id_that_is_not_a_uuid_is_stored_under_its_uuid5_key(
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+async def test_a_nul_a_viewer_typed_is_stored_as_the_replacement_character_not_dead_lettered(
+    redis_client: aioredis.Redis, redis_url: str, database_url: str
+) -> None:
+    batch = envelopes(10)
+    assert batch[3].user is not None
+    batch[3].user = dataclasses.replace(batch[3].user, nickname="a\x00b")
+    await sample.publish(redis_client, batch)
+    await run_burst(quick_settings(redis_url, database_url))
+    assert await stored_events(database_url) == 10
+    assert await redis_client.xlen(naming.DEAD_LETTER_STREAM) == 0
+    conn = await asyncpg.connect(database_url)
+    try:
+        text = await conn.fetchval(
+            "SELECT payload->'data'->'user'->>'nickname' FROM events WHERE event_id = $1", batch[3].id
+        )
+    finally:
+        await conn.close()
+    assert text == "a\ufffdb"

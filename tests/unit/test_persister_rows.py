@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -103,12 +104,21 @@ def test_a_room_id_beyond_bigint_is_poison_rather_than_a_failed_batch() -> None:
     assert caught.value.category == "unstorable"
 
 
-def test_a_nul_character_in_the_payload_is_poison_because_jsonb_cannot_store_it() -> None:
+def test_a_nul_anywhere_is_stored_as_the_replacement_character_not_refused() -> None:
     envelope = sample.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
-    envelope.data["comment"] = "bad\x00comment"
-    with pytest.raises(rows.PoisonEntry) as caught:
-        rows.record_from_fields(fields_of(envelope))
-    assert caught.value.category == "unstorable"
+    envelope.data["text"] = "bad\x00comment"
+    envelope.data["nested"] = {"k\x00": ["x\x00"]}
+    envelope.id = "7301\x00"
+    assert envelope.user is not None
+    envelope.user = dataclasses.replace(envelope.user, unique_id="al\x00ice")
+    record = rows.record_from_fields(fields_of(envelope))
+
+    assert record[2] == "7301\ufffd" and record[6] == "al\ufffdice"
+    payload = orjson.loads(record[rows.PAYLOAD])
+    assert payload["data"]["text"] == "bad\ufffdcomment"
+    assert payload["data"]["nested"] == {"k\ufffd": ["x\ufffd"]}
+    assert "\\u0000" not in record[rows.PAYLOAD]
+    assert rows.record_from_fields(fields_of(envelope)) == record  # the same key on every delivery
 
 
 def test_an_escaped_backslash_u0000_text_is_not_mistaken_for_a_nul() -> None:

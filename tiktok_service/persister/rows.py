@@ -13,7 +13,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from asyncpg.pgproto import pgproto
@@ -217,7 +217,15 @@ def fast_record(raw: bytes) -> Record | None:
 
 
 def record_from_envelope(envelope: events.Envelope, raw: bytes) -> Record:
-    """The row of a decoded envelope; `raw` (its published bytes) becomes the payload."""
+    """The row of a decoded envelope; `raw` (its published bytes) becomes the payload.
+
+    PostgreSQL cannot store a NUL character (neither in text nor in jsonb), and TikTok users
+    can type one: it is stored as U+FFFD (the replacement character) wherever it occurs,
+    instead of the event being refused; the stream keeps the original bytes.
+    """
+    if _has_nul(envelope, raw):
+        raw = orjson.dumps(_without_nul(orjson.loads(raw)))
+        envelope = events.decode(raw)
     _check_storable(envelope, raw)
     livestream, key_prefix = _keys_of(envelope.livestream_id)
     try:
@@ -245,11 +253,18 @@ def _check_storable(envelope: events.Envelope, raw: bytes) -> None:
         raise PoisonEntry("unstorable", f"roomid {envelope.room_id} does not fit a bigint")
     if user is not None and not _BIGINT_MIN <= user.id <= _BIGINT_MAX:
         raise PoisonEntry("unstorable", f"user.id {user.id} does not fit a bigint")
+
+
+#: What a NUL becomes in PostgreSQL: it can store neither "\x00" in text nor \u0000 in jsonb.
+NUL_REPLACEMENT = "\ufffd"
+
+
+def _has_nul(envelope: events.Envelope, raw: bytes) -> bool:
+    user = envelope.user
     if "\x00" in envelope.id or (user is not None and "\x00" in user.unique_id):
-        raise PoisonEntry("unstorable", "id or username contains a NUL character")
-    # Cheap pre-filter, exact check only when it fires: jsonb cannot hold \u0000.
-    if b"\\" in raw and b"\\u0000" in raw and _contains_nul(orjson.loads(raw)):
-        raise PoisonEntry("unstorable", "payload contains a \\u0000 character (jsonb cannot store it)")
+        return True
+    # Cheap pre-filter, exact check only when it fires (an escaped backslash may precede "u0000").
+    return b"\\" in raw and b"\\u0000" in raw and _contains_nul(orjson.loads(raw))
 
 
 def _contains_nul(value: object) -> bool:
@@ -265,6 +280,17 @@ def _contains_nul(value: object) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` (decoded JSON) with every NUL in its strings, keys included, replaced."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def next_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
