@@ -15,7 +15,7 @@ EVENTS_DROPPED = Counter(
 )
 MESSAGES_DROPPED = Counter(
     "tiktok_connector_messages_dropped_total",
-    "TikTok messages not published, by method and reason (duplicate, filtered, handler_error)",
+    "TikTok messages not published, by method and reason (duplicate, filtered, buffer_full, handler_error)",
     ["method", "reason"],
 )
 SCHEMA_DRIFT = Counter(
@@ -45,7 +45,6 @@ class _PerType:
 
 received = _PerType(EVENTS_RECEIVED)
 published = _PerType(EVENTS_PUBLISHED)
-DUPLICATES = EVENTS_DROPPED.labels(reason="duplicate")
 
 
 class _Drops:

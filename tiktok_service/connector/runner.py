@@ -224,10 +224,19 @@ class ConnectorRunner:
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _new_client(self) -> TikTokLiveClient:
-        """A client for one attempt: through the current proxy, a verified sign server, logged in if configured."""
+        """A client for one attempt, with every part of the library we replace installed.
+
+        Through the current proxy, a verified sign server, logged in if configured; our frame
+        reader (whose close frame `socket_close` keeps), room-info, room-lookup and sign routes
+        that tell TikTok's refusals apart; our handlers.
+        """
         client = TikTokLiveClient(**client_options.client_kwargs(self.settings, self.proxies.current))
         client_options.prepare_client(client, self.settings)
         transport.install(client)
+        room_check.install(client)
+        verify_pages.install(client)
+        sign_quota.install(client)
+        self._closed = socket_close.watch(client)  # wraps the reader `transport` installed
         assert self.router is not None
         self.router.attach(client)
         return client
@@ -240,10 +249,6 @@ class ConnectorRunner:
         """
         assert self.router is not None
         client = self._client = self._new_client()
-        room_check.install(client)
-        verify_pages.install(client)
-        sign_quota.install(client)
-        self._closed = socket_close.watch(client)
         stalled = False
         try:
             task = await asyncio.wait_for(
