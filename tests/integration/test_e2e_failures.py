@@ -164,6 +164,21 @@ def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = 60.0, *
     )
 
 
+def wait_retrying(cluster: Cluster, name: str, reason: str) -> dict[str, Any]:
+    """A status taken while the connector waits to retry, which says until when.
+
+    While an attempt is under way there is no next retry to show, so the first Reconnecting
+    status seen may lack it: wait for one taken during a backoff.
+    """
+    return wait_for(
+        lambda: (
+            (status := cluster.in_phase(name, "Reconnecting", reason=reason)) and status.get("nextRetryAt") and status
+        ),
+        what=f"{name} to be Reconnecting / {reason} with a nextRetryAt",
+        explain=cluster.explain(name),
+    )
+
+
 def exit_code_of(cluster: Cluster, name: str) -> int:
     terminated = container_status(cluster.pod(name)).state.terminated  # type: ignore[union-attr]
     return int(terminated.exit_code)
@@ -213,8 +228,7 @@ def test_a_user_not_found_is_retried_by_the_connector_then_fails_without_restart
     services.add_room(username, Scenario(not_found=True))
     livestreams.create(name, username, restartPolicy=QUICK_POLICY)
 
-    reconnecting = wait_phase(cluster, name, "Reconnecting", reason="UserNotFound")
-    assert reconnecting.get("nextRetryAt")  # the connector says when it asks again
+    wait_retrying(cluster, name, "UserNotFound")
     wait_phase(cluster, name, "Failed", reason="UserNotFound", restarts=0)
 
     assert exit_code_of(cluster, name) == ExitCode.USER_NOT_FOUND
@@ -278,8 +292,7 @@ def test_a_short_sign_rate_limit_is_waited_for_by_the_running_connector(
     services.add_room(username, Scenario(sign_429=1, retry_after_s=8, rate=20))
     livestreams.create(name, username, restartPolicy=QUICK_POLICY)
 
-    waiting = wait_phase(cluster, name, "Reconnecting", reason="SignRateLimited")
-    assert waiting.get("nextRetryAt")
+    wait_retrying(cluster, name, "SignRateLimited")
     wait_phase(cluster, name, "Live", timeout=30)
 
     assert cluster.status(name)["restarts"] == 0
