@@ -1,4 +1,4 @@
-"""Regenerate the event contract: the schema files, the README's event table, the CRD's type list.
+"""Regenerate the event contract: schemas, AsyncAPI document, README table, CRD type list.
 
 Usage: `python -m tiktok_service.schemas [--check]` (from the repository root). With
 `--check` nothing is written and the exit code says whether anything is stale.
@@ -9,12 +9,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tiktok_service.connector import contract
+from tiktok_service.connector import asyncapi, contract
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parents[1]
 README = REPO_ROOT / "README.md"
 CRD = REPO_ROOT / "crds" / "livestream.yaml"
+ASYNCAPI = REPO_ROOT / asyncapi.DOCUMENT_PATH
 
 
 def readme_with_table(text: str) -> str:
@@ -41,6 +42,7 @@ def planned() -> dict[Path, str]:
     files = {PACKAGE_DIR / name: content for name, content in contract.all_schema_files().items()}
     files[README] = readme_with_table(README.read_text(encoding="utf-8"))
     files[CRD] = crd_with_types(CRD.read_text(encoding="utf-8"))
+    files[ASYNCAPI] = asyncapi.render()
     return files
 
 
