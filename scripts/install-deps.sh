@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack and the tests need, only when they are missing:
 # PostgreSQL and Redis servers; tinyproxy (HTTP CONNECT proxy) and microsocks (SOCKS5 proxy),
-# which the connection-option tests start on loopback ports with their own configuration.
+# which the connection-option tests start on loopback ports with their own configuration;
+# promtool, which checks the alerting rules.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v tinyproxy >/dev/null || [ -x /usr/bin/tinyproxy ] || need+=(tinyproxy)
 command -v microsocks >/dev/null || need+=(microsocks)
+# promtool checks the alerting rules in deploy/monitoring (from Debian's Prometheus package).
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
