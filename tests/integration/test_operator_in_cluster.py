@@ -466,6 +466,10 @@ async def test_a_pod_the_api_server_refuses_backs_off_with_its_reason_and_an_eve
     assert cluster.status("ivy")["restarts"] == 0  # refusals are no connector failures: never Failed by them
     events = cluster.events("ivy")
     assert events.count("PodRefused") >= 3 and "RestartScheduled" not in events
+    refused_total = operator.metrics.registry.get_sample_value(
+        "tiktok_operator_pod_actions_total", {"action": "refused"}
+    )
+    assert refused_total is not None and refused_total >= 3
     assert cluster.pod("ivy") is None
 
     cluster.core.delete_namespaced_resource_quota("no-pods", cluster.namespace)
