@@ -261,6 +261,23 @@ class OperatorSettings(BaseSettings):
     connector_cpu_request: str = "50m"
     connector_memory_request: str = "112Mi"
     connector_memory_limit: str = "256Mi"
+    # Limits on what a Livestream's `spec.connector` may ask for (checked before its pod is
+    # created; a Livestream beyond them is Failed, with the reason, until its spec changes).
+    connector_max_resources: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "1Gi"},
+        description="Largest request or limit per resource name a connector pod may have (JSON map); a resource "
+        "not named here may not be asked for at all.",
+    )
+    connector_allowed_priority_classes: list[str] = Field(
+        default_factory=list,
+        description="PriorityClasses a Livestream may give its connector (JSON list); empty = none (the cluster's "
+        "default priority only).",
+    )
+    connector_allowed_toleration_keys: list[str] = Field(
+        default_factory=list,
+        description="Taint keys a Livestream's connector may tolerate (JSON list); a toleration without a key "
+        "(tolerates every taint) is never allowed, so control-plane taints are tolerated only when named here.",
+    )
     connector_drain_timeout_s: int = Field(default=20, ge=1, description="Connector's flush time on SIGTERM.")
     connector_grace_period_s: int = Field(
         default=30, ge=1, description="Pod terminationGracePeriodSeconds; must exceed the drain timeout."

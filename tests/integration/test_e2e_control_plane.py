@@ -232,6 +232,7 @@ def operator_settings(control_plane: ControlPlane, namespace: str, services: Ser
         sign_api_url=base_url,
         tiktok_app_url=base_url,
         tiktok_webcast_url=base_url + "/webcast",
+        connector_allowed_toleration_keys=[POOL_LABEL],  # the node pools of the scaling test
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -39,6 +40,41 @@ def test_every_deploy_manifest_passes_a_server_side_dry_run(control_plane: Contr
     kinds = {line.split("/")[0] for line in result.stdout.splitlines()}
     assert {"serviceaccount", "role.rbac.authorization.k8s.io", "rolebinding.rbac.authorization.k8s.io"} <= kinds
     assert {"deployment.apps", "kopfpeering.kopf.dev", "secret", "configmap"} <= kinds
+    assert {
+        "networkpolicy.networking.k8s.io",
+        "poddisruptionbudget.policy",
+        "clusterrole.rbac.authorization.k8s.io",
+        "validatingadmissionpolicy.admissionregistration.k8s.io",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io",
+    } <= kinds
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector["matchLabels"].items())
+
+
+def test_every_deployment_has_a_network_policy_and_a_disruption_budget() -> None:
+    docs = testing.manifests(testing.DEPLOY_DIR)
+    policies = [doc["spec"]["podSelector"] for doc in docs if doc["kind"] == "NetworkPolicy"]
+    budgets = [doc["spec"]["selector"] for doc in docs if doc["kind"] == "PodDisruptionBudget"]
+    deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
+
+    assert {doc["metadata"]["name"] for doc in deployments} == {"tiktok-api", "tiktok-operator", "tiktok-persister"}
+    for deployment in deployments:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert sum(selects(policy, labels) for policy in policies) == 1, deployment["metadata"]["name"]
+        assert sum(selects(budget, labels) for budget in budgets) == 1, deployment["metadata"]["name"]
+
+
+def test_connector_pods_carry_the_labels_their_network_policy_selects() -> None:
+    livestream = testing.manifests(testing.EXAMPLES_DIR / "livestream.yaml")[0]
+    livestream["metadata"]["uid"] = "6f1c3c50-8a4e-4c1e-9d7e-2a1b3c4d5e6f"
+    pod_labels = desired.desired_pod(livestream, OperatorSettings())["metadata"]["labels"]
+    policies = [doc for doc in testing.manifests(testing.DEPLOY_DIR) if doc["kind"] == "NetworkPolicy"]
+
+    chosen = [policy["metadata"]["name"] for policy in policies if selects(policy["spec"]["podSelector"], pod_labels)]
+
+    assert chosen == ["tiktok-connector"]
 
 
 def test_the_example_livestream_passes_a_server_side_dry_run(control_plane: ControlPlane) -> None:

@@ -436,6 +436,50 @@ async def test_a_pod_no_node_can_take_is_pending_as_unschedulable(
     assert "nodes are available" in cluster.status("hal")["message"]
 
 
+async def test_a_pod_the_api_server_refuses_backs_off_with_its_reason_and_an_event_then_starts_once_allowed(
+    operator: testing.OperatorThread, cluster: Cluster
+) -> None:
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})
+    )
+    cluster.core.create_namespaced_resource_quota(cluster.namespace, quota)
+
+    def quota_counted() -> bool:  # the quota controller has taken stock: admission now answers "exceeded quota"
+        found = cluster.core.read_namespaced_resource_quota("no-pods", cluster.namespace)
+        return bool(found.status and found.status.hard)
+
+    await wait_until(quota_counted, timeout=DEADLINE_S, what="the quota's status")
+    cluster.create(livestream("ivy", restartPolicy={"maxRestarts": 1, "backoffBaseSeconds": 1, "backoffCapSeconds": 2}))
+
+    def refused(attempt: int) -> bool:
+        status = cluster.status("ivy")
+        return status.get("reason") == "PodRefused" and f"attempt {attempt}," in status.get("message", "")
+
+    await wait_until(lambda: refused(1), timeout=DEADLINE_S, what="the first refusal in the status")
+    status = cluster.status("ivy")
+    assert status["phase"] == "BackingOff"
+    assert model.parse_time(status["nextRetryAt"]) is not None
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "PodRefused")
+    assert "(403 Forbidden)" in ready["message"] and "exceeded quota: no-pods" in ready["message"]
+    await wait_until(lambda: refused(3), timeout=DEADLINE_S, what="a third refusal, after backing off")
+    assert cluster.status("ivy")["restarts"] == 0  # refusals are no connector failures: never Failed by them
+    events = cluster.events("ivy")
+    assert events.count("PodRefused") >= 3 and "RestartScheduled" not in events
+    refused_total = operator.metrics.registry.get_sample_value(
+        "tiktok_operator_pod_actions_total", {"action": "refused"}
+    )
+    assert refused_total is not None and refused_total >= 3
+    assert cluster.pod("ivy") is None
+
+    cluster.core.delete_namespaced_resource_quota("no-pods", cluster.namespace)
+
+    await wait_until(lambda: cluster.pod("ivy") is not None, timeout=DEADLINE_S, what="the pod once the quota is gone")
+    await wait_until(
+        lambda: cluster.status("ivy").get("podName") == model.pod_name("ivy"), timeout=DEADLINE_S, what="the status"
+    )
+
+
 async def assert_finalized(cluster: Cluster, name: str, *, database: str, uid: str) -> None:
     """The deleted Livestream's pod is gone, kopf released it, and its row is closed as Deleted."""
     await wait_until(lambda: cluster.pod(name) is None, timeout=DEADLINE_S, what="the pod to be removed")

@@ -33,7 +33,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from tiktok_service.operator import model
+from tiktok_service.operator import limits, model
 from tiktok_service.settings import OperatorSettings
 
 _HASHED_OUT = frozenset({"state"})
@@ -141,13 +141,6 @@ def connection_env(connection: Mapping[str, Any], settings: OperatorSettings) ->
     return env
 
 
-def resources(settings: OperatorSettings) -> dict[str, Any]:
-    return {
-        "requests": {"cpu": settings.connector_cpu_request, "memory": settings.connector_memory_request},
-        "limits": {"memory": settings.connector_memory_limit},
-    }
-
-
 def desired_pod(
     livestream: Mapping[str, Any], settings: OperatorSettings, *, restarts: int | None = None
 ) -> dict[str, Any]:
@@ -167,7 +160,7 @@ def desired_pod(
         "imagePullPolicy": settings.connector_image_pull_policy,
         "command": ["tiktok-service", "connector"],
         "env": connector_env(livestream, settings),
-        "resources": overrides.get("resources") or resources(settings),
+        "resources": limits.connector_resources(overrides.get("resources"), settings),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
