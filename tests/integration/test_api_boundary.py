@@ -242,6 +242,17 @@ async def test_a_workspace_at_its_livestream_quota_is_refused_until_it_disconnec
     assert resume.status_code == 403
 
 
+async def test_concurrent_connects_on_two_replicas_never_both_take_the_last_place(
+    control_plane: ControlPlane, namespace: str, redis_url: str, database_url: str
+) -> None:
+    _, headers = await new_key(database_url, workspace())
+    quota = settings(control_plane, namespace, redis_url, database_url, max_livestreams_per_workspace=1)
+    async with api(quota) as http, api(quota) as replica:
+        answers = await asyncio.gather(*(connect(each, headers) for each in [http, replica] * 3))
+
+    assert sorted(a.status_code for a in answers) == [201, 403, 403, 403, 403, 403]
+
+
 async def test_open_streams_are_capped_per_key_and_per_workspace_and_a_closed_one_frees_its_place(
     control_plane: ControlPlane, namespace: str, redis_url: str, database_url: str
 ) -> None:

@@ -14,17 +14,16 @@ an unknown id costs none: no lookup ever lists the cluster.
 
 Connecting counts the workspace's active Livestreams first (one label-selected list, only
 on connect): beyond `max_livestreams` the connect is refused (403 `livestream_quota`).
-Connects of one workspace are serialised in this process, so one replica never lets two
-concurrent connects both take the last place.
+Connects of one workspace hold a lock in Redis from the count to the create, so two
+concurrent connects, on one replica or on two, never both take the last place.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Final
@@ -34,6 +33,7 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from fastapi import status
+from redis.exceptions import LockError
 
 from tiktok_service.api import errors, feeds, kube, quotas, repository, resources, schemas
 from tiktok_service.operator import model
@@ -45,6 +45,9 @@ _NAME_CACHE_SIZE: Final = 10_000
 #: How long the name of a Livestream the API created stays in Redis: the operator writes its
 #: row within seconds, after which the row gives the name.
 _NAME_INDEX_TTL_S: Final = 7 * 24 * 3600
+#: A connect's lock: longer than its few Kubernetes calls take, short enough to outlive a crash briefly.
+_CONNECT_LOCK_S: Final = 60.0
+_CONNECT_WAIT_S: Final = 15.0
 _END_REASONS: Final = {
     model.Phase.STOPPED: feeds.STOPPED,
     model.Phase.ENDED: feeds.ENDED,
@@ -69,7 +72,6 @@ class LivestreamService:
         self._redis = redis
         self._max_livestreams = max_livestreams
         self._names: OrderedDict[str, str] = OrderedDict()
-        self._connecting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -135,16 +137,32 @@ class LivestreamService:
             connection=request.connection_spec(),
         )
         name = body["metadata"]["name"]
-        lock = self._connecting.get(workspace_id)
-        if lock is None:
-            lock = self._connecting[workspace_id] = asyncio.Lock()
-        async with lock:
+        lock = self._redis.lock(
+            quotas.connect_lock_key(workspace_id),
+            timeout=_CONNECT_LOCK_S,
+            blocking_timeout=_CONNECT_WAIT_S,
+            thread_local=False,
+            raise_on_release_error=False,  # held past its timeout: the connect is done either way
+        )
+        try:
+            await lock.acquire()
+        except LockError as exc:
+            raise errors.Refusal(
+                status.HTTP_409_CONFLICT,
+                errors.CONFLICT,
+                "other connects of this workspace are still running; retry",
+                retry_after_s=1,
+            ) from exc
+        try:
             refusal = quotas.livestream_quota_refusal(
                 await self._kube.list(resources.workspace_selector(workspace_id)), name, self._max_livestreams
             )
             if refusal is not None:
                 raise errors.Refusal(status.HTTP_403_FORBIDDEN, errors.LIVESTREAM_QUOTA, refusal)
             return await self._connect(workspace_id, request, body)
+        finally:
+            with contextlib.suppress(*errors.UNAVAILABLE_ERRORS):  # Redis is gone: the lock expires on its own
+                await lock.release()
 
     async def _connect(
         self, workspace_id: str, request: schemas.LivestreamCreate, body: dict[str, Any]

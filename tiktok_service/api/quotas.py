@@ -42,6 +42,11 @@ def key_streams_key(key: str) -> str:
     return f"{PREFIX}streams.key.{key}"
 
 
+def connect_lock_key(workspace_id: str) -> str:
+    """Held by one connect of the workspace at a time, from counting its Livestreams to creating one."""
+    return f"{PREFIX}connect.{workspace_id}"
+
+
 def livestream_name_key(livestream_id: str) -> str:
     """Name of a Livestream the API created, by its uid: found by one GET before the operator's row exists."""
     return f"{PREFIX}livestream.{livestream_id}"
