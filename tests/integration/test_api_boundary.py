@@ -36,7 +36,7 @@ from tests.integration.test_api_stack import (
     running_api,
 )
 from tests.support import wait_until
-from tiktok_service.api import keys, main, repository
+from tiktok_service.api import keys, main, quotas, repository
 from tiktok_service.devcluster.controlplane import ControlPlane
 from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.domain import naming
@@ -251,6 +251,24 @@ async def test_concurrent_connects_on_two_replicas_never_both_take_the_last_plac
         answers = await asyncio.gather(*(connect(each, headers) for each in [http, replica] * 3))
 
     assert sorted(a.status_code for a in answers) == [201, 403, 403, 403, 403, 403]
+
+
+async def test_a_connect_waits_for_the_workspaces_connect_lock_and_gives_up_with_409(
+    control_plane: ControlPlane, namespace: str, redis_url: str, database_url: str, redis_client: aioredis.Redis
+) -> None:
+    ws = workspace()
+    _, headers = await new_key(database_url, ws)
+    held = redis_client.lock(quotas.connect_lock_key(ws), timeout=60, thread_local=False)
+    assert await held.acquire(blocking=False)  # another replica is between its count and its create
+    try:
+        async with api(settings(control_plane, namespace, redis_url, database_url)) as http:
+            waited = await connect(http, headers)
+    finally:
+        await held.release()
+
+    assert waited.status_code == 409
+    assert_our_words(waited, "conflict")
+    assert waited.headers["Retry-After"] == "1"
 
 
 async def test_open_streams_are_capped_per_key_and_per_workspace_and_a_closed_one_frees_its_place(

@@ -47,7 +47,7 @@ _NAME_CACHE_SIZE: Final = 10_000
 _NAME_INDEX_TTL_S: Final = 7 * 24 * 3600
 #: A connect's lock: longer than its few Kubernetes calls take, short enough to outlive a crash briefly.
 _CONNECT_LOCK_S: Final = 60.0
-_CONNECT_WAIT_S: Final = 15.0
+_CONNECT_WAIT_S: Final = 10.0
 _END_REASONS: Final = {
     model.Phase.STOPPED: feeds.STOPPED,
     model.Phase.ENDED: feeds.ENDED,
@@ -144,15 +144,13 @@ class LivestreamService:
             thread_local=False,
             raise_on_release_error=False,  # held past its timeout: the connect is done either way
         )
-        try:
-            await lock.acquire()
-        except LockError as exc:
+        if not await lock.acquire():  # False once `blocking_timeout` has passed
             raise errors.Refusal(
                 status.HTTP_409_CONFLICT,
                 errors.CONFLICT,
                 "other connects of this workspace are still running; retry",
                 retry_after_s=1,
-            ) from exc
+            )
         try:
             refusal = quotas.livestream_quota_refusal(
                 await self._kube.list(resources.workspace_selector(workspace_id)), name, self._max_livestreams
@@ -161,7 +159,8 @@ class LivestreamService:
                 raise errors.Refusal(status.HTTP_403_FORBIDDEN, errors.LIVESTREAM_QUOTA, refusal)
             return await self._connect(workspace_id, request, body)
         finally:
-            with contextlib.suppress(*errors.UNAVAILABLE_ERRORS):  # Redis is gone: the lock expires on its own
+            # Redis is gone, or the lock outlived its timeout: either way it is no longer held.
+            with contextlib.suppress(LockError, *errors.UNAVAILABLE_ERRORS):
                 await lock.release()
 
     async def _connect(
