@@ -272,6 +272,10 @@ def run(args: argparse.Namespace) -> None:
             "API_KUBECONFIG": str(cp.kubeconfig_for(API_USER)),
             "API_NAMESPACE": namespace,
             "API_LOG_LEVEL": "WARNING",
+            # One key opens every subscriber at once: the tenant limits must not be what is measured.
+            "API_MAX_STREAMS_PER_KEY": str(args.subscribers),
+            "API_MAX_STREAMS_PER_WORKSPACE": str(args.subscribers),
+            "API_RATE_LIMIT": f"{args.subscribers * 10}/second",
         }
         log = Path(tmp) / "api.log"
         with log.open("w") as log_file:

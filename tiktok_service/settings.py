@@ -372,6 +372,13 @@ class ApiSettings(BaseSettings):
         le=10_000,
         description="Redis connections: one blocking XREAD per livestream being streamed, plus catch-up reads.",
     )
+    redis_control_pool_size: int = Field(
+        default=16,
+        ge=1,
+        le=1_000,
+        description="Redis connections for short commands (rate limits, stream leases, id lookups), apart from "
+        "the SSE pool, so streams never starve them; readiness has a connection of its own besides.",
+    )
     kube_timeout_s: float = Field(default=10.0, gt=0, description="Per Kubernetes API request.")
 
     # Server-sent events. One reader per livestream fans out to every subscriber of it.
@@ -409,6 +416,50 @@ class ApiSettings(BaseSettings):
         default=10.0, gt=0, description="Uvicorn's graceful-shutdown limit; streams close well before it."
     )
 
+    sse_max_livestreams: int | None = Field(
+        default=None,
+        ge=1,
+        description="Livestreams streamed at once by this process (each holds one SSE pool connection for its "
+        "blocking read); below `redis_pool_size`, the rest serving catch-up reads (None: seven eighths of the "
+        "pool). A stream of one more livestream is refused (503 `stream_capacity`) instead of exhausting the pool.",
+    )
+
+    # The tenant boundary: quotas and rate limits (counted in Redis, shared by every API replica).
+    max_livestreams_per_workspace: int = Field(
+        default=50,
+        ge=0,
+        description="Active Livestreams (wanted Running, not Stopped/Ended/Failed) a workspace may have; each is "
+        "a connector pod. One more connect or resume is refused with 403 `livestream_quota`.",
+    )
+    max_streams_per_workspace: int = Field(
+        default=200, ge=0, description="Open SSE streams of one workspace (all its keys, all replicas); 429 beyond."
+    )
+    max_streams_per_key: int = Field(
+        default=50, ge=0, description="Open SSE streams of one API key (all replicas); 429 `stream_quota` beyond."
+    )
+    rate_limit: str = Field(
+        default="30/second;1200/minute",
+        pattern=r"^[1-9][0-9]*/(second|minute|hour|day)(;[1-9][0-9]*/(second|minute|hour|day))*$",
+        description="Requests per API key (`N/second|minute|hour|day`, `;`-separated); 429 with Retry-After beyond. "
+        "Counted before the key is looked up, so one key's flood never reaches PostgreSQL.",
+    )
+    stream_lease_s: float = Field(
+        default=30.0,
+        ge=3,
+        description="An open stream's place in the stream quotas is renewed every third of this; a crashed "
+        "replica's streams stop counting after it.",
+    )
+    key_recheck_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often the keys of open SSE streams are checked again: a revoked key's streams end "
+        "(with `event: end`, reason `revoked`) within this.",
+    )
+    docs: bool = Field(
+        default=False, description="Serve /docs, /redoc and /openapi.json (off in production, on in `make dev`)."
+    )
+
     # Pagination.
     page_size: int = Field(
         default=50,
@@ -418,3 +469,16 @@ class ApiSettings(BaseSettings):
     )
 
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _readers_leave_room_for_catch_up(self) -> Self:
+        if self.sse_max_livestreams is not None and self.sse_max_livestreams >= self.redis_pool_size:
+            raise ValueError("sse_max_livestreams must be below redis_pool_size (catch-up reads need connections)")
+        return self
+
+    @property
+    def sse_reader_cap(self) -> int:
+        """Livestreams streamed at once: the setting, or the pool less an eighth (at least one) for catch-ups."""
+        if self.sse_max_livestreams is not None:
+            return self.sse_max_livestreams
+        return self.redis_pool_size - max(1, self.redis_pool_size // 8)

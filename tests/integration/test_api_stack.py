@@ -216,6 +216,7 @@ def api_settings(cp: ControlPlane, namespace: str, redis_url: str, database_url:
             "sse_phase_check_s": 0.3,
             "sse_ping_interval_s": 1.0,
             "shutdown_timeout_s": 10,
+            "docs": True,  # the fuzz test reads /openapi.json
         }
     )
 

@@ -63,6 +63,8 @@ class FeedSettings:
     phase_check_s: float
     retry_ms: int
     writes_per_s: int
+    #: Livestreams read at once: each reader holds one pool connection in its blocking XREAD.
+    max_readers: int = 1_000_000
 
 
 class Feed:
@@ -163,6 +165,14 @@ class Feeds:
         self.closing = True
         for feed in list(self._feeds.values()):
             feed.notify()
+
+    def admits(self, livestream_id: str) -> bool:
+        """Whether a new subscriber of `livestream_id` can be served: it is read already, or a reader is free.
+
+        Refusing the one stream that would need a reader beyond `max_readers` keeps the Redis
+        pool from running dry, which would stall every other stream and readiness with it.
+        """
+        return livestream_id in self._feeds or len(self._feeds) < self._settings.max_readers
 
     @contextlib.asynccontextmanager
     async def subscribe(self, livestream_id: str) -> AsyncIterator[Feed]:

@@ -37,3 +37,18 @@ class ApiMetrics:
         self.auth_failures = Counter(
             "tiktok_api_auth_failures", "Requests refused for a missing, malformed or unknown key.", registry=registry
         )
+        self.refusals = Counter(
+            "tiktok_api_refusals",
+            "Requests refused with a reason code (rate_limited, livestream_quota, stream_quota, stream_capacity, "
+            "*_unavailable, ...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.rate_limit_unchecked = Counter(
+            "tiktok_api_rate_limit_unchecked",
+            "Requests let through without a rate-limit check because Redis did not answer (fail open).",
+            registry=registry,
+        )
+        self.sse_revoked = Counter(
+            "tiktok_api_sse_revoked", "SSE streams ended because their API key was revoked.", registry=registry
+        )

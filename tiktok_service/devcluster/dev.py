@@ -283,6 +283,7 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
             "API_NAMESPACE": NAMESPACE,
             "API_REDIS_URL": stack.redis.url,
             "API_DATABASE_URL": stack.postgres.dsn,
+            "API_DOCS": "true",
         },
     )
     key = _create_api_key(stack.postgres.dsn)
