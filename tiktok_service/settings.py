@@ -85,8 +85,8 @@ class ConnectorSettings(BaseSettings):
         default=60.0, gt=0, description="A streak with no update for this long is closed as incomplete."
     )
 
-    # Publishing. ~ trimming keeps XADD O(1); 100k entries ≈ 50-100 MB of Redis per busy type.
-    type_stream_maxlen: int = Field(default=100_000, ge=100, description="Approx. MAXLEN of per-type streams.")
+    # Publishing. The shared per-type streams are trimmed by the persister only (PersisterSettings);
+    # the per-livestream stream's ~ trimming keeps XADD O(1).
     livestream_stream_maxlen: int = Field(
         default=10_000, ge=100, description="Approx. MAXLEN of the per-livestream stream (SSE resume window)."
     )

@@ -32,28 +32,30 @@ from tiktok_service.domain.events import Envelope
 log = logging.getLogger(__name__)
 
 # KEYS: seq key, livestream stream, counts hash.
-# ARGV: first seq, type maxlen, livestream maxlen, ttl seconds, then (type, id, event) triples.
+# ARGV: first seq, livestream maxlen, ttl seconds, then (type, id, event) triples.
+# The shared per-type streams are never trimmed here: the persister trims them below what
+# every consumer group has acknowledged (a MAXLEN here would drop entries nobody read yet).
 _PUBLISH_LUA = """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local first = tonumber(ARGV[1])
 local published = 0
 local seq = first
-for i = 5, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   if seq > last then
-    redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[i], 'id', ARGV[i+1], 'event', ARGV[i+2])
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[i], 'id', ARGV[i+1], 'event', ARGV[i+2])
+    redis.call('XADD', ARGV[i], '*', 'type', ARGV[i], 'id', ARGV[i+1], 'event', ARGV[i+2])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[i], 'id', ARGV[i+1], 'event', ARGV[i+2])
     redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
     published = published + 1
   end
   seq = seq + 1
 end
 if seq - 1 > last then
-  redis.call('SET', KEYS[1], seq - 1, 'EX', ARGV[4])
+  redis.call('SET', KEYS[1], seq - 1, 'EX', ARGV[3])
 else
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
 return published
 """
 
@@ -72,7 +74,6 @@ class Publisher:
         livestream_id: str,
         buffer_size: int,
         batch_size: int,
-        type_maxlen: int,
         livestream_maxlen: int,
         ttl_s: int,
         retry_base_s: float = 0.1,
@@ -89,7 +90,7 @@ class Publisher:
             naming.livestream_stream(livestream_id),
             naming.event_counts_key(livestream_id),
         ]
-        self._limits = [str(type_maxlen), str(livestream_maxlen), str(ttl_s)]
+        self._limits = [str(livestream_maxlen), str(ttl_s)]
         self._script = redis.register_script(_PUBLISH_LUA)
         self._wakeup = asyncio.Event()
         self._closing = False

@@ -1,0 +1,51 @@
+"""Shared per-type streams keep every entry until every consumer group has acknowledged it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from tiktok_service.connector.publisher import Publisher
+from tiktok_service.domain import events, naming
+from tiktok_service.persister import sample
+from tiktok_service.persister.testing import metric, pending_entries, quick_settings, run_burst, stored_events
+
+CR_UID = "5d0c1b8e-2f4a-4c6d-9e7f-1a2b3c4d5e6f"
+#: The smallest per-type MAXLEN a Livestream could once set; publishing far past it used to
+#: trim entries the persister had not read yet.
+OLD_SMALLEST_CAP = 100
+
+
+async def publish_as_a_connector(redis_client: aioredis.Redis, count: int) -> None:
+    """`count` comments through the connector's own publisher (its Lua script), then drained."""
+    publisher = Publisher(
+        redis_client,
+        livestream_id=CR_UID,
+        buffer_size=count,
+        batch_size=200,
+        livestream_maxlen=OLD_SMALLEST_CAP,
+        ttl_s=3600,
+    )
+    for n in range(count):
+        assert publisher.offer(sample.sample_envelope(n, livestream_id=CR_UID, event_type=events.EventType.COMMENT))
+    flusher = asyncio.create_task(publisher.run())
+    publisher.close()
+    await asyncio.wait_for(flusher, 60)
+    assert publisher.published == count
+
+
+async def test_a_stopped_persister_loses_nothing_however_far_connectors_publish_past_the_old_cap(
+    redis_client: aioredis.Redis, redis_url: str, database_url: str
+) -> None:
+    published = 30 * OLD_SMALLEST_CAP
+
+    await publish_as_a_connector(redis_client, published)  # no persister running meanwhile
+    assert await redis_client.xlen(naming.type_stream(events.EventType.COMMENT)) == published
+
+    registry = await run_burst(quick_settings(redis_url, database_url), within_s=120)
+
+    assert await stored_events(database_url) == published
+    assert metric(registry, "rows_inserted_total") == published
+    assert await pending_entries(redis_client) == 0
+    assert await redis_client.xlen(naming.DEAD_LETTER_STREAM) == 0
