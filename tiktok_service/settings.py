@@ -181,6 +181,22 @@ class PersisterSettings(BaseSettings):
     )
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_cap_s: float = Field(default=30.0, gt=0)
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        description="An entry delivered this many times without being acknowledged (a persister crashed or "
+        "hung on it each time) is stored alone, and dead-lettered with the reason if that fails too.",
+    )
+    # Retention of the shared per-type streams: connectors never trim them, persisters do.
+    stream_retention_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Acknowledged entries of the shared per-type streams stay in Redis this long (for inspection "
+        "and replays); entries some consumer group has not acknowledged are never trimmed.",
+    )
+    trim_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the shared streams are trimmed and consumer-group lag is measured."
+    )
     http_port: int = Field(default=8081, ge=0, le=65535)
     log_level: str = "INFO"
 
