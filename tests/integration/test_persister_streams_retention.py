@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from tiktok_service.connector.publisher import Publisher
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import sample
+from tiktok_service.persister import retention, sample
 from tiktok_service.persister.testing import metric, pending_entries, quick_settings, run_burst, stored_events
 
 CR_UID = "5d0c1b8e-2f4a-4c6d-9e7f-1a2b3c4d5e6f"
@@ -49,3 +49,37 @@ async def test_a_stopped_persister_loses_nothing_however_far_connectors_publish_
     assert metric(registry, "rows_inserted_total") == published
     assert await pending_entries(redis_client) == 0
     assert await redis_client.xlen(naming.DEAD_LETTER_STREAM) == 0
+
+
+async def test_acknowledged_entries_are_trimmed_but_another_groups_unread_ones_are_kept(
+    redis_client: aioredis.Redis, redis_url: str, database_url: str
+) -> None:
+    stream = naming.type_stream(events.EventType.COMMENT)
+    await redis_client.xgroup_create(stream, "analytics", id="0", mkstream=True)
+    await publish_as_a_connector(redis_client, 1000)
+    analytics_read = await redis_client.xreadgroup("analytics", "a1", {stream: ">"}, count=400)
+    await redis_client.xack(stream, "analytics", *[entry_id for entry_id, _ in analytics_read[0][1][:300]])
+
+    registry = await run_burst(quick_settings(redis_url, database_url, stream_retention_s=0), within_s=120)
+
+    assert await stored_events(database_url) == 1000
+    remaining = await redis_client.xrange(stream)
+    oldest_pending_of_analytics = analytics_read[0][1][300][0]
+    # nothing analytics still holds is gone
+    assert retention.parse_id(remaining[0][0]) <= retention.parse_id(oldest_pending_of_analytics)
+    assert len(remaining) < 1000  # what both groups acknowledged is
+    assert metric(registry, "stream_trimmed_entries_total", stream=stream) == 1000 - len(remaining)
+    labels = {"stream": stream, "group": "analytics"}
+    assert metric(registry, "stream_lag_entries", **labels) == 700  # 100 pending + 600 never read
+    assert metric(registry, "stream_lag_seconds", **labels) > 0
+    assert metric(registry, "stream_lag_entries", stream=stream, group=naming.PERSISTER_GROUP) == 0
+
+
+async def test_acknowledged_entries_within_the_retention_window_stay(
+    redis_client: aioredis.Redis, redis_url: str, database_url: str
+) -> None:
+    await publish_as_a_connector(redis_client, 500)
+
+    await run_burst(quick_settings(redis_url, database_url, stream_retention_s=3600), within_s=120)
+
+    assert await redis_client.xlen(naming.type_stream(events.EventType.COMMENT)) == 500
