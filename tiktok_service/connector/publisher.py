@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -59,7 +60,10 @@ redis.call('EXPIRE', KEYS[3], ARGV[3])
 return published
 """
 
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: A full Redis (maxmemory, noeviction) refuses the script before its first write, so a
+#: refused batch is retried like a lost connection: nobody trims the shared streams for
+#: room, the persister's trimming makes it once they are acknowledged.
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, RedisOutOfMemoryError, OSError)
 
 Entry = tuple[str, str, bytes]
 
