@@ -163,9 +163,9 @@ class Persister:
     async def _housekeep(self, finished: asyncio.Event) -> None:
         """Trim the shared streams and export the groups' lag every trim_interval_s, and
         once more when the loop ends (a drained burst leaves its streams trimmed)."""
-        while True:
+        while not self.stopping:  # no last round on stop: Redis may be what is failing
             await self.housekeep_once()
-            if finished.is_set() or self.stopping:
+            if finished.is_set():
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(finished.wait(), timeout=self.settings.trim_interval_s)
