@@ -70,6 +70,8 @@ def test_lag_redis_cannot_count_is_bounded_by_the_stream_length_never_reported_l
     reader = group((NOW_MS, 0), undelivered=None, first_undelivered=(NOW_MS - 1000, 0))
 
     assert retention.lag(reader, stream_length=42, now_ms=NOW_MS).entries == 42
+    caught_up = group((NOW_MS, 0), undelivered=None, first_undelivered=None)
+    assert retention.lag(caught_up, stream_length=42, now_ms=NOW_MS).entries == 0
 
 
 def test_a_caught_up_group_has_no_lag() -> None:

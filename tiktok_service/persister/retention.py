@@ -78,8 +78,11 @@ class Lag:
 
 def lag(group: GroupState, *, stream_length: int, now_ms: int) -> Lag:
     """The group's lag. Entries not acknowledged = pending + undelivered; when Redis cannot
-    count the undelivered, the stream's length is used (an upper bound: never too low)."""
-    undelivered = group.undelivered if group.undelivered is not None else stream_length
+    count the undelivered, the stream's length is used (an upper bound: never too low),
+    unless nothing follows the last delivered entry."""
+    undelivered = group.undelivered
+    if undelivered is None:
+        undelivered = stream_length if group.first_undelivered is not None else 0
     oldest = group.oldest_unacknowledged
     seconds = max(0.0, (now_ms - oldest[0]) / 1000) if oldest is not None else 0.0
     return Lag(entries=group.pending + undelivered, seconds=seconds)
