@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
 from tiktok_service.connector.publisher import Publisher
 from tiktok_service.domain import events, naming
 from tiktok_service.persister import retention, sample
-from tiktok_service.persister.testing import metric, pending_entries, quick_settings, run_burst, stored_events
+from tiktok_service.persister.testing import (
+    metric,
+    pending_entries,
+    quick_settings,
+    run_burst,
+    running,
+    stored_events,
+    wait_until,
+)
 
 CR_UID = "5d0c1b8e-2f4a-4c6d-9e7f-1a2b3c4d5e6f"
 #: The smallest per-type MAXLEN a Livestream could once set; publishing far past it used to
@@ -83,3 +93,35 @@ async def test_acknowledged_entries_within_the_retention_window_stay(
     await run_burst(quick_settings(redis_url, database_url, stream_retention_s=3600), within_s=120)
 
     assert await redis_client.xlen(naming.type_stream(events.EventType.COMMENT)) == 500
+
+
+async def test_a_running_persister_trims_what_it_stored_as_it_goes_and_reports_no_lag(
+    redis_client: aioredis.Redis, redis_url: str, database_url: str
+) -> None:
+    stream = naming.type_stream(events.EventType.COMMENT)
+    registry = CollectorRegistry()
+    settings = quick_settings(redis_url, database_url, stream_retention_s=0, trim_interval_s=0.1)
+    async with running(settings, registry=registry):
+        await publish_as_a_connector(redis_client, 1000)
+        await wait_until(lambda: _is(stored_events(database_url), 1000), what="1000 rows")
+
+        async def trimmed() -> bool:
+            return (
+                await redis_client.xlen(stream) < 200
+                and metric(registry, "stream_trimmed_entries_total", stream=stream) > 0
+            )
+
+        await wait_until(trimmed, what="the stored entries trimmed")
+        lag = {"stream": stream, "group": naming.PERSISTER_GROUP}
+        await wait_until(
+            lambda: _is_value(metric(registry, "stream_lag_entries", **lag), 0), what="no lag once everything is stored"
+        )
+    assert metric(registry, "stream_lag_seconds", **lag) == 0
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def _is_value(value: float, expected: float) -> bool:
+    return value == expected
