@@ -85,8 +85,8 @@ class ConnectorSettings(BaseSettings):
         default=60.0, gt=0, description="A streak with no update for this long is closed as incomplete."
     )
 
-    # Publishing. ~ trimming keeps XADD O(1); 100k entries ≈ 50-100 MB of Redis per busy type.
-    type_stream_maxlen: int = Field(default=100_000, ge=100, description="Approx. MAXLEN of per-type streams.")
+    # Publishing. The shared per-type streams are trimmed by the persister only (PersisterSettings);
+    # the per-livestream stream's ~ trimming keeps XADD O(1).
     livestream_stream_maxlen: int = Field(
         default=10_000, ge=100, description="Approx. MAXLEN of the per-livestream stream (SSE resume window)."
     )
@@ -181,6 +181,22 @@ class PersisterSettings(BaseSettings):
     )
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_cap_s: float = Field(default=30.0, gt=0)
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        description="An entry delivered this many times without being acknowledged (a persister crashed or "
+        "hung on it each time) is stored alone, and dead-lettered with the reason if that fails too.",
+    )
+    # Retention of the shared per-type streams: connectors never trim them, persisters do.
+    stream_retention_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Acknowledged entries of the shared per-type streams stay in Redis this long (for inspection "
+        "and replays); entries some consumer group has not acknowledged are never trimmed.",
+    )
+    trim_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the shared streams are trimmed and consumer-group lag is measured."
+    )
     http_port: int = Field(default=8081, ge=0, le=65535)
     log_level: str = "INFO"
 

@@ -19,7 +19,6 @@ async def test_an_abandoned_publisher_stops_retrying_an_unreachable_redis() -> N
         livestream_id="ls-1",
         buffer_size=10,
         batch_size=10,
-        type_maxlen=100,
         livestream_maxlen=100,
         ttl_s=60,
         retry_base_s=0.01,

@@ -252,3 +252,23 @@ def test_bytes_that_are_not_json_get_the_full_decoders_verdict() -> None:
 
 def test_the_payload_position_names_the_payload_column() -> None:
     assert rows.COLUMNS[rows.PAYLOAD] == "payload"
+
+
+def test_a_lone_surrogate_escape_is_stored_as_the_replacement_character_not_refused() -> None:
+    envelope = sample.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
+    envelope.data["text"] = "cut emoji PLACEHOLDER"
+    raw = envelope.encode().replace(b"PLACEHOLDER", b"\\ud83d").replace(b'"hello 1"', b'"\\ud83d\\ude00 \\udc00"')
+    fields = {**fields_of(envelope), naming.FIELD_EVENT: raw}
+
+    record = rows.record_from_fields(fields)
+
+    payload = orjson.loads(record[rows.PAYLOAD])
+    assert payload["data"]["text"] == "cut emoji \ufffd"
+    assert rows.record_from_fields(fields) == record
+
+
+def test_repairing_surrogates_keeps_numbers_exactly_as_written() -> None:
+    repaired = rows.without_lone_surrogates(b'{"a": "\\udc00", "n": 1.50, "big": 123456789012345678901234567890}')
+
+    assert repaired == '{"a":"\ufffd","n":1.50,"big":123456789012345678901234567890}'.encode()
+    assert rows.without_lone_surrogates(b'{"a": "\\udc00", "n": NaN}') is None

@@ -31,6 +31,11 @@ class ApiMetrics:
         self.sse_entries_read = Counter(
             "tiktok_api_sse_entries_read", "Stream entries read by the feed readers.", registry=registry
         )
+        self.sse_gaps = Counter(
+            "tiktok_api_sse_gaps",
+            "Gap events sent: a subscriber resumed from an entry Redis no longer holds (trimmed or expired).",
+            registry=registry,
+        )
         self.sse_bytes_sent = Counter(
             "tiktok_api_sse_event_bytes", "Event bytes handed to SSE subscribers.", registry=registry
         )

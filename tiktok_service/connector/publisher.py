@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -32,32 +33,37 @@ from tiktok_service.domain.events import Envelope
 log = logging.getLogger(__name__)
 
 # KEYS: seq key, livestream stream, counts hash.
-# ARGV: first seq, type maxlen, livestream maxlen, ttl seconds, then (type, id, event) triples.
+# ARGV: first seq, livestream maxlen, ttl seconds, then (type, id, event) triples.
+# The shared per-type streams are never trimmed here: the persister trims them below what
+# every consumer group has acknowledged (a MAXLEN here would drop entries nobody read yet).
 _PUBLISH_LUA = """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local first = tonumber(ARGV[1])
 local published = 0
 local seq = first
-for i = 5, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   if seq > last then
-    redis.call('XADD', ARGV[i], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[i], 'id', ARGV[i+1], 'event', ARGV[i+2])
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[i], 'id', ARGV[i+1], 'event', ARGV[i+2])
+    redis.call('XADD', ARGV[i], '*', 'type', ARGV[i], 'id', ARGV[i+1], 'event', ARGV[i+2])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'type', ARGV[i], 'id', ARGV[i+1], 'event', ARGV[i+2])
     redis.call('HINCRBY', KEYS[3], ARGV[i], 1)
     published = published + 1
   end
   seq = seq + 1
 end
 if seq - 1 > last then
-  redis.call('SET', KEYS[1], seq - 1, 'EX', ARGV[4])
+  redis.call('SET', KEYS[1], seq - 1, 'EX', ARGV[3])
 else
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
 return published
 """
 
-_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: A full Redis (maxmemory, noeviction) refuses the script before its first write, so a
+#: refused batch is retried like a lost connection: nobody trims the shared streams for
+#: room, the persister's trimming makes it once they are acknowledged.
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, RedisOutOfMemoryError, OSError)
 
 Entry = tuple[str, str, bytes]
 
@@ -72,7 +78,6 @@ class Publisher:
         livestream_id: str,
         buffer_size: int,
         batch_size: int,
-        type_maxlen: int,
         livestream_maxlen: int,
         ttl_s: int,
         retry_base_s: float = 0.1,
@@ -89,7 +94,7 @@ class Publisher:
             naming.livestream_stream(livestream_id),
             naming.event_counts_key(livestream_id),
         ]
-        self._limits = [str(type_maxlen), str(livestream_maxlen), str(ttl_s)]
+        self._limits = [str(livestream_maxlen), str(ttl_s)]
         self._script = redis.register_script(_PUBLISH_LUA)
         self._wakeup = asyncio.Event()
         self._closing = False

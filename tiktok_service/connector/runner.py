@@ -82,7 +82,6 @@ class ConnectorRunner:
             livestream_id=settings.livestream_id,
             buffer_size=settings.buffer_size,
             batch_size=settings.publish_batch,
-            type_maxlen=settings.type_stream_maxlen,
             livestream_maxlen=settings.livestream_stream_maxlen,
             ttl_s=settings.livestream_stream_ttl_s,
         )

@@ -99,7 +99,6 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
         env.append({"name": "CONNECTOR_EVENT_TYPES", "value": json.dumps(list(spec["eventTypes"]))})
     env += connection_env(spec.get("connection") or {}, settings)
     optional = {
-        "CONNECTOR_TYPE_STREAM_MAXLEN": retention.get("typeStreamMaxLen"),
         "CONNECTOR_LIVESTREAM_STREAM_MAXLEN": retention.get("livestreamStreamMaxLen"),
         "CONNECTOR_LIVESTREAM_STREAM_TTL_S": retention.get("ttlSeconds"),
         "CONNECTOR_SIGN_API_URL": settings.sign_api_url,

@@ -7,6 +7,8 @@ Layers, from pure to effectful:
   events_repository.py      all SQL on `events` (COPY, merge when duplicates, keyset pages)
   livestreams_repository.py all SQL on `livestreams` (written by the operator, not the persister)
   streams.py                the group's Redis commands (read, claim, ack, dead-letter)
+  retention.py              what may be trimmed from a shared stream, group lag (pure)
+  trimming.py               XTRIM MINID below what every group acknowledged, lag metrics
   consumer.py               the Persister loop: batching, retries, exactly-once acking
   metrics.py                its Prometheus metrics, on a registry the caller owns
   runner.py, main.py        process wiring: clients, signals, /healthz and /metrics

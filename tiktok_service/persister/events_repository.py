@@ -126,9 +126,13 @@ def is_data_error(exc: BaseException) -> bool:
 
     Such a batch fails the same way on every retry, so the caller isolates the culprit
     rows instead of retrying; every other error (connection lost, server starting, too
-    many connections, even a missing table) is worth retrying.
+    many connections, even a missing table) is worth retrying. A program limit (a jsonb
+    nested deeper than the server's stack allows, a value too large) is the rows' too:
+    bisecting stores the others and dead-letters only the row that hits it.
     """
-    if isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError):
+    if isinstance(
+        exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError | asyncpg.ProgramLimitExceededError
+    ):
         return True
     # asyncpg's client-side "invalid input for query argument" is an InterfaceError and a ValueError.
     return isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)

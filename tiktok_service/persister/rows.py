@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import json
 import random
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,7 +130,14 @@ def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:
     try:
         envelope = events.decode(raw)
     except events.MalformedEnvelope as exc:
-        raise PoisonEntry("malformed_envelope", str(exc)) from exc
+        repaired = without_lone_surrogates(raw) if "surrogate" in str(exc) else None
+        if repaired is None:
+            raise PoisonEntry("malformed_envelope", str(exc)) from exc
+        raw = repaired
+        try:
+            envelope = events.decode(raw)
+        except events.MalformedEnvelope as again:
+            raise PoisonEntry("malformed_envelope", str(again)) from again
     try:
         return record_from_envelope(envelope, raw)
     except PoisonEntry:
@@ -290,6 +299,57 @@ def _without_nul(value: Any) -> Any:
         return {_without_nul(key): _without_nul(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_without_nul(item) for item in value]
+    return value
+
+
+def without_lone_surrogates(raw: bytes) -> bytes | None:
+    """`raw` with every lone surrogate escape (`\\ud83d` without its pair: an emoji cut in
+    half by a client that counts UTF-16 units) replaced by U+FFFD, or None if it is not
+    JSON for another reason too.
+
+    JSON allows such escapes; orjson, UTF-8 and PostgreSQL's jsonb do not. The standard
+    library's parser accepts them; numbers are kept exactly as written (no float
+    round trip), and NaN/Infinity stay refused, so only the broken text changes.
+    """
+    try:
+        doc = json.loads(raw, parse_constant=_refuse_constant, parse_float=_exact_number, parse_int=_exact_number)
+        return orjson.dumps(_replace_lone_surrogates(doc), default=_number_text, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except (ValueError, RecursionError, TypeError, orjson.JSONEncodeError):
+        return None
+
+
+class _Number(str):
+    """A JSON number as written, re-emitted verbatim (see `_number_text`)."""
+
+
+def _exact_number(text: str) -> _Number:
+    return _Number(text)
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _number_text(value: object) -> orjson.Fragment:
+    if isinstance(value, _Number):
+        return orjson.Fragment(str.__str__(value).encode())
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """`value` (decoded JSON) with lone surrogates in its strings, keys included, replaced.
+    (The parser joins valid pairs into one code point, so every surrogate left is lone.)"""
+    if isinstance(value, _Number):
+        return value
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub(NUL_REPLACEMENT, value)
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(key): _replace_lone_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(item) for item in value]
     return value
 
 
