@@ -42,7 +42,9 @@ def _engine() -> str | None:
 ENGINE = _engine()
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(ENGINE is None, reason="no container engine (podman or a Docker daemon); `make deps` installs podman"),
+    pytest.mark.skipif(
+        ENGINE is None, reason="no container engine (podman or a Docker daemon); `make deps` installs podman"
+    ),
 ]
 
 
@@ -63,7 +65,9 @@ RESTRICTED = (
 )
 
 
-def run_in_image(image: str, argv: Sequence[str], *, options: Sequence[str] = ("--network=none",)) -> subprocess.CompletedProcess[str]:
+def run_in_image(
+    image: str, argv: Sequence[str], *, options: Sequence[str] = ("--network=none",)
+) -> subprocess.CompletedProcess[str]:
     return engine("run", "--rm", *RESTRICTED, *options, image, *argv)
 
 
@@ -74,7 +78,12 @@ def image() -> str:
     if ENGINE is not None:
         env["CONTAINER_ENGINE"] = ENGINE
     done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "build-image.sh")], env=env, capture_output=True, text=True, timeout=1200, check=False
+        ["bash", str(ROOT / "scripts" / "build-image.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
     )
     assert done.returncode == 0, f"image build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return IMAGE
@@ -93,6 +102,32 @@ def test_image_runs_as_uid_10001_within_its_size_budget(image: str) -> None:
 def test_the_image_ships_no_kubernetes_client(image: str) -> None:
     probe = "import importlib.util as u; print(u.find_spec('kubernetes') is None)"
     assert run_in_image(image, ["python3", "-c", probe]).stdout.strip() == "True"
+
+
+# Bytecode is compiled at build time: on a read-only root nothing can be cached at run time, and
+# importing from source takes about twice as long at every start. A pyc whose recorded source
+# mtime/size differs from its source is ignored by Python, so each must match.
+BYTECODE_CHECK = """
+import importlib.util, pathlib, sysconfig
+missing, stale = [], []
+for py in pathlib.Path(sysconfig.get_paths()["purelib"]).rglob("*.py"):
+    pyc = pathlib.Path(importlib.util.cache_from_source(str(py)))
+    if not pyc.exists():
+        missing.append(str(py))
+        continue
+    header, st = pyc.read_bytes()[:16], py.stat()
+    if int.from_bytes(header[4:8], "little") == 0 and (
+        int.from_bytes(header[8:12], "little") != int(st.st_mtime) & 0xFFFFFFFF
+        or int.from_bytes(header[12:16], "little") != st.st_size & 0xFFFFFFFF
+    ):
+        stale.append(str(py))
+print(len(missing), len(stale), *(missing + stale)[:10])
+"""
+
+
+def test_bytecode_is_compiled_and_current(image: str) -> None:
+    missing, stale, *examples = run_in_image(image, ["python3", "-c", BYTECODE_CHECK]).stdout.split()
+    assert (missing, stale) == ("0", "0"), examples
 
 
 @pytest.mark.parametrize("command", ["connector", "persister", "migrate", "operator", "api", "api-keys"])
@@ -122,7 +157,9 @@ async def test_migrate_then_api_serve_from_the_image(
     image: str, database_url: str, redis_url: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     host_network = ("--network=host",)
-    migrated = run_in_image(image, ["tiktok-service", "migrate"], options=(*host_network, f"--env=PERSISTER_DATABASE_URL={database_url}"))
+    migrated = run_in_image(
+        image, ["tiktok-service", "migrate"], options=(*host_network, f"--env=PERSISTER_DATABASE_URL={database_url}")
+    )
     assert migrated.returncode == 0, migrated.stderr
 
     kubeconfig = readable_copy(control_plane.kubeconfig_path, tmp_path)
@@ -131,7 +168,7 @@ async def test_migrate_then_api_serve_from_the_image(
     started = engine(
         "run", "--detach", "--name", name, *RESTRICTED, *host_network,
         f"--volume={kubeconfig}:/etc/tiktok/kubeconfig:ro",
-        f"--env=API_KUBECONFIG=/etc/tiktok/kubeconfig",
+        "--env=API_KUBECONFIG=/etc/tiktok/kubeconfig",
         f"--env=API_DATABASE_URL={database_url}",
         f"--env=API_REDIS_URL={redis_url}",
         "--env=API_HOST=127.0.0.1",
