@@ -18,11 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kubernetes import client, config
 
 from tests.cluster_support import started_control_plane
 from tests.support import wait_until
 from tiktok_service.devcluster.controlplane import ControlPlane
 from tiktok_service.devcluster.processes import free_port
+from tiktok_service.operator import model, testing
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("TEST_IMAGE", "tiktok-service:test")
@@ -193,6 +195,65 @@ async def test_migrate_then_api_serve_from_the_image(
             assert checks == {"postgresql": "ok", "redis": "ok", "kubernetes": "ok"}
         stopped = engine("stop", "--time=20", name)
         assert stopped.returncode == 0
+        exit_code = engine("container", "inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
+        assert exit_code == "0", engine("logs", name, check=False).stderr[-3000:]
+    finally:
+        engine("rm", "--force", name, check=False)
+
+
+async def test_operator_from_the_image_makes_a_connector_pod(
+    image: str, database_url: str, redis_url: str, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """kopf's watch and our REST writes, with the kubeconfig read by the image's own reader."""
+    migrated = run_in_image(
+        image, ["tiktok-service", "migrate"], options=("--network=host", f"--env=PERSISTER_DATABASE_URL={database_url}")
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    kubeconfig = readable_copy(control_plane.kubeconfig_path, tmp_path)
+    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
+        testing.create_peering(api, namespace="default", name="tiktok-operator")  # as deployed (two replicas)
+    port = free_port()
+    name = f"tiktok-image-operator-{port}"
+    started = engine(
+        "run", "--detach", "--name", name, *RESTRICTED, "--network=host",
+        f"--volume={kubeconfig}:/etc/tiktok/kubeconfig:ro",
+        "--env=OPERATOR_KUBECONFIG=/etc/tiktok/kubeconfig",
+        f"--env=OPERATOR_DATABASE_URL={database_url}",
+        f"--env=OPERATOR_REDIS_URL={redis_url}",
+        f"--env=OPERATOR_HTTP_PORT={port}",
+        '--env=OPERATOR_NAMESPACES=["default"]',
+        f"--env=OPERATOR_CONNECTOR_IMAGE={image}",
+        image, "tiktok-service", "operator",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    livestream = {
+        "apiVersion": model.API_VERSION,
+        "kind": model.KIND,
+        "metadata": {"name": f"image-{port}"},
+        "spec": {"username": "image_user"},
+    }
+    try:
+        with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
+            client.CustomObjectsApi(api).create_namespaced_custom_object(
+                model.GROUP, model.VERSION, "default", model.PLURAL, livestream
+            )
+            core = client.CoreV1Api(api)
+            selector = f"{model.LABEL_LIVESTREAM}=image-{port}"
+
+            def pod_made() -> bool:
+                state = engine("container", "inspect", "--format", "{{.State.Running}}", name, check=False)
+                assert state.stdout.strip() == "true", engine("logs", name, check=False).stderr[-3000:]
+                return bool(core.list_namespaced_pod("default", label_selector=selector).items)
+
+            try:
+                await wait_until(
+                    pod_made, timeout=60, what="a connector pod from the operator in the image", interval=0.3
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{engine('logs', name, check=False).stderr[-3000:]}") from None
+            (pod,) = core.list_namespaced_pod("default", label_selector=selector).items
+            assert pod.spec.containers[0].image == image
+        assert engine("stop", "--time=20", name).returncode == 0
         exit_code = engine("container", "inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
         assert exit_code == "0", engine("logs", name, check=False).stderr[-3000:]
     finally:
