@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for every component (connector, persister, operator, api): `tiktok-service <command>`.
 # Build it with `make image` (scripts/build-image.sh), or plainly: `docker build -t tiktok-service .`
 #

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import os
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +45,16 @@ class ApiError(Exception):
 
 @contextlib.contextmanager
 def _pem_file(data: bytes) -> Iterator[str]:
-    """A path `SSLContext.load_cert_chain` can read, backed by memory (the root filesystem is read-only)."""
+    """A path `SSLContext.load_cert_chain` can read, backed by memory (the root filesystem is read-only).
+
+    Outside Linux (a developer's laptop) a private temporary file, removed once loaded.
+    """
+    if not hasattr(os, "memfd_create"):
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "client.pem"
+            path.write_bytes(data)
+            yield str(path)
+        return
     fd = os.memfd_create("kube-client-pem", os.MFD_CLOEXEC)
     try:
         os.write(fd, data)

@@ -8,6 +8,7 @@ as data (kept in memory, never written) is checked against a TLS server that req
 from __future__ import annotations
 
 import base64
+import os
 import ssl
 import subprocess
 import sys
@@ -153,9 +154,13 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-async def test_client_certificate_data_is_presented_from_memory(
-    pki: Path, mutual_tls_server: str, tmp_path: Path
+@pytest.mark.parametrize("memfd", [True, False], ids=["memfd", "temporary-file"])
+async def test_client_certificate_data_is_presented(
+    pki: Path, mutual_tls_server: str, tmp_path: Path, memfd: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Kept in memory on Linux; a private temporary file where memfd does not exist."""
+    if not memfd:
+        monkeypatch.delattr(os, "memfd_create")
     cluster = {"server": mutual_tls_server, "certificate-authority-data": b64(pki / "ca.crt")}
     user = {"client-certificate-data": b64(pki / "client.crt"), "client-key-data": b64(pki / "client.key")}
     credentials = load_credentials(kubeconfig(tmp_path / "config", cluster, user))
