@@ -77,6 +77,13 @@ make_standin() {
       || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
     # A venv at /usr/local: `pip install --prefix=/install` then `COPY /install /usr/local`
     # lands in its site-packages, exactly as in the official image (Python under /usr/local).
+    local wanted got
+    wanted="$(echo "$BASE_IMAGE" | sed -n 's/.*python:\([0-9]*\.[0-9]*\).*/\1/p')"
+    got="$(chroot "$work/rootfs" /usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    if [ -n "$wanted" ] && [ "$wanted" != "$got" ]; then
+      echo "error: Debian $release has Python $got, $BASE_IMAGE needs $wanted: no stand-in possible" >&2
+      exit 1
+    fi
     chroot "$work/rootfs" /usr/bin/python3 -m venv /usr/local
     ln -sf python3 "$work/rootfs/usr/local/bin/python"
     # What debian:bookworm-slim (under the official image) leaves out: package caches, docs, translations.
