@@ -44,6 +44,9 @@ def _engine() -> str | None:
 ENGINE = _engine()
 pytestmark = [
     pytest.mark.slow,
+    # A cold build (the stand-in base from Debian packages, then the dependencies) runs in the
+    # first test's setup: ~5 min on 2 busy cores.
+    pytest.mark.timeout(1500),
     pytest.mark.skipif(
         ENGINE is None, reason="no container engine (podman or a Docker daemon); `make deps` installs podman"
     ),
