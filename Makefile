@@ -30,8 +30,10 @@ dev: venv deps controlplane
 KIND_CLUSTER ?= tiktok-service
 IMAGE ?= tiktok-service:dev
 
+# The product image: Docker where a daemon answers, podman otherwise (a local stand-in for the
+# base image is made from Debian packages when no registry is reachable). See scripts/build-image.sh.
 image:
-	docker build -t $(IMAGE) .
+	IMAGE=$(IMAGE) CACHE_DIR=$(CACHE_DIR) bash scripts/build-image.sh
 
 kind-up: image
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
