@@ -26,10 +26,11 @@ from collections.abc import Iterator
 import asyncpg
 import redis.asyncio as aioredis
 
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import events as domain_events
-from tiktok_service.persister import migrate, rows, runner, sample, testing
+from tiktok_service.persister import migrate, rows, runner
+from tiktok_service_dev import persister_harness, sample_events
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
 
 LIVESTREAM_ID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
 BASELINE_TABLE = "events_baseline"
@@ -44,16 +45,16 @@ async def measure(pg: LocalPostgres, rd: LocalRedis, *, events: int, batch_size:
 
     redis = aioredis.from_url(rd.url)
     try:
-        await sample.publish(redis, _envelopes(events), per_livestream=False)
+        await sample_events.publish(redis, _envelopes(events), per_livestream=False)
     finally:
         await redis.aclose()
 
     runner.configure_gc()
-    settings = testing.quick_settings(rd.url, database_url, batch_size=batch_size, block_ms=100)
+    settings = persister_harness.quick_settings(rd.url, database_url, batch_size=batch_size, block_ms=100)
     started = time.perf_counter()
-    registry = await testing.run_burst(settings, within_s=3600)
+    registry = await persister_harness.run_burst(settings, within_s=3600)
     persister_s = time.perf_counter() - started
-    stored = testing.metric(registry, "rows_inserted_total")
+    stored = persister_harness.metric(registry, "rows_inserted_total")
     if stored != events:
         raise RuntimeError(f"persister stored {stored:.0f} rows, expected {events}")
 
@@ -70,7 +71,7 @@ async def measure(pg: LocalPostgres, rd: LocalRedis, *, events: int, batch_size:
 
 
 def _envelopes(events: int) -> Iterator[domain_events.Envelope]:
-    return (sample.sample_envelope(i, livestream_id=LIVESTREAM_ID) for i in range(events))
+    return (sample_events.sample_envelope(i, livestream_id=LIVESTREAM_ID) for i in range(events))
 
 
 def main() -> None:

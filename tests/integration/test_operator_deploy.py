@@ -9,9 +9,10 @@ import pytest
 from kubernetes import client, config
 
 from tests.cluster_support import started_control_plane
-from tiktok_service.devcluster.controlplane import ControlPlane, binaries_dir
-from tiktok_service.operator import desired, model, testing
+from tiktok_service.operator import desired, model
 from tiktok_service.settings import OperatorSettings
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.controlplane import ControlPlane, binaries_dir
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ NAMESPACE = "tiktok-service"
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
     with started_control_plane(wait_for_controllers=False) as cp:
-        created = kubectl(cp, "apply", "-f", str(testing.DEPLOY_DIR / "namespace.yaml"))  # dry runs need it
+        created = kubectl(cp, "apply", "-f", str(operator_harness.DEPLOY_DIR / "namespace.yaml"))  # dry runs need it
         assert created.returncode == 0, created.stderr
         yield cp
 
@@ -32,7 +33,7 @@ def kubectl(cp: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_deploy_manifest_passes_a_server_side_dry_run(control_plane: ControlPlane) -> None:
-    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(testing.DEPLOY_DIR))
+    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(operator_harness.DEPLOY_DIR))
 
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr
@@ -42,7 +43,7 @@ def test_every_deploy_manifest_passes_a_server_side_dry_run(control_plane: Contr
 
 
 def test_the_example_livestream_passes_a_server_side_dry_run(control_plane: ControlPlane) -> None:
-    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(testing.EXAMPLES_DIR))
+    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(operator_harness.EXAMPLES_DIR))
 
     assert result.returncode == 0, result.stderr
     assert "livestream.tiktok.tiktok-service.io/example-streamer created (server dry run)" in result.stdout
@@ -51,7 +52,7 @@ def test_the_example_livestream_passes_a_server_side_dry_run(control_plane: Cont
 def test_the_connector_pod_is_admitted_in_a_namespace_enforcing_the_restricted_pod_security_standard(
     control_plane: ControlPlane,
 ) -> None:
-    livestream = testing.manifests(testing.EXAMPLES_DIR / "livestream.yaml")[0]
+    livestream = operator_harness.manifests(operator_harness.EXAMPLES_DIR / "livestream.yaml")[0]
     livestream["metadata"]["uid"] = "6f1c3c50-8a4e-4c1e-9d7e-2a1b3c4d5e6f"
     pod = desired.desired_pod(livestream, OperatorSettings())
     api = config.new_client_from_config(config_file=str(control_plane.kubeconfig_path))

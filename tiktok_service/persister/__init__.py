@@ -10,5 +10,4 @@ Layers, from pure to effectful:
   consumer.py               the Persister loop: batching, retries, exactly-once acking
   metrics.py                its Prometheus metrics, on a registry the caller owns
   runner.py, main.py        process wiring: clients, signals, /healthz and /metrics
-  testing.py, sample.py     harness and connector-style sample events for tests and benchmarks
 """

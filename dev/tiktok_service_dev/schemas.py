@@ -1,7 +1,8 @@
 """Regenerate the event contract: the schema files, the README's event table, the CRD's type list.
 
-Usage: `python -m tiktok_service.schemas [--check]` (from the repository root). With
-`--check` nothing is written and the exit code says whether anything is stale.
+Usage: `tiktok-service-dev schemas [--check]` (or `make schemas`) in a checkout: it writes into
+the product package, the CRD and the README. With `--check` nothing is written and the exit
+code says whether anything is stale.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tiktok_service import crds, schemas
 from tiktok_service.connector import contract
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(schemas.__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parents[1]
 README = REPO_ROOT / "README.md"
-CRD = REPO_ROOT / "crds" / "livestream.yaml"
+CRD = Path(crds.__file__).resolve().parent / "livestream.yaml"
 
 
 def readme_with_table(text: str) -> str:

@@ -1,4 +1,4 @@
-"""``tiktok-service node-agent``: run a local node until SIGTERM/SIGINT (development only)."""
+"""``tiktok-service-dev node-agent``: run a local node until SIGTERM/SIGINT (development only)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from tiktok_service import logs
-from tiktok_service.devcluster.node_agent import node as nodes
-from tiktok_service.devcluster.node_agent.agent import NodeAgent, NodeAgentError
+from tiktok_service_dev.node_agent import node as nodes
+from tiktok_service_dev.node_agent.agent import NodeAgent, NodeAgentError
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ def _flag(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tiktok-service node-agent",
+        prog="tiktok-service-dev node-agent",
         description="Register a Node and run the pods scheduled to it as local processes "
         "(container images are ignored; `command` runs with the venv's bin first on PATH).",
     )
@@ -78,6 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(serve())
     except NodeAgentError as exc:
-        print(f"tiktok-service node-agent: {exc}")
+        print(f"tiktok-service-dev node-agent: {exc}")
         return 1
     return 0

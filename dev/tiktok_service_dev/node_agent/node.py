@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tiktok_service.devcluster.node_agent.status import HOST_IP
-from tiktok_service.devcluster.node_agent.times import micro_time, rfc3339
+from tiktok_service_dev.node_agent.status import HOST_IP
+from tiktok_service_dev.node_agent.times import micro_time, rfc3339
 
 LEASE_NAMESPACE = "kube-node-lease"
 # Taints the control plane puts on nodes that are not (yet, or no longer) Ready.

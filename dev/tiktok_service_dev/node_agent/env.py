@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from tiktok_service.devcluster.node_agent.status import HOST_IP
+from tiktok_service_dev.node_agent.status import HOST_IP
 
 # Data of a Secret or ConfigMap by name; None = it does not exist.
 Sources = Mapping[str, Mapping[str, str] | None]

@@ -19,11 +19,11 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ResponseError
 
-from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.domain import naming
 from tiktok_service.persister import events_repository, runner
 from tiktok_service.persister.consumer import Persister
 from tiktok_service.settings import PersisterSettings
+from tiktok_service_dev.postgres_server import LocalPostgres
 
 DEFAULT_DEADLINE_S: Final = 30.0
 

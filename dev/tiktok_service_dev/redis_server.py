@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from tiktok_service.devcluster import processes
+from tiktok_service_dev import processes
 
 
 class LocalRedis:

@@ -3,7 +3,7 @@
 `OperatorThread` runs the real operator (`run_operator`) in a thread with its own event
 loop, so a test can drive the cluster with the synchronous `kubernetes` client while the
 operator reacts; `install_crds`, `apply` and `grant_role` prepare a control plane the way
-`kubectl apply -f crds/ -f deploy/` would.
+`kubectl apply -f tiktok_service/crds/ -f deploy/` would.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
+from tiktok_service import crds
 from tiktok_service.operator.metrics import OperatorMetrics
 from tiktok_service.settings import OperatorSettings
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-CRDS_DIR: Final = REPO_ROOT / "crds"
 DEPLOY_DIR: Final = REPO_ROOT / "deploy"
 EXAMPLES_DIR: Final = REPO_ROOT / "examples"
 DEFAULT_DEADLINE_S: Final = 30.0
@@ -71,8 +71,8 @@ def apply(api: client.ApiClient, docs: Iterable[Mapping[str, Any]], *, namespace
 
 
 def install_crds(api: client.ApiClient, *, timeout: float = DEFAULT_DEADLINE_S) -> None:
-    """Apply `crds/*.yaml` and wait until the API server serves every one of them."""
-    docs = manifests(CRDS_DIR)
+    """Apply the product's CRDs (package data) and wait until the API server serves every one of them."""
+    docs = crds.manifests()
     apply(api, docs)
     extensions = client.ApiextensionsV1Api(api)
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tiktok_service.devcluster.node_agent import env as environment
-from tiktok_service.devcluster.node_agent import status
-from tiktok_service.devcluster.node_agent.times import utc_now
+from tiktok_service_dev.node_agent import env as environment
+from tiktok_service_dev.node_agent import status
+from tiktok_service_dev.node_agent.times import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from tiktok_service.devcluster.node_agent.times import parse_time, rfc3339
+from tiktok_service_dev.node_agent.times import parse_time, rfc3339
 
 HOST_IP = "127.0.0.1"
 RESTART_POLICIES = ("Always", "OnFailure", "Never")

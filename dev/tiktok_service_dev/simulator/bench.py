@@ -1,4 +1,4 @@
-"""Throughput benchmark: ``python -m tiktok_service.simulator.bench [raw|tiktoklive] --seconds 5``.
+"""Throughput benchmark: ``python -m tiktok_service_dev.simulator.bench [raw|tiktoklive] --seconds 5``.
 
 The simulator runs in a child process (its own core); this process is the consumer:
 
@@ -33,7 +33,7 @@ async def _start_simulator(scenario: dict[str, Any]) -> tuple[asyncio.subprocess
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tiktok_service.simulator",
+        "tiktok_service_dev.simulator",
         "--port",
         "0",
         "--scenario-file",
@@ -131,7 +131,7 @@ async def bench_tiktoklive(seconds: float, batch: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tiktok_service.simulator.bench")
+    parser = argparse.ArgumentParser(prog="python -m tiktok_service_dev.simulator.bench")
     parser.add_argument("mode", choices=("raw", "tiktoklive"), nargs="?", default="raw")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=100)

@@ -1,4 +1,4 @@
-"""Standalone entry point: ``python -m tiktok_service.simulator --room alice:42:50``."""
+"""Standalone entry point: ``tiktok-service-dev simulator --room alice:42:50``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .server import serve
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tiktok_service.simulator",
+        prog="tiktok-service-dev simulator",
         description="Protocol-faithful TikTok LIVE simulator (webcast HTML/API, sign server, push WebSocket).",
     )
     parser.add_argument("--host", default="127.0.0.1")

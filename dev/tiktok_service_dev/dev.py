@@ -1,4 +1,4 @@
-"""`tiktok-service dev` (`make dev`): the whole data plane on one machine, events shown live.
+"""`tiktok-service-dev dev` (`make dev`): the whole data plane on one machine, events shown live.
 
 Starts Redis and PostgreSQL (local, temporary), the TikTok LIVE simulator with one room,
 a persister and a connector as separate processes configured exactly as their pods would
@@ -26,19 +26,18 @@ import redis.asyncio as aioredis
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
-from tiktok_service.devcluster import processes
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
 from tiktok_service.domain.events import Envelope, decode
-from tiktok_service.operator import testing as kube_testing
 from tiktok_service.persister import livestreams_repository
 from tiktok_service.persister.livestreams_repository import LivestreamStatus
 from tiktok_service.persister.migrate import migrate
+from tiktok_service_dev import operator_harness, processes
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tiktok-service dev", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tiktok-service-dev dev", description=__doc__.splitlines()[0])
     parser.add_argument("--username", default="demo_streamer", help="simulated TikTok user")
     parser.add_argument("--rate", type=float, default=5.0, help="simulated events per second")
     parser.add_argument("--seed", type=int, default=1)
@@ -53,6 +52,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 NAMESPACE = "tiktok-service"
+#: Commands of `tiktok-service-dev`; every other command the stack runs is the product's.
+DEV_COMMANDS = frozenset({"simulator", "node-agent"})
 
 
 class Stack:
@@ -65,8 +66,10 @@ class Stack:
         self.postgres = LocalPostgres()
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start `tiktok-service <args>`, or `tiktok-service-dev <args>` for a developer command."""
+        module = "tiktok_service_dev" if args[0] in DEV_COMMANDS else "tiktok_service"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tiktok_service", *args],
+            [sys.executable, "-m", module, *args],
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
             stderr=open(self.log_path(name), "ab"),  # noqa: SIM115 - the child owns it
@@ -237,23 +240,23 @@ def _run_one_connector(stack: Stack, args: argparse.Namespace, livestream_id: st
 
 def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> None:
     """Control plane + node agent + operator: Livestreams become connector pods run as local processes."""
-    from tiktok_service.devcluster.controlplane import ControlPlane
+    from tiktok_service_dev.controlplane import ControlPlane
 
     plane = ControlPlane(extra_users=["operator", "api"])
     stack.closers.append(plane.stop)
     plane.start()
     kubeconfig = str(plane.kubeconfig_path)
     with _api(kubeconfig) as api:
-        kube_testing.install_crds(api)
-        kube_testing.apply(api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
-        kube_testing.apply(api, [_connector_secret(stack.redis.url)], namespace=NAMESPACE)
-        kube_testing.grant_role(api, namespace=NAMESPACE, user="operator")
-        kube_testing.create_peering(api, namespace=NAMESPACE, name="tiktok-operator")
+        operator_harness.install_crds(api)
+        operator_harness.apply(api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
+        operator_harness.apply(api, [_connector_secret(stack.redis.url)], namespace=NAMESPACE)
+        operator_harness.grant_role(api, namespace=NAMESPACE, user="operator")
+        operator_harness.create_peering(api, namespace=NAMESPACE, name="tiktok-operator")
         api_roles = [
-            d for d in kube_testing.manifests(kube_testing.DEPLOY_DIR / "api-rbac.yaml") if d["kind"] == "Role"
+            d for d in operator_harness.manifests(operator_harness.DEPLOY_DIR / "api-rbac.yaml") if d["kind"] == "Role"
         ]
-        kube_testing.apply(api, api_roles, namespace=NAMESPACE)
-        kube_testing.apply(api, [_binding("tiktok-api", "api")], namespace=NAMESPACE)
+        operator_harness.apply(api, api_roles, namespace=NAMESPACE)
+        operator_harness.apply(api, [_binding("tiktok-api", "api")], namespace=NAMESPACE)
     stack.spawn("node-agent", ["node-agent", "--kubeconfig", kubeconfig, "--node-name", "dev-node"], {})
     stack.spawn(
         "operator",
@@ -296,7 +299,7 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
     print(f"  kubectl     {_kubectl()} get livestreams -n {NAMESPACE}", file=sys.stderr)
     if not args.no_example:
         with _api(kubeconfig) as api:
-            kube_testing.apply(api, kube_testing.manifests(kube_testing.EXAMPLES_DIR / "livestream.yaml"))
+            operator_harness.apply(api, operator_harness.manifests(operator_harness.EXAMPLES_DIR / "livestream.yaml"))
         print("  applied     examples/livestream.yaml (more: kubectl apply -f your-livestream.yaml)", file=sys.stderr)
 
 
@@ -337,7 +340,7 @@ def _create_api_key(dsn: str) -> str:
 
 
 def _kubectl() -> str:
-    from tiktok_service.devcluster.controlplane import binaries_dir
+    from tiktok_service_dev.controlplane import binaries_dir
 
     try:
         return str(binaries_dir() / "kubectl")

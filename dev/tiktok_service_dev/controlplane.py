@@ -17,7 +17,7 @@ Usage::
         ...
         alice = cp.kubeconfig_for("alice")   # authenticated, but no RBAC bindings
 
-Or interactively: ``python -m tiktok_service.devcluster.controlplane``.
+Or interactively: ``python -m tiktok_service_dev.controlplane``.
 """
 
 from __future__ import annotations
@@ -44,14 +44,14 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Self
 
-from tiktok_service.devcluster.pki import (
+from tiktok_service_dev.pki import (
     StaticToken,
     generate_service_account_keypair,
     kubeconfig_document,
     new_token,
     write_token_file,
 )
-from tiktok_service.devcluster.ports import LOOPBACK, free_ports
+from tiktok_service_dev.ports import LOOPBACK, free_ports
 
 __all__ = [
     "BINARIES",
@@ -536,7 +536,7 @@ def _http_ok(url: str, *, token: str | None = None, context: ssl.SSLContext | No
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a control plane in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m tiktok_service.devcluster.controlplane",
+        prog="python -m tiktok_service_dev.controlplane",
         description="Run a local Kubernetes control plane (etcd, apiserver, controller-manager, scheduler).",
     )
     parser.add_argument(

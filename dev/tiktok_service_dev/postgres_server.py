@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tiktok_service.devcluster import processes
+from tiktok_service_dev import processes
 
 SUPERUSER = "tiktok"
 DATABASE = "tiktok"
