@@ -28,12 +28,17 @@ def text(name: str) -> str:
     return resources.files(__name__).joinpath(f"{name}{SUFFIX}").read_text(encoding="utf-8")
 
 
+def documents(name: str) -> list[dict[str, Any]]:
+    """Every CRD in one file (`kopfpeering` holds kopf's namespaced and cluster-wide ones)."""
+    return [doc for doc in yaml.safe_load_all(text(name)) if doc]
+
+
 def load(name: str) -> dict[str, Any]:
-    """One CRD as an object (each file holds exactly one document)."""
-    doc: dict[str, Any] = yaml.safe_load(text(name))
+    """The CRD of a file that holds exactly one (`livestream`)."""
+    (doc,) = documents(name)
     return doc
 
 
 def manifests() -> list[dict[str, Any]]:
-    """Every CRD, ready to apply."""
-    return [load(name) for name in names()]
+    """Every CRD of every file, ready to apply."""
+    return [doc for name in names() for doc in documents(name)]
