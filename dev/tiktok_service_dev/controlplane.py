@@ -513,7 +513,10 @@ class ControlPlane:
         return self.ca_cert_path.exists() and self._api_ok("/readyz")
 
     def _api_ok(self, path: str) -> bool:
-        context = ssl.create_default_context(cafile=str(self.ca_cert_path))
+        try:
+            context = ssl.create_default_context(cafile=str(self.ca_cert_path))
+        except ssl.SSLError:  # the API server is still writing its serving certificate
+            return False
         return _http_ok(f"{self.server_url}{path}", token=self.admin_token, context=context)
 
 
