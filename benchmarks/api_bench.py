@@ -38,8 +38,8 @@ import redis.asyncio as aioredis
 from kubernetes import client, config
 
 from tiktok_service.api import keys, repository
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
-from tiktok_service.persister.migrate import migrate
 from tiktok_service_dev import operator_harness, processes
 from tiktok_service_dev.controlplane import ControlPlane
 from tiktok_service_dev.postgres_server import LocalPostgres

@@ -26,8 +26,9 @@ from collections.abc import Iterator
 import asyncpg
 import redis.asyncio as aioredis
 
+from tiktok_service.database import migrate
 from tiktok_service.domain import events as domain_events
-from tiktok_service.persister import migrate, rows, runner
+from tiktok_service.persister import rows, runner
 from tiktok_service_dev import persister_harness, sample_events
 from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis

@@ -22,8 +22,8 @@ import asyncpg
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tiktok_service.database import livestreams_repository as repo
 from tiktok_service.operator import model
-from tiktok_service.persister import livestreams_repository as repo
 from tiktok_service_dev import operator_harness
 from tiktok_service_dev.node_agent import NodeAgent
 

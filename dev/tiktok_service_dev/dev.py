@@ -26,11 +26,11 @@ import redis.asyncio as aioredis
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
+from tiktok_service.database import livestreams_repository
+from tiktok_service.database.livestreams_repository import LivestreamStatus
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
 from tiktok_service.domain.events import Envelope, decode
-from tiktok_service.persister import livestreams_repository
-from tiktok_service.persister.livestreams_repository import LivestreamStatus
-from tiktok_service.persister.migrate import migrate
 from tiktok_service_dev import operator_harness, processes
 from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis

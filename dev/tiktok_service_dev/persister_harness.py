@@ -19,8 +19,9 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ResponseError
 
+from tiktok_service.database import events_repository
 from tiktok_service.domain import naming
-from tiktok_service.persister import events_repository, runner
+from tiktok_service.persister import runner
 from tiktok_service.persister.consumer import Persister
 from tiktok_service.settings import PersisterSettings
 from tiktok_service_dev.postgres_server import LocalPostgres

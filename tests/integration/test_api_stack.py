@@ -38,10 +38,10 @@ from tests.e2e_support import Cluster, Livestreams, connector_bin_dir
 from tests.support import expected_events, wait_until
 from tiktok_service.api import keys, repository
 from tiktok_service.api.main import ApiServer
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
 from tiktok_service.domain.events import Envelope, EventType
 from tiktok_service.operator import model
-from tiktok_service.persister.migrate import migrate
 from tiktok_service.settings import ApiSettings
 from tiktok_service_dev import operator_harness, persister_harness
 from tiktok_service_dev.controlplane import ControlPlane

@@ -53,11 +53,11 @@ from tests.e2e_support import (
     without_markers,
 )
 from tests.support import expected_events
+from tiktok_service.database import livestreams_repository as repo
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.operator import model
-from tiktok_service.persister import livestreams_repository as repo
-from tiktok_service.persister.migrate import migrate
 from tiktok_service.settings import OperatorSettings, PersisterSettings
 from tiktok_service_dev import operator_harness, persister_harness
 from tiktok_service_dev.controlplane import ControlPlane, binaries_dir

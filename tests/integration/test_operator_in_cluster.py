@@ -20,11 +20,11 @@ from kubernetes import client, config
 
 from tests.cluster_support import started_control_plane
 from tests.support import wait_until
+from tiktok_service.database import livestreams_repository as repo
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.operator import model
-from tiktok_service.persister import livestreams_repository as repo
-from tiktok_service.persister.migrate import migrate
 from tiktok_service_dev import operator_harness
 from tiktok_service_dev.controlplane import ControlPlane
 

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from tiktok_service.database import events_repository, migrate
+from tiktok_service.database import livestreams_repository as livestreams
+from tiktok_service.database.livestreams_repository import LivestreamStatus
 from tiktok_service.domain import events
-from tiktok_service.persister import events_repository, migrate, rows
-from tiktok_service.persister import livestreams_repository as livestreams
-from tiktok_service.persister.livestreams_repository import LivestreamStatus
+from tiktok_service.persister import rows
 from tiktok_service_dev import sample_events
 
 CR_UID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"

@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from tiktok_service.database import events_repository, migrate
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import events_repository, migrate, rows
+from tiktok_service.persister import rows
 from tiktok_service_dev import sample_events
 from tiktok_service_dev.persister_harness import (
     metric,

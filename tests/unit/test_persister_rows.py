@@ -9,8 +9,9 @@ import uuid
 import orjson
 import pytest
 
+from tiktok_service.database import migrate
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import migrate, rows
+from tiktok_service.persister import rows
 from tiktok_service_dev import sample_events
 
 CR_UID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"

@@ -49,7 +49,7 @@ def available_migrations() -> list[Migration]:
     Raises ValueError for a file that does not follow `NNNN_name.sql` or reuses a number:
     a misnamed file must fail loudly, not be skipped.
     """
-    folder = resources.files("tiktok_service.persister") / "migrations"
+    folder = resources.files("tiktok_service.database") / "migrations"
     found: list[Migration] = []
     numbers: set[str] = set()
     for entry in folder.iterdir():

@@ -14,7 +14,7 @@ from typing import Final
 
 import asyncpg
 
-from tiktok_service.persister import rows
+from tiktok_service.database import events_table
 
 EVENTS_TABLE: Final = "events"
 STAGING_TABLE: Final = "events_staging"
@@ -72,18 +72,20 @@ class EventRow:
     received_at: dt.datetime
 
     @property
-    def cursor(self) -> rows.Cursor:
-        return rows.Cursor(timestamp=self.timestamp, id=self.id)
+    def cursor(self) -> events_table.Cursor:
+        return events_table.Cursor(timestamp=self.timestamp, id=self.id)
 
 
 @dataclass(frozen=True, slots=True)
 class EventsPage:
     events: list[EventRow]
     #: Pass back as `after` for the next page; None when this page is the last.
-    next_cursor: rows.Cursor | None
+    next_cursor: events_table.Cursor | None
 
 
-async def insert_events(conn: asyncpg.Connection, records: Sequence[rows.Record], *, expect_new: bool = True) -> int:
+async def insert_events(
+    conn: asyncpg.Connection, records: Sequence[events_table.Record], *, expect_new: bool = True
+) -> int:
     """Store `records` atomically, skipping events already stored; returns how many were new.
 
     COPY is the fastest way in but cannot skip duplicates, and duplicates are rare (replays,
@@ -104,15 +106,17 @@ async def insert_events(conn: asyncpg.Connection, records: Sequence[rows.Record]
         try:
             if conn.is_in_transaction():
                 async with conn.transaction():  # a savepoint
-                    status = await conn.copy_records_to_table(EVENTS_TABLE, records=records, columns=rows.COLUMNS)
+                    status = await conn.copy_records_to_table(
+                        EVENTS_TABLE, records=records, columns=events_table.COLUMNS
+                    )
             else:
-                status = await conn.copy_records_to_table(EVENTS_TABLE, records=records, columns=rows.COLUMNS)
+                status = await conn.copy_records_to_table(EVENTS_TABLE, records=records, columns=events_table.COLUMNS)
             return _row_count(status)
         except asyncpg.UniqueViolationError:
             pass  # nothing of the batch was stored: merge it
     async with conn.transaction():
         await conn.execute(_CREATE_STAGING)
-        await conn.copy_records_to_table(STAGING_TABLE, records=records, columns=rows.COLUMNS)
+        await conn.copy_records_to_table(STAGING_TABLE, records=records, columns=events_table.COLUMNS)
         return _row_count(await conn.execute(_MERGE_STAGING))
 
 
@@ -144,7 +148,7 @@ async def events_page(
     conn: asyncpg.Connection,
     livestream_id: uuid.UUID,
     *,
-    after: rows.Cursor | None = None,
+    after: events_table.Cursor | None = None,
     limit: int = 100,
     types: Sequence[str] | None = None,
     since: dt.datetime | None = None,
