@@ -1,8 +1,8 @@
 """All SQL on the `livestreams` table.
 
 The operator is the only writer in production (it mirrors each Livestream CR's status
-here); the persister never calls these. They live next to the schema they depend on so the
-operator and the dev flow share one implementation.
+here); the API reads the rows and the persister never calls these. They live next to the
+schema they depend on so the operator, the API and the dev flow share one implementation.
 """
 
 from __future__ import annotations

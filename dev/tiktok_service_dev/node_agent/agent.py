@@ -26,10 +26,11 @@ from typing import Any, Self
 
 import httpx
 
+from tiktok_service.kube_rest import ApiError
 from tiktok_service_dev.node_agent import node as nodes
 from tiktok_service_dev.node_agent.container import RestartBackoff
 from tiktok_service_dev.node_agent.env import NodeResources
-from tiktok_service_dev.node_agent.kube import ApiError, KubeApi, WatchHandle
+from tiktok_service_dev.node_agent.kube import KubeApi, WatchHandle
 from tiktok_service_dev.node_agent.pod import PodContext, PodWorker, is_terminal, log_path
 from tiktok_service_dev.node_agent.times import utc_now
 

@@ -1,41 +1,32 @@
 """The agent's only door to the API server: JSON over httpx, objects as plain dicts.
 
-Why not the ``kubernetes`` client: its calls block a thread, and a blocked watch cannot
-be interrupted, so ``NodeAgent.stop()`` would wait out a watch timeout. Async httpx is
-cancelled instantly. The kubeconfig is still parsed by the ``kubernetes`` package (into
-a private ``Configuration``, never the global one), so every kubeconfig it accepts works.
+Credentials and errors are the product's REST layer's (`tiktok_service.kube_rest`: the
+kubeconfig parsed by the ``kubernetes`` package into a private ``Configuration``, the
+token re-read as it rotates, `ApiError`). The transport is httpx rather than that layer's
+aiohttp session because the agent must end a watch from another task at once
+(``WatchHandle``): httpx exposes the open response's stream to close it.
 """
 
 from __future__ import annotations
 
 import json
-import ssl
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-import kubernetes
 
-_MERGE_PATCH = "application/merge-patch+json"
+from tiktok_service.kube_rest import MERGE_PATCH, ApiError, Credentials, load_credentials
+
 # Watches stay open up to their server-side timeout; reads may block that long plus slack.
 _WATCH_READ_SLACK_S = 15.0
 
 
-class ApiError(Exception):
-    """A non-2xx answer. ``status`` 404/409/410 drive decisions; the rest are retried."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-    @classmethod
-    def from_status(cls, code: int, body: Mapping[str, Any] | None) -> ApiError:
-        body = body or {}
-        return cls(int(body.get("code") or code), str(body.get("reason") or ""), str(body.get("message") or ""))
+def api_error(code: int, body: Mapping[str, Any] | None) -> ApiError:
+    """A non-2xx answer (or a watch's ``ERROR`` event). ``status`` 404/409/410 drive decisions."""
+    body = body or {}
+    return ApiError(int(body.get("code") or code), str(body.get("reason") or ""), str(body.get("message") or ""))
 
 
 class WatchHandle:
@@ -66,23 +57,13 @@ class KubeApi:
     @classmethod
     def from_kubeconfig(cls, path: Path, *, timeout_s: float = 10.0) -> KubeApi:
         """Client for the kubeconfig's current context (token or client-certificate auth)."""
-        configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(path), client_configuration=configuration, persist_config=False
-        )
-        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-        if not configuration.verify_ssl:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if configuration.cert_file:
-            context.load_cert_chain(configuration.cert_file, configuration.key_file)
-        headers = {"Accept": "application/json"}
-        for key in ("BearerToken", "authorization"):
-            if token := configuration.api_key.get(key):
-                headers["Authorization"] = token
-                break
+        credentials = load_credentials(path)
         http = httpx.AsyncClient(
-            base_url=configuration.host, verify=context, headers=headers, timeout=httpx.Timeout(timeout_s)
+            base_url=credentials.server,
+            verify=credentials.ssl_context(),
+            headers={"Accept": "application/json"},
+            timeout=httpx.Timeout(timeout_s),
+            event_hooks={"request": [_authorizer(credentials)]},
         )
         return cls(http)
 
@@ -96,7 +77,7 @@ class KubeApi:
         return await self._call("POST", path, body=body)
 
     async def merge_patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call("PATCH", path, body=body, content_type=_MERGE_PATCH)
+        return await self._call("PATCH", path, body=body, content_type=MERGE_PATCH)
 
     async def delete(self, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return await self._call("DELETE", path, body=body)
@@ -114,7 +95,7 @@ class KubeApi:
         timeout = httpx.Timeout(10.0, read=timeout_s + _WATCH_READ_SLACK_S)
         async with self._http.stream("GET", path, params=query, timeout=timeout) as response:
             if response.status_code != 200:
-                raise ApiError.from_status(response.status_code, _json(await response.aread()))
+                raise api_error(response.status_code, _json(await response.aread()))
             if handle is not None:
                 if handle.aborted:
                     return
@@ -125,7 +106,7 @@ class KubeApi:
                         continue
                     event = json.loads(line)
                     if event.get("type") == "ERROR":
-                        raise ApiError.from_status(500, event.get("object"))
+                        raise api_error(500, event.get("object"))
                     yield event
             finally:
                 if handle is not None:
@@ -145,8 +126,18 @@ class KubeApi:
         response = await self._http.request(method, path, params=params, content=content, headers=headers)
         payload = _json(response.content)
         if response.status_code >= 300:
-            raise ApiError.from_status(response.status_code, payload)
+            raise api_error(response.status_code, payload)
         return payload or {}
+
+
+def _authorizer(credentials: Credentials) -> Callable[[httpx.Request], Awaitable[None]]:
+    """A request hook setting the bearer token (when the kubeconfig has one) on every request."""
+
+    async def authorize(request: httpx.Request) -> None:
+        if token := credentials.authorization():
+            request.headers["Authorization"] = token
+
+    return authorize
 
 
 def _json(raw: bytes) -> dict[str, Any] | None:

@@ -21,10 +21,11 @@ from typing import Any
 
 import httpx
 
+from tiktok_service.kube_rest import ApiError
 from tiktok_service_dev.node_agent import env as environment
 from tiktok_service_dev.node_agent import status
 from tiktok_service_dev.node_agent.container import ContainerRunner, RestartBackoff
-from tiktok_service_dev.node_agent.kube import ApiError, KubeApi, pods_path
+from tiktok_service_dev.node_agent.kube import KubeApi, pods_path
 from tiktok_service_dev.node_agent.times import parse_time, utc_now
 
 log = logging.getLogger(__name__)
