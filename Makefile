@@ -7,10 +7,12 @@ CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
 .PHONY: venv deps controlplane dev test unit bench lint fmt schemas clean image kind-up kind-down
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# The product (`tiktok_service`) and, beside it, the developer tooling (`dev/`: `tiktok-service-dev`),
+# which the product's wheel and image never contain.
+$(VENV)/.installed: pyproject.toml dev/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' -e ./dev
 	touch $@
 
 venv: $(VENV)/.installed
@@ -24,7 +26,7 @@ controlplane:
 	@bash scripts/build-controlplane.sh
 
 dev: venv deps controlplane
-	$(PY) -m tiktok_service dev
+	$(PY) -m tiktok_service_dev dev
 
 # --- For users with Docker: the same stack on a kind cluster -----------------------------
 KIND_CLUSTER ?= tiktok-service
@@ -38,7 +40,7 @@ image:
 kind-up: image
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	kubectl apply -f crds/
+	kubectl apply -f tiktok_service/crds/
 	kubectl apply -f deploy/
 
 kind-down:
@@ -65,7 +67,7 @@ fmt: venv
 
 # The event contract: JSON Schema files, the README's event table and the CRD's type list.
 schemas: venv
-	$(PY) -m tiktok_service.schemas
+	$(PY) -m tiktok_service_dev schemas
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

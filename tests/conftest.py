@@ -14,10 +14,10 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.contract_support import stream_violations
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
-from tiktok_service.simulator.config import SimulatorConfig
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.config import SimulatorConfig
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 _db_counter = itertools.count()
 

@@ -37,12 +37,12 @@ from tests.integration.test_api_stack import (
 )
 from tests.support import wait_until
 from tiktok_service.api import keys, main, quotas, repository
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.domain import naming
 from tiktok_service.domain.events import Envelope, EventType
 from tiktok_service.operator import model
 from tiktok_service.settings import ApiSettings
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.postgres_server import LocalPostgres
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from tiktok_service.api import keys, main, repository
-from tiktok_service.persister.migrate import migrate
+from tiktok_service.database.migrate import migrate
 
 
 async def _workspace_of(database_url: str, secret: str) -> str | None:

@@ -22,9 +22,10 @@ from kubernetes import client, config
 
 from tests.cluster_support import started_control_plane
 from tests.support import wait_until
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.devcluster.processes import free_port
-from tiktok_service.operator import model, testing
+from tiktok_service.operator import model
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("TEST_IMAGE", "tiktok-service:test")
@@ -214,7 +215,7 @@ async def test_operator_from_the_image_makes_a_connector_pod(
     assert migrated.returncode == 0, migrated.stderr
     kubeconfig = readable_copy(control_plane.kubeconfig_path, tmp_path)
     with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
-        testing.create_peering(api, namespace="default", name="tiktok-operator")  # as deployed (two replicas)
+        operator_harness.create_peering(api, namespace="default", name="tiktok-operator")  # as deployed (two replicas)
     port = free_port()
     name = f"tiktok-image-operator-{port}"
     started = engine(

@@ -21,8 +21,8 @@ import yaml
 from aiohttp import web
 
 from tests.cluster_support import started_control_plane
-from tiktok_service.devcluster.controlplane import ControlPlane
 from tiktok_service.kube_rest import Credentials, RestSession, load_credentials
+from tiktok_service_dev.controlplane import ControlPlane
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,10 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import strategies as st
 
+from tiktok_service.database import migrate
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import migrate, rows
-from tiktok_service.persister.testing import pending_entries, quick_settings, run_burst
+from tiktok_service.persister import rows
+from tiktok_service_dev.persister_harness import pending_entries, quick_settings, run_burst
 
 pytestmark = pytest.mark.invalid_events  # poison is the point: the teardown's schema check does not apply
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import consumer, sample
-from tiktok_service.persister.testing import (
+from tiktok_service.persister import consumer
+from tiktok_service_dev import sample_events
+from tiktok_service_dev.persister_harness import (
     metric,
     pending_entries,
     quick_settings,
@@ -24,8 +25,8 @@ IDLE_MS = 1000
 async def deliver_to_a_dying_consumer(redis_client: aioredis.Redis, consumer_name: str, times: int) -> bytes:
     """Publish one comment and deliver it `times` times to a consumer that never acks (a
     persister that crashed on it, restarted under the same name, crashed again...)."""
-    await sample.publish(
-        redis_client, [sample.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)]
+    await sample_events.publish(
+        redis_client, [sample_events.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)]
     )
     await redis_client.xgroup_create(STREAM, naming.PERSISTER_GROUP, id="0", mkstream=True)
     reply = await redis_client.xreadgroup(naming.PERSISTER_GROUP, consumer_name, {STREAM: ">"})

@@ -10,8 +10,9 @@ from prometheus_client import CollectorRegistry
 
 from tiktok_service.connector.publisher import Publisher
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import retention, sample
-from tiktok_service.persister.testing import (
+from tiktok_service.persister import retention
+from tiktok_service_dev import sample_events
+from tiktok_service_dev.persister_harness import (
     metric,
     pending_entries,
     quick_settings,
@@ -38,7 +39,9 @@ async def publish_as_a_connector(redis_client: aioredis.Redis, count: int) -> No
         ttl_s=3600,
     )
     for n in range(count):
-        assert publisher.offer(sample.sample_envelope(n, livestream_id=CR_UID, event_type=events.EventType.COMMENT))
+        assert publisher.offer(
+            sample_events.sample_envelope(n, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
+        )
     flusher = asyncio.create_task(publisher.run())
     publisher.close()
     await asyncio.wait_for(flusher, 60)

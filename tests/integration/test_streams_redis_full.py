@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from tiktok_service.connector.publisher import Publisher
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import sample
-from tiktok_service.persister.testing import wait_until
+from tiktok_service_dev import sample_events
+from tiktok_service_dev.persister_harness import wait_until
 
 CR_UID = "2b3c4d5e-6f70-4812-9a3b-4c5d6e7f8091"
 
@@ -33,7 +33,9 @@ async def test_a_full_redis_makes_the_publisher_buffer_and_flush_everything_once
     await redis_client.config_set("maxmemory", 1)  # below what Redis uses already: every write is refused
     try:
         for n in range(200):
-            assert publisher.offer(sample.sample_envelope(n, livestream_id=CR_UID, event_type=events.EventType.LIKE))
+            assert publisher.offer(
+                sample_events.sample_envelope(n, livestream_id=CR_UID, event_type=events.EventType.LIKE)
+            )
         await wait_until(lambda: _holds(not publisher.redis_up), what="the publisher to notice the refusal")
         assert not flusher.done()
     finally:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from tiktok_service.api import feeds, sse
 from tiktok_service.api.metrics import ApiMetrics
 from tiktok_service.domain import naming
-from tiktok_service.persister import sample
+from tiktok_service_dev import sample_events
 
 LIVESTREAM = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 KEY = naming.livestream_stream(LIVESTREAM)
@@ -23,7 +23,7 @@ SETTINGS = feeds.FeedSettings(
 async def publish(redis_client: aioredis.Redis, count: int) -> list[str]:
     ids = []
     for n in range(count):
-        fields = sample.entry_fields(sample.sample_envelope(n, livestream_id=LIVESTREAM))
+        fields = sample_events.entry_fields(sample_events.sample_envelope(n, livestream_id=LIVESTREAM))
         ids.append((await redis_client.xadd(KEY, fields)).decode())  # type: ignore[arg-type]
     return ids
 

@@ -7,8 +7,8 @@ import asyncio
 import redis.asyncio as aioredis
 
 from tiktok_service.connector.publisher import Publisher
-from tiktok_service.devcluster.ports import free_ports
 from tiktok_service.domain import events
+from tiktok_service_dev.ports import free_ports
 
 
 async def test_an_abandoned_publisher_stops_retrying_an_unreachable_redis() -> None:

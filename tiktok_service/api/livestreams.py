@@ -36,8 +36,8 @@ from fastapi import status
 from redis.exceptions import LockError
 
 from tiktok_service.api import errors, feeds, kube, quotas, repository, resources, schemas
-from tiktok_service.operator import model
-from tiktok_service.persister import events_repository, rows
+from tiktok_service.database import events_repository, events_table
+from tiktok_service.domain.livestream import DesiredState, Phase
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ _NAME_INDEX_TTL_S: Final = 7 * 24 * 3600
 _CONNECT_LOCK_S: Final = 60.0
 _CONNECT_WAIT_S: Final = 10.0
 _END_REASONS: Final = {
-    model.Phase.STOPPED: feeds.STOPPED,
-    model.Phase.ENDED: feeds.ENDED,
-    model.Phase.FAILED: feeds.FAILED,
+    Phase.STOPPED: feeds.STOPPED,
+    Phase.ENDED: feeds.ENDED,
+    Phase.FAILED: feeds.FAILED,
 }
 
 
@@ -219,7 +219,7 @@ class LivestreamService:
         if found is None:
             return None
         patched = await self._kube.patch_spec(
-            resources.name(found), resources.uid(found), {"state": model.DesiredState.STOPPED.value}
+            resources.name(found), resources.uid(found), {"state": DesiredState.STOPPED.value}
         )
         if patched is None:
             return None
@@ -281,7 +281,7 @@ class LivestreamService:
         until: dt.datetime | None,
     ) -> schemas.EventsPage:
         """Stored events; call `owns_history` first. Raises ValueError for a cursor this API did not make."""
-        after = rows.Cursor.decode(cursor) if cursor is not None else None
+        after = events_table.Cursor.decode(cursor) if cursor is not None else None
         async with self._pool.acquire() as conn:
             page = await events_repository.events_page(
                 conn, livestream_id, after=after, limit=limit, types=types, since=since, until=until
@@ -318,7 +318,7 @@ class LivestreamService:
         if found is None or resources.uid(found) != livestream_id:
             return feeds.DELETED
         phase = resources.phase(found)
-        return _END_REASONS.get(model.Phase(phase)) if phase else None
+        return _END_REASONS.get(Phase(phase)) if phase else None
 
 
 def _invalid(exc: kube.ApiError) -> Invalid:

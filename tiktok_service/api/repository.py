@@ -15,7 +15,7 @@ from typing import Final
 import asyncpg
 import orjson
 
-from tiktok_service.persister import livestreams_repository
+from tiktok_service.database import livestreams_repository
 
 _INSERT_KEY: Final = """
 INSERT INTO api_keys (id, workspace_id, name, key_hash, key_prefix) VALUES ($1, $2, $3, $4, $5)

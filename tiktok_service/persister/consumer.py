@@ -40,8 +40,9 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tiktok_service.database import events_repository, migrate
 from tiktok_service.domain import naming
-from tiktok_service.persister import batches, events_repository, migrate, rows, trimming
+from tiktok_service.persister import batches, rows, trimming
 from tiktok_service.persister.batches import Batch
 from tiktok_service.persister.metrics import PersisterMetrics
 from tiktok_service.persister.streams import DeadLetter, Entry, GroupConsumer

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from tiktok_service.api import deps, livestreams, resources, schemas
 from tiktok_service.api.routes import common
-from tiktok_service.operator.model import Phase
+from tiktok_service.domain.livestream import Phase
 
 router = APIRouter(prefix="/api/livestreams", tags=["livestreams"], responses=common.AUTH_RESPONSES)
 
