@@ -7,9 +7,13 @@ publish (doubling what they both receive) and their per-livestream sequences wou
 The fence is a Redis hash per Livestream (`naming.connector_fence_key`) holding an epoch
 counter and the owner of the newest claim:
 
-* at start a connector **claims** it: `HINCRBY epoch 1` and `owner` = its own token (the pod
-  uid and a random part, unique per process). The counter lives in Redis, so it only grows,
-  whoever starts connectors and however often the operator restarts; the newest claim wins;
+* a connector **claims** it: `HINCRBY epoch 1` and `owner` = its own token (the pod uid and a
+  random part, unique per process). The counter lives in Redis, so it only grows, whoever
+  starts connectors and however often the operator restarts; the newest claim wins. The claim
+  is made when the connector has something to write: its first publish, once its socket is up
+  (a predecessor still running keeps publishing until then, so a hand-over loses nothing; the
+  publisher then drops what the predecessor already published), or a status other than
+  "connecting" (waiting for a LIVE, retrying, exiting);
 * every write of the connector (the publish script, the status heartbeat) runs in a Lua script
   that first **checks** the fence: the write happens only while the fence holds this
   connector's epoch and owner, atomically with the check. Any other holder means a newer
@@ -156,9 +160,13 @@ class Fence:
         if self._on_lost is not None:
             self._on_lost(by)
 
-    async def write_status(self, status_key: str, fields: dict[str, Any], ttl_s: int) -> bool:
-        """Write the status hash if this connector still holds the fence; False when refused."""
-        if self.lost is not None:
+    async def write_status(self, status_key: str, fields: dict[str, Any], ttl_s: int, *, claim: bool) -> bool:
+        """Write the status hash if this connector holds the fence; False when refused or not claimed.
+
+        `claim`: take the fence first if this connector has not yet (else write nothing until
+        the publisher takes it over, which it does once the socket is up).
+        """
+        if self.lost is not None or (self.epoch is None and not claim):
             return False
         await self.claim()
         args: list[Any] = [*self.args(), self.ttl_s, ttl_s]

@@ -32,13 +32,13 @@ import asyncio
 import logging
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tiktok_service.connector import fencing, metrics
@@ -145,6 +145,7 @@ class Publisher:
         replay_window: int = 0,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
+        handover_ids: int = 0,
     ) -> None:
         self._redis = redis
         self._fence = fence or fencing.Fence(redis, livestream_id, owner=fencing.new_owner(None), ttl_s=ttl_s)
@@ -153,6 +154,9 @@ class Publisher:
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
         self._inflight_replayed = 0  # the first events of `_inflight` are replays (already counted)
+        self._handover_ids = handover_ids
+        #: Told the newest ids of the livestream stream when this connector takes the livestream over.
+        self.on_take_over: Callable[[list[str]], None] | None = None
         # Entries are encoded on arrival: (type, id, JSON). Holding bytes instead of envelope
         # objects keeps a backlog compact and lets the message objects be freed at once.
         self._buffer: deque[Entry] = deque()
@@ -227,15 +231,12 @@ class Publisher:
         if self._fence.lost is not None:  # the heartbeat met the newer claim first
             self._stop_fenced()
             return
-        await self._fence.claim()
-        if self._last_seq is None:
-            raw = await self._redis.get(self._keys[0])
-            self._last_seq = int(raw or 0)
+        last_seq = self._last_seq if self._last_seq is not None else await self._take_over()
         if not self._inflight:
             take = min(self._batch_size, len(self._buffer))
             self._inflight = [self._buffer.popleft() for _ in range(take)]
         batch = self._inflight
-        first = self._last_seq + 1
+        first = last_seq + 1
         args: list[Any] = [first, *self._limits, *self._fence.args()]
         for entry in batch:
             args.extend(entry)
@@ -273,6 +274,27 @@ class Publisher:
             metrics.published.inc(event_type, count)
         if replicas is not None:
             self._confirmed(replicas, len(batch))
+
+    async def _take_over(self) -> int:
+        """Claim the livestream, then learn what was published before: the sequence and the newest ids.
+
+        Read after the claim, so no older connector adds to them any more. Buffered events a
+        predecessor already published (both sockets received them, or TikTok replayed them on
+        connect) are dropped as duplicates and their ids handed to the duplicate filter.
+        """
+        await self._fence.claim()
+        raw = await self._redis.get(self._keys[0])
+        seen = await newest_ids(self._redis, self._keys[1], self._handover_ids) if self._handover_ids else []
+        self._last_seq = int(raw or 0)
+        if seen:
+            known = set(seen)
+            kept = deque(entry for entry in self._buffer if entry[1] not in known)
+            if len(kept) < len(self._buffer):
+                metrics.EVENTS_DROPPED.labels(reason="duplicate").inc(len(self._buffer) - len(kept))
+                self._buffer = kept
+        if self.on_take_over is not None:
+            self.on_take_over(seen)
+        return self._last_seq
 
     async def _send(self, args: list[Any]) -> tuple[Any, int | None]:
         """Run the publish script; with `wait_replicas`, WAIT on the same connection (one round trip)."""
@@ -339,16 +361,8 @@ class Publisher:
         self._wakeup.set()
 
 
-async def recent_ids(redis: aioredis.Redis, livestream_id: str, count: int) -> list[str]:
-    """Ids of the newest entries of the livestream's stream, oldest first.
-
-    A restarted connector seeds its duplicate filter with these, so TikTok's history replay
-    after a restart is not published twice.
-    """
-    try:
-        entries = await redis.xrevrange(naming.livestream_stream(livestream_id), count=count)
-    except RedisError as exc:
-        log.warning("could not read recent ids; duplicates of replayed history possible", extra={"error": repr(exc)})
-        return []
+async def newest_ids(redis: aioredis.Redis, stream: str, count: int) -> list[str]:
+    """Ids of the newest `count` entries of `stream`, oldest first (raises when Redis fails)."""
+    entries = await redis.xrevrange(stream, count=count)
     rows = cast(list[tuple[bytes, dict[bytes, bytes]]], entries or [])
     return [fields[naming.FIELD_ID].decode() for _, fields in reversed(rows) if naming.FIELD_ID in fields]

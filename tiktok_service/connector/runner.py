@@ -20,7 +20,6 @@ import random
 import time
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from TikTokLive import TikTokLiveClient
 
 from tiktok_service.connector import (
@@ -101,6 +100,7 @@ class ConnectorRunner:
             replay_window=settings.replay_window,
             wait_replicas=settings.replicas_to_wait,
             wait_timeout_ms=settings.replica_wait_timeout_ms,
+            handover_ids=settings.dedupe_window,
         )
         self.router: router.EventRouter | None = None
         self.exit_code: ExitCode | None = None
@@ -123,16 +123,15 @@ class ConnectorRunner:
         self.stop()
 
     async def run(self) -> ExitCode:
-        # Claim before reading the recent ids: from here on no older connector adds to them.
-        try:
-            await self.fence.claim()
-        except (RedisError, OSError) as exc:
-            log.warning("could not claim the livestream yet; claimed at the first publish", extra={"error": repr(exc)})
-        seen = await publisher.recent_ids(self._redis, self.settings.livestream_id, self.settings.dedupe_window)
+        # The duplicate filter learns the livestream's newest ids when the publisher takes the
+        # livestream over (at its first publish, after the claim): a predecessor still running
+        # until then adds to them, and buffered duplicates are dropped then.
+        dedupe = RecentIds(self.settings.dedupe_window)
+        self.publisher.on_take_over = dedupe.add_older
         self.router = router.EventRouter(
             livestream_id=self.settings.livestream_id,
             sink=self.publisher.offer,
-            dedupe=RecentIds(self.settings.dedupe_window, seen),
+            dedupe=dedupe,
             status=self.status,
             event_types=[EventType(t) for t in self.settings.event_types],
             gift_progress=self.settings.gift_progress,

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from tiktok_service.connector import fencing, memory, metrics
 from tiktok_service.domain import naming
-from tiktok_service.domain.connector_status import ConnectorStatus
+from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class StatusReporter:
         fields = self._status.to_hash(now_ms=int(time.time() * 1000))
         try:
             if self._fence is not None:
-                return await self._fence.write_status(self._key, fields, ttl_s)
+                claim = self._status.phase is not ConnectorPhase.CONNECTING
+                return await self._fence.write_status(self._key, fields, ttl_s, claim=claim)
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self._key, mapping=fields)  # type: ignore[arg-type]
                 pipe.expire(self._key, ttl_s)
