@@ -9,7 +9,8 @@ promoted replica. A failover is then the real sequence of events:
   while the old primary keeps acknowledging writes: the acknowledged tail of asynchronous
   replication that a failover loses;
 * `switch()`: the front door points at the promoted replica and drops every open connection
-  (clients reconnect and meet the new primary); the old primary is stopped.
+  (clients reconnect and meet the new primary). The old primary still runs, so a test can read
+  what it acknowledged, until `primary.stop()`.
 """
 
 from __future__ import annotations
@@ -134,10 +135,9 @@ class RedisPair:
             replica.replicaof("NO", "ONE")
 
     def switch(self) -> None:
-        """Clients now reach the promoted replica; the old primary is gone."""
+        """Clients now reach the promoted replica (the old primary runs on, unreachable through `url`)."""
         assert self.front is not None
         self.front.point_to(self.replica.port)
-        self.primary.stop()
 
     def close(self) -> None:
         if self.front is not None:

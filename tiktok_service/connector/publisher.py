@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tiktok_service.connector import fencing, metrics
@@ -300,10 +301,19 @@ class Publisher:
         """Run the publish script; with `wait_replicas`, WAIT on the same connection (one round trip)."""
         if not self._wait_replicas:
             return await self._script(keys=self._keys, args=args), None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            await self._script(keys=self._keys, args=args, client=pipe)
-            pipe.wait(self._wait_replicas, self._wait_timeout_ms)
-            reply, replicas = await pipe.execute()
+        for attempt in (1, 2):
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    await self._script(keys=self._keys, args=args, client=pipe)
+                    pipe.wait(self._wait_replicas, self._wait_timeout_ms)
+                    reply, replicas = await pipe.execute()
+                break
+            except NoScriptError:
+                # A pipeline retried on a new connection (a failover's new primary) does not load
+                # its scripts again; the script itself is idempotent, so it is loaded and sent again.
+                if attempt == 2:
+                    raise
+                await self._redis.script_load(self._script.script)
         return reply, int(replicas)
 
     def _confirmed(self, replicas: int, count: int) -> None:
