@@ -12,6 +12,7 @@ from tests.unit.test_operator_desired import settings as desired_settings
 from tests.unit.test_operator_lifecycle import assess, failed, livestream
 from tiktok_service.connector import fencing, outcomes
 from tiktok_service.connector.publisher import Answer, UnexpectedAnswer, Verdict, read_answer
+from tiktok_service.domain.dedupe import RecentIds
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.operator import desired
 from tiktok_service.operator.lifecycle import Do
@@ -86,3 +87,12 @@ def test_a_connector_pod_knows_its_uid_to_name_itself_as_the_holder() -> None:
     env = env_of(desired.desired_pod(desired_livestream(), desired_settings()))
 
     assert env["CONNECTOR_POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
+
+
+def test_ids_learnt_at_take_over_are_older_than_those_already_seen_and_forgotten_first() -> None:
+    seen = RecentIds(4, ["c", "d"])
+
+    seen.add_older(["a", "b", "c"])
+
+    assert seen.add("e") and "a" not in seen  # the oldest learnt id made room, not "c" or "d"
+    assert all(event_id in seen for event_id in ("b", "c", "d", "e"))
