@@ -251,7 +251,14 @@ class Publisher:
         if answer.verdict is Verdict.GAP:
             self._rewind(answer.last, first)
             return
-        self._last_seq = max(first + len(batch) - 1, answer.last)
+        if answer.ahead:
+            # Redis's sequence is past the whole batch, so nothing of it was written: numbers
+            # this connector never handed out (a writer outside the fence). It is sent again
+            # after them instead of being skipped.
+            log.error("livestream sequence ahead of this connector", extra={"last": answer.last, "first": first})
+            self._last_seq = answer.last
+            return
+        self._last_seq = first + len(batch) - 1
         replayed = self._inflight_replayed
         for offset, entry in enumerate(batch):
             self._retained.append((first + offset, entry))
@@ -263,11 +270,6 @@ class Publisher:
             metrics.EVENTS_REPLAYED.inc(replayed)
         if answer.already:
             metrics.EVENTS_ALREADY_PUBLISHED.inc(answer.already)
-        if answer.ahead:
-            # Only a second writer could have advanced the sequence: the next batches follow it,
-            # and the events it made the script skip are counted, not silently gone.
-            metrics.EVENTS_LOST.labels(reason="sequence_ahead").inc(min(answer.ahead, len(batch)))
-            log.error("livestream sequence ahead of this connector", extra={"last": answer.last, "first": first})
         per_type: dict[str, int] = {}
         for event_type, _, _ in fresh:
             per_type[event_type] = per_type.get(event_type, 0) + 1
