@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.contract_support import stream_violations
+from tests.redis_failover import RedisPair
 from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis
 from tiktok_service_dev.simulator.config import SimulatorConfig
@@ -93,3 +94,10 @@ async def simulator() -> AsyncIterator[SimulatorServer]:
     """One simulator for the session; each test creates its own rooms (unique usernames)."""
     async with SimulatorServer(SimulatorConfig(port=0)) as server:
         yield server
+
+
+@pytest.fixture
+def redis_pair() -> Iterator[RedisPair]:
+    """A Redis primary, a real replica and one address (`url`) that follows the primary on failover."""
+    with RedisPair() as pair:
+        yield pair

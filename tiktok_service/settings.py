@@ -102,6 +102,21 @@ class ConnectorSettings(BaseSettings):
     dedupe_window: int = Field(
         default=5_000, ge=100, description="Recent msg_ids remembered to drop replayed history (TikTok replays tens)."
     )
+    # Fencing and Redis failover (README, "Redis failover").
+    pod_uid: str | None = Field(
+        default=None, max_length=64, description="The pod's uid (downward API): names who holds the Livestream."
+    )
+    replay_window: int = Field(
+        default=2_000,
+        ge=0,
+        description="Newest published events kept in memory and sent again if Redis loses them (failover).",
+    )
+    replicas_to_wait: int = Field(
+        default=0, ge=0, description="WAIT for this many replicas after each batch; unconfirmed batches are counted."
+    )
+    replica_wait_timeout_ms: int = Field(
+        default=100, ge=1, le=4_000, description="How long one WAIT may take (below the Redis socket timeout)."
+    )
 
     # Reconnects: exponential backoff with full jitter between base and cap.
     backoff_base_s: float = Field(default=1.0, gt=0)

@@ -49,3 +49,11 @@ def event_counts_key(livestream_id: str) -> str:
 def publish_seq_key(livestream_id: str) -> str:
     """Sequence number of the last event batch a connector published (makes retries idempotent)."""
     return f"tiktok.seq.{livestream_id}"
+
+
+def connector_fence_key(livestream_id: str) -> str:
+    """Redis hash of the livestream's fence: the epoch counter and the owner of the newest claim.
+
+    Only the connector that holds the newest claim may publish or report (see `connector/fencing.py`).
+    """
+    return f"tiktok.fence.{livestream_id}"

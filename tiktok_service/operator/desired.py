@@ -80,6 +80,8 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
     secret = settings.connector_secret_name
     env: list[dict[str, Any]] = [
         {"name": "CONNECTOR_LIVESTREAM_ID", "value": livestream["metadata"]["uid"]},
+        # Names this pod as the holder of the Livestream's fence (the epoch itself comes from Redis).
+        {"name": "CONNECTOR_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
         {"name": "CONNECTOR_USERNAME", "value": spec["username"]},
         {"name": "CONNECTOR_WAIT_FOR_LIVE", "value": "true" if spec.get("waitForLive") else "false"},
         {
