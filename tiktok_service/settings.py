@@ -28,8 +28,13 @@ TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
 DEFAULT_SIGN_URL = "https://api.eulerstream.com"
 
 
-def _url(prefix: str, name: str, default: str) -> object:
-    return Field(default=default, validation_alias=AliasChoices(f"{prefix}{name}", name))
+def _url(prefix: str, name: str, default: str, description: str) -> object:
+    return Field(default=default, validation_alias=AliasChoices(f"{prefix}{name}", name), description=description)
+
+
+REDIS_URL_HELP = "Redis (redis:// or rediss:// with TLS; user and password for an ACL user)."
+DATABASE_URL_HELP = "PostgreSQL (postgresql://user:password@host:port/database)."
+LOG_LEVEL_HELP = "Log level (DEBUG, INFO, WARNING, ERROR); logs are JSON lines on stderr."
 
 
 class ConnectorSettings(BaseSettings):
@@ -40,13 +45,17 @@ class ConnectorSettings(BaseSettings):
     livestream_id: str = Field(min_length=1, max_length=128, description="Livestream id (the CR's uid).")
     username: str = Field(min_length=2, max_length=24, pattern=r"^[A-Za-z0-9_.]+$", description="TikTok @unique_id.")
     room_id: int | None = Field(default=None, description="Skip room lookup and join this room.")
-    redis_url: str = _url("CONNECTOR_", "REDIS_URL", "redis://127.0.0.1:6379/0")  # type: ignore[assignment]
+    redis_url: str = _url("CONNECTOR_", "REDIS_URL", "redis://127.0.0.1:6379/0", REDIS_URL_HELP)  # type: ignore[assignment]
 
     # Where TikTok is. None = the TikTokLive library's defaults (real TikTok and its sign server).
-    sign_api_url: str | None = None
-    sign_api_key: str | None = None
-    tiktok_app_url: str | None = None
-    tiktok_webcast_url: str | None = None
+    sign_api_url: str | None = Field(default=None, description="Sign server URL (unset = TikTokLive's default).")
+    sign_api_key: str | None = Field(
+        default=None, description="API key of the sign server (from the connector Secret)."
+    )
+    tiktok_app_url: str | None = Field(default=None, description="TikTok's web URL (unset = https://www.tiktok.com).")
+    tiktok_webcast_url: str | None = Field(
+        default=None, description="TikTok's webcast API URL (unset = TikTokLive's default)."
+    )
 
     # Connection options (README, "Connection options"). Credentials are SecretStr: never printed.
     proxies: SecretStr | None = Field(
@@ -119,8 +128,8 @@ class ConnectorSettings(BaseSettings):
     )
 
     # Reconnects: exponential backoff with full jitter between base and cap.
-    backoff_base_s: float = Field(default=1.0, gt=0)
-    backoff_cap_s: float = Field(default=60.0, gt=0)
+    backoff_base_s: float = Field(default=1.0, gt=0, description="First reconnect delay; doubles per failure.")
+    backoff_cap_s: float = Field(default=60.0, gt=0, description="Largest reconnect delay.")
     max_reconnects: int = Field(default=0, ge=0, description="Give up after this many in a row (0 = never).")
     healthy_after_s: float = Field(
         default=30.0,
@@ -152,7 +161,7 @@ class ConnectorSettings(BaseSettings):
     heartbeat_interval_s: float = Field(default=2.0, gt=0, description="Status hash refresh period.")
     heartbeat_ttl_s: int = Field(default=15, ge=2, description="Status hash expiry: missed heartbeats = gone.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
 
     @property
     def proxy_endpoints(self) -> tuple[proxy_list.ProxyEndpoint, ...]:
@@ -184,9 +193,9 @@ class PersisterSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PERSISTER_", extra="ignore")
 
-    redis_url: str = _url("PERSISTER_", "REDIS_URL", "redis://127.0.0.1:6379/0")  # type: ignore[assignment]
+    redis_url: str = _url("PERSISTER_", "REDIS_URL", "redis://127.0.0.1:6379/0", REDIS_URL_HELP)  # type: ignore[assignment]
     database_url: str = _url(  # type: ignore[assignment]
-        "PERSISTER_", "DATABASE_URL", "postgresql://tiktok@127.0.0.1:5432/tiktok"
+        "PERSISTER_", "DATABASE_URL", "postgresql://tiktok@127.0.0.1:5432/tiktok", DATABASE_URL_HELP
     )
     consumer_name: str | None = Field(default=None, description="Defaults to hostname-pid (the pod name).")
     batch_size: int = Field(default=2_000, ge=1, description="Max rows per COPY batch (filled from several reads).")
@@ -194,8 +203,8 @@ class PersisterSettings(BaseSettings):
     claim_idle_ms: int = Field(
         default=60_000, ge=1_000, description="Reclaim entries pending longer than this (a dead persister)."
     )
-    retry_base_s: float = Field(default=0.5, gt=0)
-    retry_cap_s: float = Field(default=30.0, gt=0)
+    retry_base_s: float = Field(default=0.5, gt=0, description="First retry delay on a PostgreSQL/Redis outage.")
+    retry_cap_s: float = Field(default=30.0, gt=0, description="Largest retry delay.")
     max_deliveries: int = Field(
         default=5,
         ge=1,
@@ -212,8 +221,8 @@ class PersisterSettings(BaseSettings):
     trim_interval_s: float = Field(
         default=5.0, gt=0, description="How often the shared streams are trimmed and consumer-group lag is measured."
     )
-    http_port: int = Field(default=8081, ge=0, le=65535)
-    log_level: str = "INFO"
+    http_port: int = Field(default=8081, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
 
 
 class OperatorSettings(BaseSettings):
@@ -242,7 +251,9 @@ class OperatorSettings(BaseSettings):
 
     # Connections of the operator itself.
     redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("OPERATOR_REDIS_URL", "REDIS_URL")
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("OPERATOR_REDIS_URL", "REDIS_URL"),
+        description=REDIS_URL_HELP + " The operator reads connector heartbeats.",
     )
     database_url: str | None = Field(
         default=None,
@@ -251,16 +262,18 @@ class OperatorSettings(BaseSettings):
     )
 
     # The connector pod.
-    connector_image: str = "ghcr.io/tiktok-service/tiktok-service:0.1.0"
-    connector_image_pull_policy: str = "IfNotPresent"
+    connector_image: str = Field(
+        default="ghcr.io/tiktok-service/tiktok-service:0.1.0", description="Image of the connector pods."
+    )
+    connector_image_pull_policy: str = Field(default="IfNotPresent", description="imagePullPolicy of connector pods.")
     connector_secret_name: str = Field(
         default="tiktok-connector", description="Secret (in each Livestream's namespace) the connector reads."
     )
-    connector_redis_url_key: str = "redis-url"
+    connector_redis_url_key: str = Field(default="redis-url", description="Key of the Secret holding REDIS_URL.")
     connector_sign_api_key_key: str = Field(default="sign-api-key", description="Optional key of the Secret.")
-    sign_api_url: str | None = None
-    tiktok_app_url: str | None = None
-    tiktok_webcast_url: str | None = None
+    sign_api_url: str | None = Field(default=None, description="Passed to connectors (unset = TikTokLive's default).")
+    tiktok_app_url: str | None = Field(default=None, description="Passed to connectors (unset = real TikTok).")
+    tiktok_webcast_url: str | None = Field(default=None, description="Passed to connectors (unset = real TikTok).")
     # Connection defaults for Livestreams that set none (spec.connection). Secrets are passed to
     # pods by reference (secretKeyRef, resolved by the kubelet): the operator never reads them.
     default_proxy_secret_name: str | None = Field(
@@ -289,9 +302,11 @@ class OperatorSettings(BaseSettings):
     # overcommitted and the cluster autoscaler adds nodes as rooms grow; the limit leaves room
     # for bursts (buffering while Redis is down). No CPU limit: throttling a socket reader
     # only makes TikTok drop us.
-    connector_cpu_request: str = "50m"
-    connector_memory_request: str = "112Mi"
-    connector_memory_limit: str = "256Mi"
+    connector_cpu_request: str = Field(default="50m", description="Default CPU request of a connector pod.")
+    connector_memory_request: str = Field(
+        default="112Mi", description="Default memory request (measured RSS 100-107 MB on a realistic room)."
+    )
+    connector_memory_limit: str = Field(default="256Mi", description="Default memory limit of a connector pod.")
     # Limits on what a Livestream's `spec.connector` may ask for (checked before its pod is
     # created; a Livestream beyond them is Failed, with the reason, until its spec changes).
     connector_max_resources: dict[str, str] = Field(
@@ -319,8 +334,10 @@ class OperatorSettings(BaseSettings):
     connector_topology_max_skew: int = Field(
         default=5, ge=1, description="Soft spread of connectors across nodes (ScheduleAnyway)."
     )
-    connector_run_as_user: int = 10001
-    connector_service_account: str | None = None
+    connector_run_as_user: int = Field(default=10001, description="uid of the connector container (the image's user).")
+    connector_service_account: str | None = Field(
+        default=None, description="Service account of connector pods (unset = the namespace's default)."
+    )
     connector_http_port: int = Field(
         default=8080,
         ge=0,
@@ -361,7 +378,7 @@ class OperatorSettings(BaseSettings):
     )
     worker_limit: int | None = Field(default=None, ge=1, description="kopf's concurrent object workers (None = any).")
     http_port: int = Field(default=8090, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
 
     @model_validator(mode="after")
     def _grace_covers_drain(self) -> Self:
@@ -378,11 +395,14 @@ class ApiSettings(BaseSettings):
     host: str = Field(default="0.0.0.0", description="Listen address (all interfaces: it runs in a pod).")
     port: int = Field(default=8002, ge=0, le=65535, description="Listen port (0 = any free port).")
     redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("API_REDIS_URL", "REDIS_URL")
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("API_REDIS_URL", "REDIS_URL"),
+        description=REDIS_URL_HELP,
     )
     database_url: str = Field(
         default="postgresql://tiktok@127.0.0.1:5432/tiktok",
         validation_alias=AliasChoices("API_DATABASE_URL", "DATABASE_URL"),
+        description=DATABASE_URL_HELP,
     )
     kubeconfig: Path | None = Field(
         default=None, description="Kubeconfig file; None = in-cluster service account (or the client's default)."
@@ -499,7 +519,7 @@ class ApiSettings(BaseSettings):
         description="Page size of lists and history when the client gives no `limit` (<= 500).",
     )
 
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
 
     @model_validator(mode="after")
     def _readers_leave_room_for_catch_up(self) -> Self:

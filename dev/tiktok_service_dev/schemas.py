@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tiktok_service import crds, schemas
 from tiktok_service.connector import asyncapi, contract
+from tiktok_service_dev import reference
 
 PACKAGE_DIR = Path(schemas.__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parents[1]
@@ -45,6 +46,7 @@ def planned() -> dict[Path, str]:
     files[README] = readme_with_table(README.read_text(encoding="utf-8"))
     files[CRD] = crd_with_types(CRD.read_text(encoding="utf-8"))
     files[ASYNCAPI] = asyncapi.render()
+    files.update(reference.planned(files[CRD]))
     return files
 
 
@@ -61,6 +63,7 @@ def main(argv: list[str]) -> int:
         path.unlink()
     for path, content in planned().items():
         if path in stale:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content, encoding="utf-8")
             print(f"wrote {path.relative_to(REPO_ROOT)}")
     return 0
