@@ -52,6 +52,7 @@ def split_by_template(rendered: str) -> dict[str, str]:
     of one template are joined again with `---`. Comment-only documents (a template's header
     before its first object) are kept: they carry the explanations.
     """
+    headers: dict[str, list[str]] = {}
     files: dict[str, list[str]] = {}
     for chunk in rendered.split("\n---\n"):
         chunk = chunk.removeprefix("---\n")
@@ -61,9 +62,13 @@ def split_by_template(rendered: str) -> dict[str, str]:
                 raise ValueError(f"a rendered document without a '# Source:' line: {chunk[:200]!r}")
             continue
         body = chunk[match.end() :].strip("\n")
-        if body:
-            files.setdefault(match["path"], []).append(body + "\n")
-    return {path: HEADER + "---\n".join(docs) for path, docs in files.items()}
+        if not body:
+            continue
+        comment_only = all(not line.strip() or line.lstrip().startswith("#") for line in body.splitlines())
+        # Helm sorts objects by kind, and comment-only documents last: a template's header
+        # comment goes back to the top of its file.
+        (headers if comment_only else files).setdefault(match["path"], []).append(body + "\n")
+    return {path: HEADER + "".join(headers.get(path, [])) + "---\n".join(docs) for path, docs in files.items()}
 
 
 def render(helm: Path) -> dict[str, str]:
