@@ -42,12 +42,12 @@ def test_the_chart_lints_clean(values: str) -> None:
 @pytest.mark.parametrize(
     ("setting", "complaint"),
     [
-        ("operator.replicas=-1", "minimum"),
-        ("operator.connector.maxResources.cpu=lots", "operator.connector.maxResources.cpu"),
-        ("operator.env.REDIS_URL=x", "REDIS_URL"),
-        ("api.redis.secretName=Not_A_Name", "secretName"),
-        ("image.pullPolicy=Sometimes", "pullPolicy"),
-        ("operator.replica=2", "replica"),
+        ("operator.replicas=-1", "'/operator/replicas': minimum"),
+        ("operator.connector.maxResources.cpu=lots", "'/operator/connector/maxResources/cpu': 'lots' does not match"),
+        ("operator.env.REDIS_URL=x", "'REDIS_URL' does not match pattern '^OPERATOR_"),
+        ("api.redis.secretName=Not_A_Name", "'/api/redis/secretName': 'Not_A_Name' does not match"),
+        ("image.pullPolicy=Sometimes", "'/image/pullPolicy': value must be one of"),
+        ("operator.replica=2", "'/operator': additional properties 'replica' not allowed"),
     ],
 )
 def test_the_values_schema_refuses_bad_values_with_the_field_named(setting: str, complaint: str) -> None:
@@ -94,7 +94,7 @@ def test_the_operator_limits_and_each_components_secret_are_values() -> None:
         template(
             None,
             "--set-json",
-            'operator.connector.maxResources={"cpu": "1", "memory": "1Gi"}',
+            'operator.connector.maxResources={"cpu": "1", "memory": "1Gi", "ephemeral-storage": null}',
             "--set-json",
             'operator.connector.allowedPriorityClasses=["tiktok-connectors"]',
             "--set",
@@ -155,7 +155,7 @@ def control_plane() -> Iterator[ControlPlane]:
         result = kubectl(cp, "wait", "--for=condition=Established", "--timeout=30s", "-f", "-", stdin=MONITORING_CRDS)
         assert result.returncode == 0, result.stderr
         for namespace in (NAMESPACE, "tiktok-dev"):
-            result = kubectl(cp, "create", "namespace", namespace)
+            result = kubectl(cp, "create", "namespace", namespace, "--save-config")
             assert result.returncode == 0, result.stderr
         yield cp
 
