@@ -15,6 +15,7 @@ would.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import uuid
@@ -108,6 +109,12 @@ def values_file(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     simulator = f"http://127.0.0.1:{ports['simulator']}"
+    folder = tmp_path_factory.mktemp("helm")
+    kubeconfigs = {}
+    for component, user in (("operator", OPERATOR_SA), ("api", API_SA)):
+        # The client splits kubeconfig paths on ':' (KUBECONFIG lists), as in the user's name.
+        kubeconfigs[component] = folder / f"{component}.kubeconfig"
+        shutil.copyfile(control_plane.kubeconfig_for(user), kubeconfigs[component])
     values: dict[str, Any] = {
         "image": {"repository": "tiktok-service", "tag": "test", "pullPolicy": "Never"},
         "secrets": {
@@ -119,7 +126,7 @@ def values_file(
             "httpPort": ports["operator"],
             "connector": {"httpPort": 0},  # connectors share the host: no fixed health port
             "env": {
-                "OPERATOR_KUBECONFIG": str(control_plane.kubeconfig_for(OPERATOR_SA)),
+                "OPERATOR_KUBECONFIG": str(kubeconfigs["operator"]),
                 "OPERATOR_SIGN_API_URL": simulator,
                 "OPERATOR_TIKTOK_APP_URL": simulator,
                 "OPERATOR_TIKTOK_WEBCAST_URL": f"{simulator}/webcast",
@@ -128,12 +135,12 @@ def values_file(
         "api": {
             "replicas": 1,
             "port": ports["api"],
-            "env": {"API_KUBECONFIG": str(control_plane.kubeconfig_for(API_SA)), "API_HOST": "127.0.0.1"},
+            "env": {"API_KUBECONFIG": str(kubeconfigs["api"]), "API_HOST": "127.0.0.1"},
         },
         "persister": {"replicas": 1, "httpPort": ports["persister"]},
         "dev": {"simulator": {"enabled": True, "host": "127.0.0.1", "port": ports["simulator"]}},
     }
-    path = tmp_path_factory.mktemp("helm") / "values-node-agent.yaml"
+    path = folder / "values-node-agent.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
 
@@ -199,11 +206,19 @@ def test_helm_install_brings_every_deployment_up(
     assert {"livestreams.tiktok.tiktok-service.io", "kopfpeerings.kopf.dev"} <= {crd.metadata.name for crd in crds}
 
 
-def test_the_installed_api_answers_ready(installed: subprocess.CompletedProcess[str], ports: dict[str, int]) -> None:
+def test_the_installed_api_answers_ready(
+    installed: subprocess.CompletedProcess[str], ports: dict[str, int], admin: client.ApiClient, node: NodeAgent
+) -> None:
+    """The node agent runs no probes: the test asks /readyz itself (Redis, PostgreSQL, the API server)."""
     assert installed.returncode == 0
-    response = httpx.get(f"http://127.0.0.1:{ports['api']}/readyz", timeout=10)
 
-    assert response.status_code == 200, response.text
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{ports['api']}/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(ready, what="the API's /readyz", timeout=DEADLINE_S, explain=lambda: explain(node, admin))
 
 
 def test_a_livestream_goes_live_and_its_events_reach_redis(
