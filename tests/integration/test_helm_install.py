@@ -31,7 +31,7 @@ import yaml
 from kubernetes import client, config
 
 from tests.cluster_support import started_control_plane
-from tests.e2e_support import wait_for
+from tests.e2e_support import stored_events, wait_for
 from tests.helm_support import CHART, RELEASE, helm
 from tiktok_service.devcluster.controlplane import ControlPlane
 from tiktok_service.devcluster.node_agent import NodeAgent
@@ -89,7 +89,7 @@ def database(postgres_server: LocalPostgres) -> str:
 
 
 @pytest.fixture(scope="module")
-def redis_url(redis_server: LocalRedis) -> str:
+def redis_address(redis_server: LocalRedis) -> str:
     if not redis_server.running:
         redis_server.start()
     return redis_server.url
@@ -103,7 +103,7 @@ def ports() -> dict[str, int]:
 @pytest.fixture(scope="module")
 def values_file(
     control_plane: ControlPlane,
-    redis_url: str,
+    redis_address: str,
     database: str,
     ports: dict[str, int],
     tmp_path_factory: pytest.TempPathFactory,
@@ -119,7 +119,7 @@ def values_file(
         "image": {"repository": "tiktok-service", "tag": "test", "pullPolicy": "Never"},
         "secrets": {
             "create": True,
-            "data": {"tiktok-connector": {"redis-url": redis_url}, "tiktok-database": {"database-url": database}},
+            "data": {"tiktok-connector": {"redis-url": redis_address}, "tiktok-database": {"database-url": database}},
         },
         "operator": {
             "replicas": 1,
@@ -177,7 +177,8 @@ def installed(
         kubeconfig=control_plane.kubeconfig_path,
     )
     yield result
-    helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait=watcher", kubeconfig=control_plane.kubeconfig_path)
+    # Normally done by the last test already (then this reports "not found").
+    helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", kubeconfig=control_plane.kubeconfig_path)
 
 
 def explain(node: NodeAgent, admin: client.ApiClient) -> str:
@@ -221,8 +222,12 @@ def test_the_installed_api_answers_ready(
     wait_for(ready, what="the API's /readyz", timeout=DEADLINE_S, explain=lambda: explain(node, admin))
 
 
-def test_a_livestream_goes_live_and_its_events_reach_redis(
-    installed: subprocess.CompletedProcess[str], admin: client.ApiClient, node: NodeAgent, redis_url: str
+def test_a_livestream_goes_live_and_its_events_reach_redis_and_postgresql(
+    installed: subprocess.CompletedProcess[str],
+    admin: client.ApiClient,
+    node: NodeAgent,
+    redis_address: str,
+    database: str,
 ) -> None:
     assert installed.returncode == 0
     custom = client.CustomObjectsApi(admin)
@@ -248,11 +253,16 @@ def test_a_livestream_goes_live_and_its_events_reach_redis(
             timeout=DEADLINE_S,
             explain=lambda: f"phase {phase()}\n{explain(node, admin)}",
         )
-        reader = redis.Redis.from_url(redis_url)
+        reader = redis.Redis.from_url(redis_address)
         try:
             wait_for(lambda: reader.xlen(naming.livestream_stream(uid)) > 0, what="events in the livestream's stream")
         finally:
             reader.close()
+        wait_for(
+            lambda: asyncio.run(stored_events(database, uid)),
+            what="the installed persister to store the livestream's events",
+            explain=lambda: explain(node, admin),
+        )
     finally:
         custom.delete_namespaced_custom_object(model.GROUP, model.VERSION, NAMESPACE, model.PLURAL, "helm-streamer")
         wait_for(
@@ -263,3 +273,16 @@ def test_a_livestream_goes_live_and_its_events_reach_redis(
             ),
             what="the connector pod to be deleted",
         )
+
+
+def test_helm_uninstall_removes_every_pod_and_keeps_the_crds(
+    installed: subprocess.CompletedProcess[str], control_plane: ControlPlane, admin: client.ApiClient
+) -> None:
+    assert installed.returncode == 0
+
+    result = helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", kubeconfig=control_plane.kubeconfig_path)
+
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: not client.CoreV1Api(admin).list_namespaced_pod(NAMESPACE).items, what="every pod to be gone")
+    crds = client.ApiextensionsV1Api(admin).list_custom_resource_definition().items
+    assert "livestreams.tiktok.tiktok-service.io" in {crd.metadata.name for crd in crds}  # Helm never deletes CRDs
