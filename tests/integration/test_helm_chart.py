@@ -249,3 +249,19 @@ MONITORING_CRDS = yaml.safe_dump_all(
         _stand_in_crd("PrometheusRule", "prometheusrules"),
     ]
 )
+
+
+def test_every_served_namespace_gets_the_operators_role_peering_and_the_connector_policy() -> None:
+    rendered = docs(template(None, "--set-json", 'operator.namespaces=["rooms-a", "rooms-b"]'))
+
+    def namespaces_of(kind: str, name: str) -> set[str]:
+        return {d["metadata"]["namespace"] for d in rendered if d["kind"] == kind and d["metadata"]["name"] == name}
+
+    config = next(d for d in rendered if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "tiktok-operator")
+    assert json.loads(config["data"]["OPERATOR_NAMESPACES"]) == ["rooms-a", "rooms-b"]
+    for kind in ("Role", "RoleBinding", "KopfPeering"):
+        assert namespaces_of(kind, "tiktok-operator") == {"rooms-a", "rooms-b"}, kind
+    assert namespaces_of("NetworkPolicy", "tiktok-connector") == {"rooms-a", "rooms-b"}
+    assert namespaces_of("Deployment", "tiktok-operator") == {NAMESPACE}  # the operator itself stays put
+    (binding,) = [d for d in rendered if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] == "rooms-a"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tiktok-operator", "namespace": NAMESPACE}]
