@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane dev test unit bench lint fmt schemas clean image kind-up kind-down
+.PHONY: venv deps controlplane helm manifests dev test unit bench lint fmt schemas clean image kind-up kind-down
 
 # The product (`tiktok_service`) and, beside it, the developer tooling (`dev/`: `tiktok-service-dev`),
 # which the product's wheel and image never contain.
@@ -25,6 +25,18 @@ deps:
 controlplane:
 	@bash scripts/build-controlplane.sh
 
+# Helm, pinned in scripts/helm.env, built once from Go modules into $(CACHE_DIR) (HELM=helm to use your own).
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' scripts/helm.env)
+HELM ?= $(CACHE_DIR)/helm/$(HELM_VERSION)/bin/helm
+
+helm:
+	@bash scripts/build-helm.sh
+
+# The plain manifests in deploy/ are rendered from charts/tiktok-service (values-manifests.yaml).
+manifests:
+	@command -v $(HELM) >/dev/null || bash scripts/build-helm.sh
+	HELM=$(HELM) $(PYTHON) scripts/render_manifests.py
+
 dev: venv deps controlplane
 	$(PY) -m tiktok_service_dev dev
 
@@ -37,16 +49,20 @@ IMAGE ?= tiktok-service:dev
 image:
 	IMAGE=$(IMAGE) CACHE_DIR=$(CACHE_DIR) bash scripts/build-image.sh
 
+# The chart with values-dev.yaml: Redis, PostgreSQL and the TikTok LIVE simulator in the cluster.
 kind-up: image
+	@command -v $(HELM) >/dev/null || bash scripts/build-helm.sh
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	kubectl apply -f tiktok_service/crds/
-	kubectl apply -f deploy/
+	$(HELM) upgrade --install tiktok-service charts/tiktok-service --namespace tiktok-service --create-namespace \
+		--kube-context kind-$(KIND_CLUSTER) --values charts/tiktok-service/values-dev.yaml \
+		--set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
+		--wait --timeout 5m
 
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
 
-test: venv deps controlplane
+test: venv deps controlplane helm
 	$(PY) -m pytest
 
 unit: venv
