@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-from tiktok_service.devcluster.controlplane import ControlPlane, binaries_dir
 
 from tests import helm_support
 from tests.cluster_support import started_control_plane
 from tests.helm_support import CHART, VALUES_FILES, helm, template
+from tiktok_service_dev.controlplane import ControlPlane, binaries_dir
 
 pytestmark = pytest.mark.slow
 

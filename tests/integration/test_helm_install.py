@@ -29,17 +29,17 @@ import pytest
 import redis
 import yaml
 from kubernetes import client, config
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.devcluster.node_agent import NodeAgent
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
-from tiktok_service.persister.migrate import migrate
 
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import stored_events, wait_for
 from tests.helm_support import CHART, RELEASE, helm
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
 from tiktok_service.operator import model
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.node_agent import NodeAgent
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
 
 pytestmark = pytest.mark.slow
 
