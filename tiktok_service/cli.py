@@ -49,6 +49,13 @@ def _migrate(argv: Sequence[str]) -> int:
     return migrate_main(load(PersisterSettings, "migrate", argv))
 
 
+def _access(argv: Sequence[str]) -> int:
+    from tiktok_service.access.main import main
+    from tiktok_service.settings import AccessSettings
+
+    return main(load(AccessSettings, "access", argv))
+
+
 def _simulator(argv: Sequence[str]) -> int:
     from tiktok_service.simulator.__main__ import main
 
@@ -91,6 +98,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "connector": (_connector, "connect to one TikTok LIVE room and publish its events to Redis"),
     "persister": (_persister, "store events from the Redis streams in PostgreSQL"),
     "migrate": (_migrate, "apply database migrations and exit"),
+    "access": (_access, "create each component's Redis user and database login (idempotent)"),
     "simulator": (_simulator, "run the TikTok LIVE simulator (tests, demos, benchmarks)"),
     "operator": (_operator, "reconcile Livestream resources into connector pods"),
     "api": (_api, "serve the REST API (livestreams, SSE events, history) on port 8002"),

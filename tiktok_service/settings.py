@@ -418,3 +418,27 @@ class ApiSettings(BaseSettings):
     )
 
     log_level: str = "INFO"
+
+
+class AccessSettings(BaseSettings):
+    """`tiktok-service access`: create each component's Redis user and database login.
+
+    Run with an administrator's credentials (Redis: a user allowed `ACL SETUSER`; PostgreSQL:
+    the schema's owner with CREATEROLE) and each component's password, from the Secrets the
+    components read theirs from. A password left unset skips that user (and says so).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ACCESS_", extra="ignore")
+
+    redis_url: str | None = Field(default=None, description="Redis as an administrator; None = skip Redis.")
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL as the schema's owner; None = skip the database (migrations included)."
+    )
+    redis_password_connector: SecretStr | None = None
+    redis_password_persister: SecretStr | None = None
+    redis_password_api: SecretStr | None = None
+    redis_password_operator: SecretStr | None = None
+    database_password_persister: SecretStr | None = None
+    database_password_operator: SecretStr | None = None
+    database_password_api: SecretStr | None = None
+    log_level: str = "INFO"
