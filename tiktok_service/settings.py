@@ -138,6 +138,11 @@ class ConnectorSettings(BaseSettings):
     heartbeat_ttl_s: int = Field(default=15, ge=2, description="Status hash expiry: missed heartbeats = gone.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
     log_level: str = "INFO"
+    redis_ca_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs that sign Redis' certificate (a `rediss://` REDIS_URL); None = the "
+        "system's CAs. Set by the operator when it mounts a CA (OPERATOR_CONNECTOR_REDIS_CA_*).",
+    )
 
     @property
     def proxy_endpoints(self) -> tuple[proxy_list.ProxyEndpoint, ...]:
@@ -148,6 +153,8 @@ class ConnectorSettings(BaseSettings):
     def _connection_options_are_usable(self) -> Self:
         # Messages name the problem, never a value: they end up in logs and pod events.
         self.proxy_endpoints  # noqa: B018 - raises ProxyListError (a ValueError) on a bad list
+        if self.redis_ca_file is not None and not self.redis_url.startswith("rediss://"):
+            raise ValueError("redis_ca_file is set but redis_url is not rediss://: the CA would verify nothing")
         if self.room_id is not None and self.room_id <= 0:
             raise ValueError("room_id must be a positive room id")
         if self.session_id is not None and self.session_id.get_secret_value():
@@ -290,6 +297,21 @@ class OperatorSettings(BaseSettings):
     )
     connector_run_as_user: int = 10001
     connector_service_account: str | None = None
+    # TLS to Redis: the CA bundle that verifies Redis' certificate, mounted read-only into every
+    # connector pod (CA certificates are public: a ConfigMap is the usual home; a Secret works too).
+    connector_redis_ca_configmap: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="ConfigMap (in each Livestream's namespace) holding the Redis CA bundle; None = none.",
+    )
+    connector_redis_ca_secret: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="Secret holding the Redis CA bundle, instead of a ConfigMap.",
+    )
+    connector_redis_ca_key: str = Field(
+        default="ca.crt", pattern=SECRET_KEY_PATTERN, description="Key of the CA bundle in that ConfigMap/Secret."
+    )
     connector_http_port: int = Field(
         default=8080,
         ge=0,
@@ -336,6 +358,8 @@ class OperatorSettings(BaseSettings):
     def _grace_covers_drain(self) -> Self:
         if self.connector_grace_period_s <= self.connector_drain_timeout_s:
             raise ValueError("connector_grace_period_s must exceed connector_drain_timeout_s (the connector's flush)")
+        if self.connector_redis_ca_configmap and self.connector_redis_ca_secret:
+            raise ValueError("name the Redis CA bundle once: connector_redis_ca_configmap or connector_redis_ca_secret")
         return self
 
 

@@ -16,10 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
+from tests.access_support import redis_as
 from tests.support import Running, expected_events, livestream_entries, tiktok_ids, wait_until
 from tiktok_service.devcluster.processes import free_port
 from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.connector_status import ConnectorPhase, status_from_hash
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
@@ -39,7 +41,7 @@ def make_settings(simulator: SimulatorServer, redis_url: str) -> Callable[..., C
         values: dict[str, Any] = {
             "livestream_id": str(uuid.uuid4()),
             "username": username,
-            "redis_url": redis_url,
+            "redis_url": redis_as(redis_url, Role.CONNECTOR),
             "sign_api_url": simulator.base_url,
             "sign_api_key": "test",
             "tiktok_app_url": simulator.base_url,

@@ -35,9 +35,10 @@ GRANT USAGE ON SCHEMA public TO tiktok_persister, tiktok_operator, tiktok_api;
 -- Every component checks at start that the schema is as new as its code.
 GRANT SELECT ON schema_migrations TO tiktok_persister, tiktok_operator, tiktok_api;
 
--- Persister: appends events (COPY, or INSERT ... ON CONFLICT DO NOTHING); never reads,
--- changes or deletes them.
+-- Persister: appends events (COPY, or INSERT ... ON CONFLICT (id) DO NOTHING, which needs
+-- to read the conflict target: `id` only); never reads their content, changes or deletes them.
 GRANT INSERT ON events TO tiktok_persister;
+GRANT SELECT (id) ON events TO tiktok_persister;
 
 -- Operator: the single writer of livestreams rows (upsert, close; RETURNING reads them).
 GRANT SELECT, INSERT, UPDATE ON livestreams TO tiktok_operator;
