@@ -448,21 +448,22 @@ class AccessSettings(BaseSettings):
     """`tiktok-service access`: create each component's Redis user and database login.
 
     Run with an administrator's credentials (Redis: a user allowed `ACL SETUSER`; PostgreSQL:
-    the schema's owner with CREATEROLE) and each component's password, from the Secrets the
-    components read theirs from. A password left unset skips that user (and says so).
+    the schema's owner with CREATEROLE) and each component's URL, from the very Secret key the
+    component reads: the password is taken from that URL, so each password lives in one place.
+    A component whose URL is not given is skipped (and the command says so).
     """
 
     model_config = SettingsConfigDict(env_prefix="ACCESS_", extra="ignore")
 
-    redis_url: str | None = Field(default=None, description="Redis as an administrator; None = skip Redis.")
-    database_url: str | None = Field(
-        default=None, description="PostgreSQL as the schema's owner; None = skip the database (migrations included)."
+    redis_url: SecretStr | None = Field(default=None, description="Redis as an administrator; None = skip Redis.")
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL as the schema's owner; None = skip the database (and the migrations)."
     )
-    redis_password_connector: SecretStr | None = None
-    redis_password_persister: SecretStr | None = None
-    redis_password_api: SecretStr | None = None
-    redis_password_operator: SecretStr | None = None
-    database_password_persister: SecretStr | None = None
-    database_password_operator: SecretStr | None = None
-    database_password_api: SecretStr | None = None
+    connector_redis_url: SecretStr | None = None
+    persister_redis_url: SecretStr | None = None
+    api_redis_url: SecretStr | None = None
+    operator_redis_url: SecretStr | None = None
+    persister_database_url: SecretStr | None = None
+    operator_database_url: SecretStr | None = None
+    api_database_url: SecretStr | None = None
     log_level: str = "INFO"

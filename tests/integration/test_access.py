@@ -6,8 +6,13 @@ functions; every refusal asserted here is the server's (NOPERM, insufficient pri
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,7 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
-from tests.access_support import ROLE_PASSWORDS
+import tiktok_service
+from tests.access_support import ROLE_PASSWORDS, database_as, redis_as
 from tiktok_service.access.database_logins import apply_database_logins
 from tiktok_service.access.redis_users import apply_redis_users
 from tiktok_service.connector.publisher import Publisher, recent_ids
@@ -254,3 +260,45 @@ async def test_logins_prove_their_password_and_a_second_setup_rotates_it(
         await conn.close()
     finally:
         await apply_database_logins(postgres_server.dsn, {Role.API: ROLE_PASSWORDS[Role.API]})
+
+
+def access_command(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tiktok_service", "access"],
+        env={**os.environ, "PYTHONPATH": str(Path(tiktok_service.__file__).parent.parent), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_access_command_migrates_and_sets_up_every_component_from_the_urls_it_reads(
+    redis_url: str, database_url: str
+) -> None:
+    env = {"ACCESS_REDIS_URL": redis_url, "ACCESS_DATABASE_URL": database_url}
+    for role in Role:
+        env[f"ACCESS_{role.upper()}_REDIS_URL"] = redis_as(redis_url, role)
+    for role in access.DATABASE_ROLES:
+        env[f"ACCESS_{role.upper()}_DATABASE_URL"] = database_as(database_url, role)
+
+    result = await asyncio.to_thread(access_command, env)
+
+    assert result.returncode == 0, result.stderr
+    assert "redis users: tiktok-connector, tiktok-persister, tiktok-api, tiktok-operator\n" in result.stdout
+    assert "migrations applied: 0001_initial, 0002_api_keys, 0003_roles" in result.stdout
+    assert "database logins: tiktok_persister_login, tiktok_operator_login, tiktok_api_login" in result.stdout
+    conn = await connect(database_as(database_url, Role.API))  # the fresh database is usable at once
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM events") == 0
+    finally:
+        await conn.close()
+
+
+async def test_the_access_command_refuses_a_url_that_names_another_components_user(redis_url: str) -> None:
+    env = {"ACCESS_REDIS_URL": redis_url, "ACCESS_API_REDIS_URL": redis_as(redis_url, Role.CONNECTOR)}
+
+    result = await asyncio.to_thread(access_command, env)
+
+    assert result.returncode != 0
+    assert "expected 'tiktok-api'" in result.stderr

@@ -40,10 +40,11 @@ async def apply_redis_users(admin_url: str, passwords: Mapping[access.Role, str]
         users = []
         for role, password in passwords.items():
             user = access.redis_user(role)
-            await client.execute_command("ACL", "SETUSER", user, *access.redis_acl_rules(role, password, version))
+            rules = access.redis_acl_rules(role, password, version)
+            await client.execute_command("ACL", "SETUSER", user, *rules)  # type: ignore[no-untyped-call]
             users.append(user)
         try:
-            await client.execute_command("ACL", "SAVE")
+            await client.execute_command("ACL", "SAVE")  # type: ignore[no-untyped-call]
             saved = True
         except ResponseError as exc:  # "This Redis instance is not configured to use an ACL file"
             log.warning("redis has no ACL file: the users are lost when it restarts", extra={"error": str(exc)})

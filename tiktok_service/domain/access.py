@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Final
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from tiktok_service.domain import naming
 
@@ -165,6 +165,18 @@ def with_credentials(url: str, user: str, password: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def password_in(url: str, expected_user: str) -> str:
+    """The password of `url`, which must name `expected_user` (a URL copied into the wrong
+    Secret key would otherwise give one component another's password)."""
+    parts = urlsplit(url)
+    user = unquote(parts.username or "")
+    if user != expected_user:
+        raise ValueError(f"the URL names the user {user or '(none)'!r}, expected {expected_user!r}")
+    if not parts.password:
+        raise ValueError(f"the URL for {expected_user!r} has no password")
+    return unquote(parts.password)
 
 
 def redis_role_url(admin_url: str, role: Role, password: str) -> str:
