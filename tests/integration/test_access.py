@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 import tiktok_service
@@ -27,8 +28,8 @@ from tiktok_service.access.redis_users import apply_redis_users
 from tiktok_service.connector.publisher import Publisher, recent_ids
 from tiktok_service.domain import access, naming
 from tiktok_service.domain.access import Role
-from tiktok_service.persister import livestreams_repository, sample
-from tiktok_service.persister.testing import quick_settings, run_burst, stored_events
+from tiktok_service.persister import livestreams_repository, migrate, sample
+from tiktok_service.persister.testing import metric, quick_settings, run_burst, running, stored_events, wait_until
 
 LIVESTREAM = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
 OTHER = "9d0c3e44-1b6f-4f0a-8c1e-5a7b2c9d0e11"
@@ -302,3 +303,24 @@ async def test_the_access_command_refuses_a_url_that_names_another_components_us
 
     assert result.returncode != 0
     assert "expected 'tiktok-api'" in result.stderr
+
+
+async def test_a_persister_whose_login_may_not_migrate_waits_for_the_owner_then_stores(
+    clients: dict[Role, aioredis.Redis], redis_roles: dict[Role, str], database_url: str
+) -> None:
+    await publish_as_connector(clients[Role.CONNECTOR], LIVESTREAM, 20)
+    settings = quick_settings(redis_roles[Role.PERSISTER], database_as(database_url, Role.PERSISTER))
+    registry = CollectorRegistry()
+    async with running(settings, registry=registry) as persister:
+        await wait_until(lambda: _holds(metric(registry, "db_retries_total") >= 2), what="retries before migration")
+        assert persister.state == "retrying_db" and await stored_events(database_url) == 0
+        await migrate.migrate(database_url)  # the owner
+        await wait_until(lambda: _equals(stored_events(database_url), 20), what="20 rows once migrated")
+
+
+async def _holds(condition: bool) -> bool:
+    return condition
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected

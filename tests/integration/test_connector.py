@@ -15,6 +15,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.access_support import redis_as
 from tests.support import Running, expected_events, livestream_entries, tiktok_ids, wait_until
@@ -59,11 +62,18 @@ def make_settings(simulator: SimulatorServer, redis_url: str) -> Callable[..., C
 
 
 @pytest.fixture
-async def start(redis_client: aioredis.Redis) -> AsyncIterator[Callable[[ConnectorSettings], Running]]:
+async def start(redis_url: str) -> AsyncIterator[Callable[[ConnectorSettings], Running]]:
+    """Connectors as their pods run them: each with its own client, as the connector's ACL user."""
     running: list[Running] = []
+    clients: list[aioredis.Redis] = []
 
     def starter(settings: ConnectorSettings) -> Running:
-        connector = Running(settings, redis_client)
+        # Tests restart Redis; a retried command reconnects instead of failing on the stale socket.
+        client = aioredis.from_url(
+            settings.redis_url, retry=Retry(ExponentialBackoff(cap=0.5), 5), retry_on_error=[RedisConnectionError]
+        )
+        clients.append(client)
+        connector = Running(settings, client)
         running.append(connector)
         return connector
 
@@ -71,6 +81,8 @@ async def start(redis_client: aioredis.Redis) -> AsyncIterator[Callable[[Connect
     for connector in running:
         if not connector.task.done():
             await connector.stop()
+    for client in clients:
+        await client.aclose()
 
 
 async def sent(simulator: SimulatorServer, username: str) -> list[dict[str, Any]]:
