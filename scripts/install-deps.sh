@@ -2,7 +2,7 @@
 # Installs the Debian packages the local stack and the tests need, only when they are missing:
 # PostgreSQL and Redis servers; tinyproxy (HTTP CONNECT proxy) and microsocks (SOCKS5 proxy),
 # which the connection-option tests start on loopback ports with their own configuration;
-# promtool, which checks the alerting rules.
+# promtool, which checks the alerting rules; openssl (keys and test certificates).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -11,6 +11,8 @@ command -v tinyproxy >/dev/null || [ -x /usr/bin/tinyproxy ] || need+=(tinyproxy
 command -v microsocks >/dev/null || need+=(microsocks)
 # promtool checks the alerting rules in deploy/monitoring (from Debian's Prometheus package).
 command -v promtool >/dev/null || need+=(prometheus)
+# openssl makes the control plane's keys and the CA + certificate of the TLS Redis tests.
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

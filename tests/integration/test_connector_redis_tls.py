@@ -31,7 +31,7 @@ def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, Path]]:
     """redis-server serving TLS only, its certificate (for localhost) signed by our own CA."""
     if shutil.which("openssl") is None:
-        pytest.fail("openssl is needed (Debian package openssl, installed by make deps)")
+        pytest.fail("openssl is needed (Debian package openssl: make deps)")
     directory = tmp_path_factory.mktemp("redis-tls")
     ca_key, ca_cert = make_ca(directory, "redis-ca")
     _, other_ca = make_ca(directory, "other-ca")

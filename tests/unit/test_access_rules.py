@@ -7,6 +7,7 @@ import fnmatch
 
 import pytest
 
+from tiktok_service.access import redis_users
 from tiktok_service.domain import access, naming
 from tiktok_service.domain.access import Role
 
@@ -121,3 +122,17 @@ def test_login_statements_create_or_rotate_a_member_of_the_group_that_can_do_not
     assert access.login_statements(Role.API, verifier, exists=True)[0].startswith('ALTER ROLE "tiktok_api_login"')
     with pytest.raises(ValueError):
         access.login_statements(Role.API, "x'; DROP TABLE events; --", exists=False)
+
+
+def test_a_password_is_taken_only_from_a_url_naming_the_expected_user() -> None:
+    url = access.redis_role_url("redis://r:6379/0", Role.PERSISTER, "p@ss:/w")
+    assert access.password_in(url, "tiktok-persister") == "p@ss:/w"
+    with pytest.raises(ValueError, match="expected 'tiktok-api'"):
+        access.password_in(url, "tiktok-api")
+    with pytest.raises(ValueError, match="no password"):
+        access.password_in("redis://tiktok-api@r:6379/0", "tiktok-api")
+
+
+@pytest.mark.parametrize(("version", "expected"), [("7.0.15", (7, 0)), ("7.2.4", (7, 2)), ("8", (8, 0))])
+def test_the_server_version_decides_on_client_setinfo(version: str, expected: tuple[int, int]) -> None:
+    assert redis_users.server_version({"redis_version": version}) == expected
