@@ -96,7 +96,12 @@ async def test_the_connector_publishes_with_its_script_and_reaches_nothing_else(
     await refused(lambda: connector.get("elsewhere"))
     await refused(lambda: connector.flushall())
     await refused(lambda: connector.config_get("*"))
+    # ... and no way to learn another livestream's id (a random CR uid): no key listing, no
+    # shared stream, no status hash to read.
     await refused(lambda: connector.keys("*"))
+    await refused(lambda: connector.scan())
+    await refused(lambda: connector.randomkey())
+    await refused(lambda: connector.xinfo_stream("tiktok.comment"))
     await refused(lambda: connector.execute_command("ACL", "SETUSER", "me", "on", "+@all", "~*"))
     await refused(lambda: connector.publish("tiktok", "x"))
     await refused(lambda: connector.eval("return 1", 0))  # only the loaded publish script runs (EVALSHA)
