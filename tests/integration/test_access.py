@@ -104,10 +104,14 @@ async def test_the_connector_publishes_with_its_script_and_reaches_nothing_else(
     await refused(lambda: connector.xinfo_stream("tiktok.comment"))
     await refused(lambda: connector.execute_command("ACL", "SETUSER", "me", "on", "+@all", "~*"))
     await refused(lambda: connector.publish("tiktok", "x"))
-    await refused(lambda: connector.eval("return 1", 0))  # only the loaded publish script runs (EVALSHA)
-    # Even inside its own script, a key outside its families is refused.
+    await refused(lambda: connector.eval("return 1", 0))  # scripts only by SCRIPT LOAD + EVALSHA
+    # A script it loads runs with its rights: a key outside its families is refused there too,
+    # and so is a command it lacks.
     script = connector.register_script("return redis.call('XADD', ARGV[1], '*', 'a', 'b')")
     await refused(lambda: script(keys=[], args=[naming.DEAD_LETTER_STREAM]))
+    flush = connector.register_script("return redis.call('FLUSHALL')")
+    with pytest.raises(ResponseError, match="can't run this command"):
+        await flush(keys=[], args=[])
 
 
 async def test_the_persister_consumes_trims_and_dead_letters_and_reaches_nothing_else(
