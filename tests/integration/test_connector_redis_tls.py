@@ -79,3 +79,16 @@ async def test_the_connector_refuses_redis_its_ca_bundle_did_not_sign(tls_redis:
             await client.ping()
     finally:
         await client.aclose()
+
+
+async def test_the_other_components_take_the_bundle_in_their_url(tls_redis: tuple[int, Path, Path]) -> None:
+    port, ca_cert, other_ca = tls_redis
+    trusted = aioredis.from_url(f"rediss://localhost:{port}/0?ssl_ca_certs={ca_cert}")
+    untrusted = aioredis.from_url(f"rediss://localhost:{port}/0?ssl_ca_certs={other_ca}")
+    try:
+        assert await trusted.ping()
+        with pytest.raises(RedisConnectionError, match="certificate verify failed"):
+            await untrusted.ping()
+    finally:
+        await trusted.aclose()
+        await untrusted.aclose()
