@@ -16,15 +16,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.access_support import ROLE_PASSWORDS
 from tests.contract_support import stream_violations
+from tests.redis_failover import RedisPair
 from tiktok_service.access.database_logins import apply_database_logins
 from tiktok_service.access.redis_users import apply_redis_users
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.database import migrate
 from tiktok_service.domain import access
 from tiktok_service.domain.access import Role
-from tiktok_service.persister import migrate
-from tiktok_service.simulator.config import SimulatorConfig
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.config import SimulatorConfig
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 _db_counter = itertools.count()
 
@@ -120,3 +121,10 @@ async def simulator() -> AsyncIterator[SimulatorServer]:
     """One simulator for the session; each test creates its own rooms (unique usernames)."""
     async with SimulatorServer(SimulatorConfig(port=0)) as server:
         yield server
+
+
+@pytest.fixture
+def redis_pair() -> Iterator[RedisPair]:
+    """A Redis primary, a real replica and one address (`url`) that follows the primary on failover."""
+    with RedisPair() as pair:
+        yield pair

@@ -56,12 +56,6 @@ def _access(argv: Sequence[str]) -> int:
     return main(load(AccessSettings, "access", argv))
 
 
-def _simulator(argv: Sequence[str]) -> int:
-    from tiktok_service.simulator.__main__ import main
-
-    return main(list(argv))
-
-
 def _operator(argv: Sequence[str]) -> int:
     from tiktok_service.operator.main import main
     from tiktok_service.settings import OperatorSettings
@@ -82,29 +76,14 @@ def _api_keys(argv: Sequence[str]) -> int:
     return keys_main(list(argv))
 
 
-def _node_agent(argv: Sequence[str]) -> int:
-    from tiktok_service.devcluster.node_agent.cli import main
-
-    return main(list(argv))
-
-
-def _dev(argv: Sequence[str]) -> int:
-    from tiktok_service.devcluster.dev import main
-
-    return main(list(argv))
-
-
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "connector": (_connector, "connect to one TikTok LIVE room and publish its events to Redis"),
     "persister": (_persister, "store events from the Redis streams in PostgreSQL"),
     "migrate": (_migrate, "apply database migrations and exit"),
     "access": (_access, "create each component's Redis user and database login (idempotent)"),
-    "simulator": (_simulator, "run the TikTok LIVE simulator (tests, demos, benchmarks)"),
     "operator": (_operator, "reconcile Livestream resources into connector pods"),
     "api": (_api, "serve the REST API (livestreams, SSE events, history) on port 8002"),
     "api-keys": (_api_keys, "create, list and revoke API keys (one workspace per key)"),
-    "node-agent": (_node_agent, "dev/test only: run pods bound to a local Node as processes"),
-    "dev": (_dev, "run the whole stack locally and show events arriving"),
 }
 
 

@@ -26,10 +26,11 @@ from tests.access_support import ROLE_PASSWORDS, database_as, redis_as
 from tiktok_service.access.database_logins import apply_database_logins
 from tiktok_service.access.redis_users import apply_redis_users
 from tiktok_service.connector.publisher import Publisher, recent_ids
+from tiktok_service.database import livestreams_repository, migrate
 from tiktok_service.domain import access, naming
 from tiktok_service.domain.access import Role
-from tiktok_service.persister import livestreams_repository, migrate, sample
-from tiktok_service.persister.testing import metric, quick_settings, run_burst, running, stored_events, wait_until
+from tiktok_service_dev import sample_events
+from tiktok_service_dev.persister_harness import metric, quick_settings, run_burst, running, stored_events, wait_until
 
 LIVESTREAM = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
 OTHER = "9d0c3e44-1b6f-4f0a-8c1e-5a7b2c9d0e11"
@@ -63,7 +64,7 @@ async def publish_as_connector(client: aioredis.Redis, livestream_id: str, n: in
         ttl_s=600,
     )
     for i in range(n):
-        assert publisher.offer(sample.sample_envelope(i, livestream_id=livestream_id))
+        assert publisher.offer(sample_events.sample_envelope(i, livestream_id=livestream_id))
     publisher.close()
     await publisher.run()
     assert publisher.published == n

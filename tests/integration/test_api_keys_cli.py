@@ -10,8 +10,8 @@ import pytest
 
 from tests.access_support import database_as
 from tiktok_service.api import keys, main, repository
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain.access import Role
-from tiktok_service.persister.migrate import migrate
 
 
 async def _workspace_of(database_url: str, secret: str) -> str | None:

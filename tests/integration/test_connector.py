@@ -21,15 +21,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.access_support import redis_as
 from tests.support import Running, expected_events, livestream_entries, tiktok_ids, wait_until
-from tiktok_service.devcluster.processes import free_port
-from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
 from tiktok_service.domain.access import Role
 from tiktok_service.domain.connector_status import ConnectorPhase, status_from_hash
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
-from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev.processes import free_port
+from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 

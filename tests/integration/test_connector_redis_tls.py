@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tiktok_service.connector.redis_client import redis_options
-from tiktok_service.devcluster import processes
 from tiktok_service.settings import ConnectorSettings
+from tiktok_service_dev import processes
 
 
 def openssl(*args: str | Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from tiktok_service.domain import events
-from tiktok_service.persister import sample
+from tiktok_service_dev import sample_events
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "consumer.py"
 LIVESTREAM = "5b0c6f0e-2f59-4f5c-8a34-0c9a2b9d7e11"
@@ -30,11 +30,11 @@ def run_example(redis_url: str, *args: str) -> list[dict[str, str]]:
 
 async def publish(redis_client: aioredis.Redis, start: int, count: int) -> set[str]:
     chosen = [
-        sample.sample_envelope(n, livestream_id=LIVESTREAM, event_type=kind)
+        sample_events.sample_envelope(n, livestream_id=LIVESTREAM, event_type=kind)
         for n in range(start, start + count)
         for kind in [events.EventType.COMMENT if n % 2 else events.EventType.GIFT]
     ]
-    await sample.publish(redis_client, chosen, per_livestream=False)
+    await sample_events.publish(redis_client, chosen, per_livestream=False)
     return {envelope.id for envelope in chosen}
 
 

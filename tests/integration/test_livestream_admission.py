@@ -17,14 +17,15 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from tests.cluster_support import started_control_plane
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.operator import model, testing
+from tiktok_service.operator import model
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.controlplane import ControlPlane
 
 pytestmark = pytest.mark.slow
 
 TENANT, LIVESTREAM_ADMIN = "tenant", "livestream-admin"
 NAMESPACE = "rooms"
-POLICY_FILE = testing.DEPLOY_DIR / "livestream-admission.yaml"
+POLICY_FILE = operator_harness.DEPLOY_DIR / "livestream-admission.yaml"
 RESOURCES = {"requests": {"cpu": "4"}, "limits": {"memory": "64Gi"}}
 
 
@@ -33,10 +34,14 @@ def control_plane() -> Iterator[ControlPlane]:
     with started_control_plane(extra_users=[TENANT, LIVESTREAM_ADMIN], wait_for_controllers=False) as cp:
         with config.new_client_from_config(config_file=str(cp.kubeconfig_path)) as admin:
             client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-            api_role = [d for d in testing.manifests(testing.DEPLOY_DIR / "api-rbac.yaml") if d["kind"] == "Role"]
-            testing.apply(admin, api_role, namespace=NAMESPACE)
-            testing.apply(admin, testing.manifests(POLICY_FILE))
-            testing.apply(
+            api_role = [
+                d
+                for d in operator_harness.manifests(operator_harness.DEPLOY_DIR / "api-rbac.yaml")
+                if d["kind"] == "Role"
+            ]
+            operator_harness.apply(admin, api_role, namespace=NAMESPACE)
+            operator_harness.apply(admin, operator_harness.manifests(POLICY_FILE))
+            operator_harness.apply(
                 admin,
                 [
                     binding(TENANT, kind="Role", role="tiktok-api"),
@@ -46,7 +51,7 @@ def control_plane() -> Iterator[ControlPlane]:
             )
         with config.new_client_from_config(config_file=str(cp.kubeconfig_for(TENANT))) as tenant:
             # The API server loads policies asynchronously: wait until this one refuses.
-            testing.wait_for(lambda: refused_dry_run(tenant), what="the admission policy to take effect")
+            operator_harness.wait_for(lambda: refused_dry_run(tenant), what="the admission policy to take effect")
         yield cp
 
 
@@ -200,14 +205,14 @@ def test_a_workspace_cannot_be_added_to_a_livestream_created_without_one(
 
 
 def test_the_policy_type_checks_against_the_crd_schema_without_warnings(control_plane: ControlPlane) -> None:
-    name = testing.manifests(POLICY_FILE)[1]["metadata"]["name"]
+    name = operator_harness.manifests(POLICY_FILE)[1]["metadata"]["name"]
     with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as admin:
         policies = client.AdmissionregistrationV1Api(admin)
 
         def checked() -> bool:
             return policies.read_validating_admission_policy(name).status.observed_generation is not None
 
-        testing.wait_for(checked, what="the policy's type check")
+        operator_harness.wait_for(checked, what="the policy's type check")
         status = policies.read_validating_admission_policy(name).status
 
     assert not (status.type_checking and status.type_checking.expression_warnings)

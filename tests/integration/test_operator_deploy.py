@@ -10,9 +10,10 @@ import pytest
 from kubernetes import client, config
 
 from tests.cluster_support import started_control_plane
-from tiktok_service.devcluster.controlplane import ControlPlane, binaries_dir
-from tiktok_service.operator import desired, model, testing
+from tiktok_service.operator import desired, model
 from tiktok_service.settings import OperatorSettings
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.controlplane import ControlPlane, binaries_dir
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ NAMESPACE = "tiktok-service"
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
     with started_control_plane(wait_for_controllers=False) as cp:
-        created = kubectl(cp, "apply", "-f", str(testing.DEPLOY_DIR / "namespace.yaml"))  # dry runs need it
+        created = kubectl(cp, "apply", "-f", str(operator_harness.DEPLOY_DIR / "namespace.yaml"))  # dry runs need it
         assert created.returncode == 0, created.stderr
         yield cp
 
@@ -33,7 +34,7 @@ def kubectl(cp: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_deploy_manifest_passes_a_server_side_dry_run(control_plane: ControlPlane) -> None:
-    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(testing.DEPLOY_DIR))
+    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(operator_harness.DEPLOY_DIR))
 
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr
@@ -54,7 +55,7 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def test_every_deployment_has_a_network_policy_and_a_disruption_budget() -> None:
-    docs = testing.manifests(testing.DEPLOY_DIR)
+    docs = operator_harness.manifests(operator_harness.DEPLOY_DIR)
     policies = [doc["spec"]["podSelector"] for doc in docs if doc["kind"] == "NetworkPolicy"]
     budgets = [doc["spec"]["selector"] for doc in docs if doc["kind"] == "PodDisruptionBudget"]
     deployments = [doc for doc in docs if doc["kind"] == "Deployment"]
@@ -67,10 +68,12 @@ def test_every_deployment_has_a_network_policy_and_a_disruption_budget() -> None
 
 
 def test_connector_pods_carry_the_labels_their_network_policy_selects() -> None:
-    livestream = testing.manifests(testing.EXAMPLES_DIR / "livestream.yaml")[0]
+    livestream = operator_harness.manifests(operator_harness.EXAMPLES_DIR / "livestream.yaml")[0]
     livestream["metadata"]["uid"] = "6f1c3c50-8a4e-4c1e-9d7e-2a1b3c4d5e6f"
     pod_labels = desired.desired_pod(livestream, OperatorSettings())["metadata"]["labels"]
-    policies = [doc for doc in testing.manifests(testing.DEPLOY_DIR) if doc["kind"] == "NetworkPolicy"]
+    policies = [
+        doc for doc in operator_harness.manifests(operator_harness.DEPLOY_DIR) if doc["kind"] == "NetworkPolicy"
+    ]
 
     chosen = [policy["metadata"]["name"] for policy in policies if selects(policy["spec"]["podSelector"], pod_labels)]
 
@@ -78,7 +81,7 @@ def test_connector_pods_carry_the_labels_their_network_policy_selects() -> None:
 
 
 def test_the_example_livestream_passes_a_server_side_dry_run(control_plane: ControlPlane) -> None:
-    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(testing.EXAMPLES_DIR))
+    result = kubectl(control_plane, "apply", "--dry-run=server", "-f", str(operator_harness.EXAMPLES_DIR))
 
     assert result.returncode == 0, result.stderr
     assert "livestream.tiktok.tiktok-service.io/example-streamer created (server dry run)" in result.stdout
@@ -87,7 +90,7 @@ def test_the_example_livestream_passes_a_server_side_dry_run(control_plane: Cont
 def test_the_connector_pod_is_admitted_in_a_namespace_enforcing_the_restricted_pod_security_standard(
     control_plane: ControlPlane,
 ) -> None:
-    livestream = testing.manifests(testing.EXAMPLES_DIR / "livestream.yaml")[0]
+    livestream = operator_harness.manifests(operator_harness.EXAMPLES_DIR / "livestream.yaml")[0]
     livestream["metadata"]["uid"] = "6f1c3c50-8a4e-4c1e-9d7e-2a1b3c4d5e6f"
     pod = desired.desired_pod(livestream, OperatorSettings())
     api = config.new_client_from_config(config_file=str(control_plane.kubeconfig_path))
@@ -113,7 +116,7 @@ def secrets_read_by(doc: dict[str, Any]) -> set[str]:
 
 
 def test_each_component_reads_only_its_own_credentials_and_only_the_setup_job_the_administrators() -> None:
-    docs = testing.manifests(testing.DEPLOY_DIR)
+    docs = operator_harness.manifests(operator_harness.DEPLOY_DIR)
     workloads = {doc["metadata"]["name"]: secrets_read_by(doc) for doc in docs if doc["kind"] in {"Deployment", "Job"}}
     assert workloads == {
         "tiktok-persister": {"tiktok-persister"},
@@ -138,7 +141,7 @@ def test_each_component_reads_only_its_own_credentials_and_only_the_setup_job_th
 def test_a_connector_pod_with_a_redis_ca_bundle_is_admitted_under_the_restricted_standard(
     control_plane: ControlPlane,
 ) -> None:
-    livestream = testing.manifests(testing.EXAMPLES_DIR / "livestream.yaml")[0]
+    livestream = operator_harness.manifests(operator_harness.EXAMPLES_DIR / "livestream.yaml")[0]
     livestream["metadata"]["uid"] = "6f1c3c50-8a4e-4c1e-9d7e-2a1b3c4d5e6f"
     pod = desired.desired_pod(livestream, OperatorSettings(connector_redis_ca_configmap="tiktok-redis-ca"))
     api = config.new_client_from_config(config_file=str(control_plane.kubeconfig_path))

@@ -12,10 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from tiktok_service.database import events_repository, migrate
 from tiktok_service.domain import events, naming
 from tiktok_service.domain.access import Role
-from tiktok_service.persister import events_repository, migrate, rows, sample
-from tiktok_service.persister.testing import (
+from tiktok_service.persister import rows
+from tiktok_service_dev import sample_events
+from tiktok_service_dev.persister_harness import (
     metric,
     pending_entries,
     quick_settings,
@@ -29,7 +31,7 @@ CR_UID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
 
 
 def envelopes(n: int, livestream_id: str = CR_UID, start: int = 0) -> list[events.Envelope]:
-    return [sample.sample_envelope(i, livestream_id=livestream_id) for i in range(start, start + n)]
+    return [sample_events.sample_envelope(i, livestream_id=livestream_id) for i in range(start, start + n)]
 
 
 def shipped_versions() -> list[str]:
@@ -57,7 +59,7 @@ async def test_events_published_while_the_persister_runs_are_stored_exactly_once
 ) -> None:
     registry = CollectorRegistry()
     async with running(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]), registry=registry):
-        await sample.publish(redis_client, envelopes(500))
+        await sample_events.publish(redis_client, envelopes(500))
         await wait_until(lambda: _equals(stored_events(database_url), 500), what="500 rows")
         await wait_until(lambda: _equals(pending_entries(redis_client), 0), what="no pending entries")
     conn = await asyncpg.connect(database_url)
@@ -72,7 +74,7 @@ async def test_events_published_while_the_persister_runs_are_stored_exactly_once
 async def test_entries_written_before_any_persister_started_are_stored(
     redis_client: aioredis.Redis, redis_roles: dict[Role, str], database_roles: dict[Role, str], database_url: str
 ) -> None:
-    await sample.publish(redis_client, envelopes(300))
+    await sample_events.publish(redis_client, envelopes(300))
     await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
     assert await stored_events(database_url) == 300
     assert await pending_entries(redis_client) == 0
@@ -81,8 +83,8 @@ async def test_entries_written_before_any_persister_started_are_stored(
 async def test_an_event_published_twice_is_stored_once(
     redis_client: aioredis.Redis, redis_roles: dict[Role, str], database_roles: dict[Role, str], database_url: str
 ) -> None:
-    await sample.publish(redis_client, envelopes(120))
-    await sample.publish(redis_client, envelopes(120))  # a connector replaying its history
+    await sample_events.publish(redis_client, envelopes(120))
+    await sample_events.publish(redis_client, envelopes(120))  # a connector replaying its history
     registry = await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
     assert await stored_events(database_url) == 120
     assert metric(registry, "duplicates_skipped_total") == 120
@@ -92,9 +94,9 @@ async def test_an_event_published_twice_is_stored_once(
 async def test_a_replay_overlapping_new_events_stores_the_new_ones_and_skips_the_rest(
     redis_client: aioredis.Redis, redis_roles: dict[Role, str], database_roles: dict[Role, str], database_url: str
 ) -> None:
-    await sample.publish(redis_client, envelopes(150))
+    await sample_events.publish(redis_client, envelopes(150))
     await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
-    await sample.publish(redis_client, envelopes(150, start=100))  # 50 already stored, 100 new
+    await sample_events.publish(redis_client, envelopes(150, start=100))  # 50 already stored, 100 new
     registry = await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
     assert await stored_events(database_url) == 250
     assert metric(registry, "rows_inserted_total") == 100
@@ -110,7 +112,7 @@ async def test_a_poison_entry_is_dead_lettered_with_its_reason_and_does_not_bloc
         naming.type_stream(events.EventType.COMMENT),
         {naming.FIELD_TYPE: b"tiktok.comment", naming.FIELD_ID: b"x", naming.FIELD_EVENT: b"{not json"},
     )
-    await sample.publish(redis_client, envelopes(10))
+    await sample_events.publish(redis_client, envelopes(10))
     registry = await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
     assert await stored_events(database_url) == 10
     assert await pending_entries(redis_client) == 0
@@ -127,13 +129,13 @@ async def test_rows_the_database_refuses_are_dead_lettered_and_the_rest_of_their
     redis_client: aioredis.Redis, redis_roles: dict[Role, str], database_roles: dict[Role, str], database_url: str
 ) -> None:
     await migrate.migrate(database_url)
-    assert sample.sample_envelope(42, livestream_id=CR_UID).id == "7400000000000000042"
+    assert sample_events.sample_envelope(42, livestream_id=CR_UID).id == "7400000000000000042"
     conn = await asyncpg.connect(database_url)
     try:  # a constraint stands in for whatever PostgreSQL may refuse that we did not foresee
         await conn.execute("ALTER TABLE events ADD CONSTRAINT refuse_one CHECK (event_id <> '7400000000000000042')")
     finally:
         await conn.close()
-    await sample.publish(redis_client, envelopes(100))
+    await sample_events.publish(redis_client, envelopes(100))
     await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
     assert await stored_events(database_url) == 99
     assert await pending_entries(redis_client) == 0
@@ -145,7 +147,7 @@ async def test_rows_the_database_refuses_are_dead_lettered_and_the_rest_of_their
 async def test_a_livestream_id_that_is_not_a_uuid_is_stored_under_its_uuid5_key(
     redis_client: aioredis.Redis, redis_roles: dict[Role, str], database_roles: dict[Role, str], database_url: str
 ) -> None:
-    await sample.publish(redis_client, envelopes(5, livestream_id="demo"))
+    await sample_events.publish(redis_client, envelopes(5, livestream_id="demo"))
     await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
     conn = await asyncpg.connect(database_url)
     try:
@@ -166,7 +168,7 @@ async def test_a_nul_a_viewer_typed_is_stored_as_the_replacement_character_not_d
     batch = envelopes(10)
     assert batch[3].user is not None
     batch[3].user = dataclasses.replace(batch[3].user, nickname="a\x00b")
-    await sample.publish(redis_client, batch)
+    await sample_events.publish(redis_client, batch)
     await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
     assert await stored_events(database_url) == 10
     assert await redis_client.xlen(naming.DEAD_LETTER_STREAM) == 0

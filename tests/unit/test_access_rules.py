@@ -8,6 +8,7 @@ import fnmatch
 import pytest
 
 from tiktok_service.access import redis_users
+from tiktok_service.api import quotas
 from tiktok_service.domain import access, naming
 from tiktok_service.domain.access import Role
 
@@ -35,8 +36,10 @@ def test_every_user_is_reset_first_denied_everything_and_given_named_commands_on
         granted = [rule for rule in rules if rule.startswith("+")]
         assert granted and not any(rule.startswith("+@") for rule in granted), "no whole categories"
         assert not {"allkeys", "allcommands", "nopass", "~*", "allchannels"} & set(rules)
-        for forbidden in ("flushall", "flushdb", "config", "keys", "scan", "acl", "eval", "del", "debug"):
+        for forbidden in ("flushall", "flushdb", "config", "keys", "scan", "acl", "eval", "debug", "unlink"):
             assert f"+{forbidden}" not in granted and not any(r.startswith(f"+{forbidden}|") for r in granted)
+        # Only the API deletes (its connect lock, released by redis-py's script), in its own keys only.
+        assert ("+del" in granted) == (role is Role.API), role
 
 
 def test_the_password_travels_as_its_sha256_only() -> None:
@@ -58,6 +61,7 @@ def test_the_connector_writes_its_key_families_and_appends_to_type_streams_witho
         naming.event_counts_key(OWN),
         naming.publish_seq_key(OWN),
         naming.connector_status_key(OWN),
+        naming.connector_fence_key(OWN),
         *naming.all_type_streams(),
     ):
         assert allowed(Role.CONNECTOR, "W", key), key
@@ -65,8 +69,10 @@ def test_the_connector_writes_its_key_families_and_appends_to_type_streams_witho
         assert not allowed(Role.CONNECTOR, "R", stream)
     assert allowed(Role.CONNECTOR, "R", naming.livestream_stream(OWN))  # the duplicate filter's seed
     assert allowed(Role.CONNECTOR, "R", naming.publish_seq_key(OWN))  # the publish script's sequence
+    assert allowed(Role.CONNECTOR, "R", naming.connector_fence_key(OWN))  # every write checks the fence
+    assert {"evalsha", "script|load", "script|exists", "wait", "hmget"} <= set(access.redis_commands(Role.CONNECTOR))
     assert not allowed(Role.CONNECTOR, "R", naming.connector_status_key(OWN))
-    for key in (naming.DEAD_LETTER_STREAM, "tiktok", "other", "tiktok.anything"):
+    for key in (naming.DEAD_LETTER_STREAM, "tiktok", "other", "tiktok.anything", quotas.connect_lock_key("w")):
         assert not allowed(Role.CONNECTOR, "W", key) and not allowed(Role.CONNECTOR, "R", key), key
 
 
@@ -79,7 +85,28 @@ def test_the_persister_owns_the_type_streams_and_only_appends_dead_letters() -> 
         assert not allowed(Role.PERSISTER, "R", key) and not allowed(Role.PERSISTER, "W", key)
 
 
-def test_the_api_and_the_operator_only_read() -> None:
+def test_the_persister_may_trim_and_measure_lag_but_not_delete() -> None:
+    commands = set(access.redis_commands(Role.PERSISTER))
+    assert {"xtrim", "xinfo|groups", "xpending", "xautoclaim", "xclaim", "xlen", "xrange"} <= commands
+    assert not {"del", "xgroup|destroy", "xgroup|setid", "xdel"} & commands
+
+
+def test_the_api_writes_only_its_own_keys_and_reads_livestream_streams() -> None:
+    for key in (
+        quotas.workspace_streams_key("w"),
+        quotas.key_streams_key("k"),
+        quotas.connect_lock_key("w"),
+        quotas.livestream_name_key(OWN),
+        f"{quotas.RATE_LIMIT_PREFIX}:LIMITER/key/abc/10/1/second",  # how `limits` names its counters
+    ):
+        assert allowed(Role.API, "R", key) and allowed(Role.API, "W", key), key
+    assert allowed(Role.API, "R", naming.livestream_stream(OWN))
+    assert not allowed(Role.API, "W", naming.livestream_stream(OWN))
+    for key in ("tiktok.comment", naming.connector_fence_key(OWN), naming.DEAD_LETTER_STREAM):
+        assert not allowed(Role.API, "R", key) and not allowed(Role.API, "W", key), key
+
+
+def test_the_api_and_the_operator_only_read_what_others_write() -> None:
     assert allowed(Role.API, "R", naming.livestream_stream(OWN))
     assert not allowed(Role.API, "R", "tiktok.comment")
     assert allowed(Role.OPERATOR, "R", naming.connector_status_key(OWN))
@@ -88,7 +115,7 @@ def test_the_api_and_the_operator_only_read() -> None:
     for role in (Role.API, Role.OPERATOR):
         for key in (naming.livestream_stream(OWN), naming.connector_status_key(OWN), "tiktok.comment"):
             assert not allowed(role, "W", key)
-    assert set(access.redis_commands(Role.API)) - {"ping", "hello"} == {"xread", "xrange", "xrevrange"}
+    assert {"xread", "xrange", "xrevrange", "xinfo|stream"} <= set(access.redis_commands(Role.API))
     assert set(access.redis_commands(Role.OPERATOR)) - {"ping", "hello"} == {"hgetall"}
 
 

@@ -86,7 +86,7 @@ def test_spec_options_become_connector_settings_the_connector_accepts(monkeypatc
     spec = {
         "waitForLive": True,
         "eventTypes": ["tiktok.comment", "tiktok.gift"],
-        "retention": {"typeStreamMaxLen": 5000, "livestreamStreamMaxLen": 700, "ttlSeconds": 3600},
+        "retention": {"livestreamStreamMaxLen": 700, "ttlSeconds": 3600},
     }
     pod = desired.desired_pod(livestream(**spec), settings(sign_api_url="http://sign.local"))
     for name, value in env_of(pod).items():
@@ -96,11 +96,7 @@ def test_spec_options_become_connector_settings_the_connector_accepts(monkeypatc
 
     assert parsed.wait_for_live is True
     assert [str(t) for t in parsed.event_types] == ["tiktok.comment", "tiktok.gift"]
-    assert (parsed.type_stream_maxlen, parsed.livestream_stream_maxlen, parsed.livestream_stream_ttl_s) == (
-        5000,
-        700,
-        3600,
-    )
+    assert (parsed.livestream_stream_maxlen, parsed.livestream_stream_ttl_s) == (700, 3600)
     assert parsed.sign_api_url == "http://sign.local"
     assert parsed.drain_timeout_s < pod["spec"]["terminationGracePeriodSeconds"]
 

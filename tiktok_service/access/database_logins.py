@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import asyncpg
 
+from tiktok_service.database import migrate
 from tiktok_service.domain import access
-from tiktok_service.persister import migrate
 
 _EXISTS = "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)"
 

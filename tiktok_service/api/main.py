@@ -53,13 +53,6 @@ def serve(settings: ApiSettings) -> int:
     return 0 if server.started else 1
 
 
-def main(argv: Sequence[str]) -> int:
-    """`tiktok-service api [--flag value ...]`: settings from `API_*` and flags, then serve."""
-    from tiktok_service.cli import load
-
-    return serve(load(ApiSettings, "api", argv))
-
-
 # -- api-keys -----------------------------------------------------------------------------------
 
 

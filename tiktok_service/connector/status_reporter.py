@@ -15,9 +15,9 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from tiktok_service.connector import memory, metrics
+from tiktok_service.connector import fencing, memory, metrics
 from tiktok_service.domain import naming
-from tiktok_service.domain.connector_status import ConnectorStatus
+from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,12 @@ class StatusReporter:
         interval_s: float,
         ttl_s: int,
         buffer_depth: Callable[[], int] | None = None,
+        fence: fencing.Fence | None = None,
     ) -> None:
         self._buffer_depth = buffer_depth
+        # With a fence, a status is written only while this connector holds its Livestream:
+        # a superseded connector must not overwrite its successor's status (or its final one).
+        self._fence = fence
         self._redis = redis
         self._key = naming.connector_status_key(livestream_id)
         self._status = status
@@ -54,6 +58,9 @@ class StatusReporter:
             metrics.BUFFER_DEPTH.set(self._buffer_depth())
         fields = self._status.to_hash(now_ms=int(time.time() * 1000))
         try:
+            if self._fence is not None:
+                claim = self._status.phase is not ConnectorPhase.CONNECTING
+                return await self._fence.write_status(self._key, fields, ttl_s, claim=claim)
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(self._key, mapping=fields)  # type: ignore[arg-type]
                 pipe.expire(self._key, ttl_s)

@@ -47,30 +47,38 @@ DATABASE_ROLES: Final = (Role.PERSISTER, Role.OPERATOR, Role.API)
 _CONNECTION: Final = ("ping", "hello")
 _SETINFO_SINCE: Final = (7, 2)
 
-#: Commands per role, from the code that runs them (see each module named).
+#: Commands per role, from the code that runs them (see each module named). Commands a Lua
+#: script calls are checked against the caller's rights too, so they are listed here.
 _COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
-    # connector/publisher.py (the publish script: GET, XADD, HINCRBY, SET, EXPIRE; loaded
-    # with SCRIPT LOAD and run with EVALSHA), recent_ids (XREVRANGE); status_reporter.py
-    # (HSET + EXPIRE in MULTI/EXEC).
+    # connector/publisher.py: the publish script (fence check: HMGET, HSET, EXPIRE; then GET,
+    # XADD, HINCRBY, SET, EXPIRE), run with EVALSHA after SCRIPT LOAD; with REPLICAS_TO_WAIT in
+    # a pipeline with WAIT (a pipeline asks SCRIPT EXISTS first); the take-over reads GET and
+    # XREVRANGE. connector/fencing.py: the claim script (HINCRBY, HGET, HSET, EXPIRE) and the
+    # heartbeat script (fence check, EXPIRE of the sequence, HSET + EXPIRE of the status).
+    # status_reporter.py without a fence: HSET + EXPIRE in MULTI/EXEC.
     Role.CONNECTOR: (
         "evalsha",
         "script|load",
+        "script|exists",
+        "wait",
         "get",
         "set",
         "expire",
         "xadd",
         "hincrby",
         "hset",
+        "hget",
+        "hmget",
         "xrevrange",
         "multi",
         "exec",
         "discard",
     ),
-    # persister/streams.py: the consumer group (create, read, claim, ack), dead letters in
-    # MULTI/EXEC; trimming and lag need XTRIM, XPENDING, XINFO and XRANGE of the same streams.
+    # persister/streams.py: the consumer group (create, read, claim, ack, pending), dead letters
+    # in MULTI/EXEC; persister/trimming.py: lag and trimming (XLEN, XINFO GROUPS, XPENDING,
+    # XRANGE, XTRIM MINID) of the same streams.
     Role.PERSISTER: (
         "xgroup|create",
-        "xgroup|createconsumer",
         "xreadgroup",
         "xack",
         "xautoclaim",
@@ -80,15 +88,37 @@ _COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
         "xtrim",
         "xlen",
         "xrange",
-        "xinfo|stream",
         "xinfo|groups",
-        "xinfo|consumers",
         "multi",
         "exec",
         "discard",
     ),
-    # api/feeds.py: SSE catch-up and live tail of one livestream's stream.
-    Role.API: ("xread", "xrange", "xrevrange"),
+    # api/feeds.py: SSE catch-up and live tail of one livestream's stream, XINFO STREAM for the
+    # gap check. Under `tiktok.api.`: api/stream_guard.py (the lease script: ZREMRANGEBYSCORE,
+    # ZCARD, ZADD, PEXPIRE; ZADD, PEXPIRE, ZREM), api/ratelimit.py (the `limits` library's
+    # sliding-window scripts: GET, PTTL, RENAME, SET, EXISTS, INCRBY), api/livestreams.py (the
+    # connect lock: SET NX PX, released by redis-py's script: GET, DEL; the id -> name index:
+    # GET, SET EX). Scripts run with EVALSHA after SCRIPT LOAD. routes/health.py: PING.
+    Role.API: (
+        "xread",
+        "xrange",
+        "xrevrange",
+        "xinfo|stream",
+        "evalsha",
+        "script|load",
+        "get",
+        "set",
+        "del",
+        "exists",
+        "incrby",
+        "rename",
+        "pttl",
+        "pexpire",
+        "zadd",
+        "zrem",
+        "zcard",
+        "zremrangebyscore",
+    ),
     # operator/store.py: the connector's heartbeat and per-type counts.
     Role.OPERATOR: ("hgetall",),
 }
@@ -108,12 +138,13 @@ def redis_key_patterns(role: Role) -> list[str]:
     status = naming.connector_status_key("*")
     counts = naming.event_counts_key("*")
     seq = naming.publish_seq_key("*")
+    fence = naming.connector_fence_key("*")
     if role is Role.CONNECTOR:
-        return [*_type_streams("%W"), f"~{livestream}", f"~{counts}", f"~{seq}", f"%W~{status}"]
+        return [*_type_streams("%W"), f"~{livestream}", f"~{counts}", f"~{seq}", f"~{fence}", f"%W~{status}"]
     if role is Role.PERSISTER:
         return [*_type_streams(""), f"%W~{naming.DEAD_LETTER_STREAM}"]
     if role is Role.API:
-        return [f"%R~{livestream}"]
+        return [f"%R~{livestream}", f"~{naming.API_KEY_PREFIX}*"]
     return [f"%R~{status}", f"%R~{counts}"]
 
 

@@ -84,6 +84,8 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
     secret = settings.connector_secret_name
     env: list[dict[str, Any]] = [
         {"name": "CONNECTOR_LIVESTREAM_ID", "value": livestream["metadata"]["uid"]},
+        # Names this pod as the holder of the Livestream's fence (the epoch itself comes from Redis).
+        {"name": "CONNECTOR_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
         {"name": "CONNECTOR_USERNAME", "value": spec["username"]},
         {"name": "CONNECTOR_WAIT_FOR_LIVE", "value": "true" if spec.get("waitForLive") else "false"},
         {
@@ -103,7 +105,6 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
         env.append({"name": "CONNECTOR_EVENT_TYPES", "value": json.dumps(list(spec["eventTypes"]))})
     env += connection_env(spec.get("connection") or {}, settings)
     optional = {
-        "CONNECTOR_TYPE_STREAM_MAXLEN": retention.get("typeStreamMaxLen"),
         "CONNECTOR_LIVESTREAM_STREAM_MAXLEN": retention.get("livestreamStreamMaxLen"),
         "CONNECTOR_LIVESTREAM_STREAM_TTL_S": retention.get("ttlSeconds"),
         "CONNECTOR_SIGN_API_URL": settings.sign_api_url,

@@ -16,7 +16,9 @@ Failed at once (a restart would not help; the connector already retried 11 and 1
 16 sign quota -> BackingOff until the reset the sign server announced (the connector's final
 status carries it), not counted as a failure; 14 captcha / 17 proxy / anything else (1,
 OOMKilled, evicted, SIGKILL...) -> restart with backoff, Failed after `maxRestarts`
-consecutive failures. A deleted pod is recreated at once and is not a failure. With
+consecutive failures. A deleted pod is recreated at once and is not a failure; nor is 18
+(fenced: a connector the operator does not know, e.g. of a force-deleted pod, claimed the
+Livestream after ours): the pod is recreated at once and its new claim stops the other one. With
 `waitForLive` the connector itself keeps waiting (same pod) instead of exiting.
 
 While the connector runs, its own reason (why it is reconnecting) becomes the Livestream's,
@@ -95,6 +97,7 @@ REASONS: dict[str, str] = {
     "config": "InvalidConfiguration",
     "offline": "UserOffline",
     "live_end": "LiveEnded",
+    "fenced": "Superseded",
     "error": "Error",
 }
 _FROM_CONNECTOR: dict[ConnectorPhase, tuple[Phase, str]] = {
@@ -268,6 +271,11 @@ def _assess_finished(
     settings: OperatorSettings,
     policy: model.RestartPolicy,
 ) -> Assessment:
+    if pod.exit_code == ExitCode.FENCED:
+        message = f"another connector claimed the Livestream (exit code {pod.exit_code}); replacing pod {pod.name}"
+        return Assessment(
+            Phase.PENDING, "Superseded", message, pod.restarts, None, Action(Do.RECREATE_POD, pod.uid, pod.restarts)
+        )
     if pod.exit_code in _FINAL_EXITS:
         phase, reason, message = _FINAL_EXITS[pod.exit_code]
         return Assessment(phase, reason, message, pod.restarts)

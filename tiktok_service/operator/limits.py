@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from kubernetes.utils.quantity import parse_quantity
-
+from tiktok_service.domain.quantities import parse_quantity
 from tiktok_service.settings import OperatorSettings
 
 INVALID_RESOURCES: Final = "InvalidResources"
@@ -52,7 +51,7 @@ class Refusal:
 def quantity(value: object) -> Decimal | None:
     """A Kubernetes quantity ("50m", "1Gi", 2) as a number; None when it is not one."""
     try:
-        return Decimal(parse_quantity(value))  # type: ignore[no-untyped-call]
+        return parse_quantity(value)
     except (ValueError, TypeError, ArithmeticError):
         return None
 
