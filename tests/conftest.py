@@ -125,6 +125,8 @@ async def simulator() -> AsyncIterator[SimulatorServer]:
 
 @pytest.fixture
 def redis_pair() -> Iterator[RedisPair]:
-    """A Redis primary, a real replica and one address (`url`) that follows the primary on failover."""
+    """A Redis primary, a real replica and one address (`url`) that follows the primary on
+    failover; each component's ACL user is set up on both."""
     with RedisPair() as pair:
+        pair.apply_users(ROLE_PASSWORDS)
         yield pair

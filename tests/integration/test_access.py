@@ -25,10 +25,17 @@ import tiktok_service
 from tests.access_support import ROLE_PASSWORDS, database_as, redis_as
 from tiktok_service.access.database_logins import apply_database_logins
 from tiktok_service.access.redis_users import apply_redis_users
-from tiktok_service.connector.publisher import Publisher, recent_ids
+from tiktok_service.api import quotas
+from tiktok_service.api.metrics import ApiMetrics
+from tiktok_service.api.ratelimit import RateLimiter
+from tiktok_service.api.stream_guard import StreamGuard
+from tiktok_service.connector import fencing
+from tiktok_service.connector.publisher import Publisher, newest_ids
 from tiktok_service.database import livestreams_repository, migrate
 from tiktok_service.domain import access, naming
 from tiktok_service.domain.access import Role
+from tiktok_service.persister import trimming
+from tiktok_service.persister.metrics import PersisterMetrics
 from tiktok_service_dev import sample_events
 from tiktok_service_dev.persister_harness import metric, quick_settings, run_burst, running, stored_events, wait_until
 
@@ -54,20 +61,29 @@ async def refused(call: Callable[[], Awaitable[Any]]) -> str:
 
 
 async def publish_as_connector(client: aioredis.Redis, livestream_id: str, n: int) -> None:
+    """Publish as a connector does with every option on: its fence, the take-over's read of the
+    newest ids, and WAIT for a replica after each batch (pipelined with the script, which
+    makes redis-py ask SCRIPT EXISTS first); then a fenced heartbeat."""
+    fence = fencing.Fence(client, livestream_id, owner=fencing.new_owner("pod"), ttl_s=600)
     publisher = Publisher(
         client,
         livestream_id=livestream_id,
         buffer_size=100,
         batch_size=50,
-        type_maxlen=1000,
         livestream_maxlen=1000,
         ttl_s=600,
+        fence=fence,
+        replay_window=100,
+        wait_replicas=1,
+        wait_timeout_ms=5,
+        handover_ids=10,
     )
     for i in range(n):
         assert publisher.offer(sample_events.sample_envelope(i, livestream_id=livestream_id))
     publisher.close()
     await publisher.run()
     assert publisher.published == n
+    assert await fence.write_status(naming.connector_status_key(livestream_id), {"phase": "Live"}, 15, claim=True)
 
 
 async def test_the_connector_publishes_with_its_script_and_reaches_nothing_else(
@@ -75,7 +91,10 @@ async def test_the_connector_publishes_with_its_script_and_reaches_nothing_else(
 ) -> None:
     connector = clients[Role.CONNECTOR]
     await publish_as_connector(connector, LIVESTREAM, 30)
-    assert len(await recent_ids(connector, LIVESTREAM, 100)) == 30
+    assert len(await newest_ids(connector, naming.livestream_stream(LIVESTREAM), 100)) == 30
+    # A second connector of the livestream takes the fence over (the claim script).
+    successor = fencing.Fence(connector, LIVESTREAM, owner=fencing.new_owner("pod-2"), ttl_s=600)
+    assert await successor.claim() == 2
     async with connector.pipeline(transaction=True) as pipe:  # the status reporter's write
         pipe.hset(naming.connector_status_key(LIVESTREAM), mapping={"phase": "Live"})
         pipe.expire(naming.connector_status_key(LIVESTREAM), 15)
@@ -88,11 +107,12 @@ async def test_the_connector_publishes_with_its_script_and_reaches_nothing_else(
     # A livestream stream is read only backwards, to seed the duplicate filter.
     await refused(lambda: connector.xread({naming.livestream_stream(OTHER): "0"}))
     await refused(lambda: connector.xrange(naming.livestream_stream(OTHER)))
-    # Status and counts hashes: written, never read.
+    # Its hashes are written with HSET/HINCRBY only, never read with a command.
     await refused(lambda: connector.hgetall(naming.connector_status_key(OTHER)))
     await refused(lambda: connector.hgetall(naming.event_counts_key(OTHER)))
     # Nothing outside its key families, no administration, no Pub/Sub.
     await refused(lambda: connector.xadd(naming.DEAD_LETTER_STREAM, {"x": "y"}))
+    await refused(lambda: connector.set(quotas.connect_lock_key("w"), "x"))  # the API's keys
     await refused(lambda: connector.set("elsewhere", "x"))
     await refused(lambda: connector.get("elsewhere"))
     await refused(lambda: connector.flushall())
@@ -126,7 +146,12 @@ async def test_the_persister_consumes_trims_and_dead_letters_and_reaches_nothing
     assert await stored_events(database_url) == 40
 
     persister = clients[Role.PERSISTER]
+    removed = await trimming.housekeep(
+        persister, naming.all_type_streams(), metrics=PersisterMetrics.create(CollectorRegistry()), retention_s=0
+    )  # XLEN, XINFO GROUPS, XPENDING, XRANGE, XTRIM MINID: everything was acknowledged, all goes
+    assert sum(removed.values()) == 40, removed
     assert await persister.xpending("tiktok.comment", naming.PERSISTER_GROUP) is not None
+    assert await persister.xautoclaim("tiktok.comment", naming.PERSISTER_GROUP, "me", 0) is not None
     await persister.xtrim("tiktok.comment", minid="0-1")
     await persister.xadd(naming.DEAD_LETTER_STREAM, {"reason": "test"})
     await refused(lambda: persister.xrange(naming.DEAD_LETTER_STREAM))
@@ -134,11 +159,12 @@ async def test_the_persister_consumes_trims_and_dead_letters_and_reaches_nothing
     await refused(lambda: persister.xadd("tiktok.comment.x", {"x": "y"}))
     await refused(lambda: persister.hgetall(naming.event_counts_key(LIVESTREAM)))
     await refused(lambda: persister.flushall())
+    await refused(lambda: persister.delete("tiktok.comment"))
     await refused(lambda: persister.xgroup_destroy("tiktok.comment", naming.PERSISTER_GROUP))
 
 
-async def test_the_api_reads_livestream_streams_and_writes_nothing(
-    clients: dict[Role, aioredis.Redis],
+async def test_the_api_reads_livestream_streams_and_writes_only_its_own_keys(
+    clients: dict[Role, aioredis.Redis], redis_roles: dict[Role, str]
 ) -> None:
     await publish_as_connector(clients[Role.CONNECTOR], LIVESTREAM, 5)
     api = clients[Role.API]
@@ -146,10 +172,40 @@ async def test_the_api_reads_livestream_streams_and_writes_nothing(
     assert len(await api.xrange(key)) == 5
     assert len(await api.xrevrange(key, count=1)) == 1
     assert len((await api.xread({key: "0"}, count=10, block=10))[0][1]) == 5
+    assert (await api.xinfo_stream(key))["entries-added"] == 5  # the SSE gap check
+    # Its own keys, with the code that uses them: rate limits (`limits`' scripts), stream
+    # leases (the lease script, renewal, release), the connect lock, the id -> name index.
+    pool = aioredis.BlockingConnectionPool.from_url(redis_roles[Role.API], max_connections=2)
+    limiter = RateLimiter(redis_roles[Role.API], pool, "2/minute", ApiMetrics(CollectorRegistry()))
+    try:
+        assert await limiter.retry_after("key-a") is None
+        assert await limiter.retry_after("key-a") is None
+        assert await limiter.retry_after("key-a") is not None  # the third within the minute
+    finally:
+        await pool.aclose()
+    guard = StreamGuard(
+        api,
+        None,  # type: ignore[arg-type]  # the database is not asked by admit/renew/release
+        workspace_limit=1,
+        key_limit=1,
+        lease_s=30,
+        recheck_s=1,
+        metrics=ApiMetrics(CollectorRegistry()),
+    )
+    ticket = await guard.admit("acme", b"k" * 32)
+    await guard.renew()
+    await guard.release(ticket)
+    lock = api.lock(quotas.connect_lock_key("acme"), timeout=5, blocking_timeout=1, thread_local=False)
+    assert await lock.acquire()
+    await lock.release()
+    await api.set(quotas.livestream_name_key(LIVESTREAM), "name", ex=60)
+    assert await api.get(quotas.livestream_name_key(LIVESTREAM)) == b"name"
+
     await refused(lambda: api.xadd(key, {"x": "y"}))
     await refused(lambda: api.xrange("tiktok.comment"))
     await refused(lambda: api.hgetall(naming.connector_status_key(LIVESTREAM)))
     await refused(lambda: api.delete(key))
+    await refused(lambda: api.get(naming.connector_fence_key(LIVESTREAM)))
     await refused(lambda: api.flushall())
 
 

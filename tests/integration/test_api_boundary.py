@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from tests.access_support import database_as, redis_as
 from tests.cluster_support import started_control_plane
 from tests.integration.test_api_stack import (
     API_USER,
@@ -38,6 +39,7 @@ from tests.integration.test_api_stack import (
 from tests.support import wait_until
 from tiktok_service.api import keys, main, quotas, repository
 from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.events import Envelope, EventType
 from tiktok_service.operator import model
 from tiktok_service.settings import ApiSettings
@@ -103,8 +105,9 @@ def settings(cp: ControlPlane, namespace: str, redis_url: str, database_url: str
         {
             "host": "127.0.0.1",
             "port": 0,
-            "redis_url": redis_url,
-            "database_url": database_url,
+            # The API's own Redis user and database login (README, "Credentials and least privilege").
+            "redis_url": redis_as(redis_url, Role.API),
+            "database_url": database_as(database_url, Role.API),
             "kubeconfig": cp.kubeconfig_for(API_USER),
             "namespace": namespace,
             "sse_block_ms": 200,

@@ -122,7 +122,7 @@ def test_each_component_reads_only_its_own_credentials_and_only_the_setup_job_th
         "tiktok-persister": {"tiktok-persister"},
         "tiktok-api": {"tiktok-api"},
         "tiktok-operator": {"tiktok-operator"},
-        "tiktok-access": {"tiktok-admin", "tiktok-connector", "tiktok-persister", "tiktok-api", "tiktok-operator"},
+        "tiktok-access-1": {"tiktok-admin", "tiktok-connector", "tiktok-persister", "tiktok-api", "tiktok-operator"},
     }
     operator_config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "tiktok-operator")
     assert operator_config["data"]["OPERATOR_CONNECTOR_SECRET_NAME"] == "tiktok-connector"  # connectors' own

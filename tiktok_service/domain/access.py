@@ -13,8 +13,9 @@ run it may grant themselves everything), so the operator would become a Redis
 administrator, and a user would pile up per room. The shared connector user is instead
 limited to the connector's key families and to the commands it runs: it may append to the
 per-type streams but never read them, may read per-livestream streams only with XREVRANGE
-(its duplicate filter), and can reach no other key (dead letters, anything outside
-`tiktok.*`), no admin command (FLUSHALL, CONFIG, KEYS, ACL) and no Pub/Sub channel.
+(its duplicate filter), reads its hashes only inside its scripts (fence, sequence), and can
+reach no other key (dead letters, the API's `tiktok.api.*`, anything outside `tiktok.*`), no
+admin command (FLUSHALL, CONFIG, KEYS, SCAN, ACL) and no Pub/Sub channel.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def redis_key_patterns(role: Role) -> list[str]:
     """ACL key patterns: `~p` read and write, `%R~p` read only, `%W~p` write only (Redis 7).
 
     A command is checked against each key it names (also inside a script): XADD needs only
-    write access, so a writer holding `%W~` can append to a stream it can never read.
+    write access, so a writer holding `%W~` can append to a stream it can never read. A key
+    handed to EVALSHA as one of its KEYS needs both, whatever the script does with it: so the
+    connector's status hash, which its fenced heartbeat script names, is read-write too.
     """
     livestream = naming.livestream_stream("*")
     status = naming.connector_status_key("*")
@@ -140,7 +143,7 @@ def redis_key_patterns(role: Role) -> list[str]:
     seq = naming.publish_seq_key("*")
     fence = naming.connector_fence_key("*")
     if role is Role.CONNECTOR:
-        return [*_type_streams("%W"), f"~{livestream}", f"~{counts}", f"~{seq}", f"~{fence}", f"%W~{status}"]
+        return [*_type_streams("%W"), f"~{livestream}", f"~{counts}", f"~{seq}", f"~{fence}", f"~{status}"]
     if role is Role.PERSISTER:
         return [*_type_streams(""), f"%W~{naming.DEAD_LETTER_STREAM}"]
     if role is Role.API:
