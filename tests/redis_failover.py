@@ -23,6 +23,8 @@ from types import TracebackType
 
 import redis
 
+from tiktok_service.access.redis_users import apply_redis_users
+from tiktok_service.domain.access import Role
 from tiktok_service_dev.processes import free_port
 from tiktok_service_dev.redis_server import LocalRedis
 
@@ -110,6 +112,12 @@ class RedisPair:
             replica.replicaof("127.0.0.1", self.primary.port)
         self.front = FrontDoor(self.primary.port)
         self.wait_in_sync(timeout)
+
+    def apply_users(self, passwords: dict[Role, str]) -> None:
+        """Each component's ACL user on both nodes: ACL users are not replicated, so a promoted
+        replica knows only the users set up on it (as the setup must run on every node)."""
+        for server in (self.primary, self.replica):
+            asyncio.run(apply_redis_users(server.url, passwords))
 
     def replication(self, server: LocalRedis) -> dict[str, object]:
         with _admin(server) as client:

@@ -49,6 +49,13 @@ def _migrate(argv: Sequence[str]) -> int:
     return migrate_main(load(PersisterSettings, "migrate", argv))
 
 
+def _access(argv: Sequence[str]) -> int:
+    from tiktok_service.access.main import main
+    from tiktok_service.settings import AccessSettings
+
+    return main(load(AccessSettings, "access", argv))
+
+
 def _operator(argv: Sequence[str]) -> int:
     from tiktok_service.operator.main import main
     from tiktok_service.settings import OperatorSettings
@@ -73,6 +80,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "connector": (_connector, "connect to one TikTok LIVE room and publish its events to Redis"),
     "persister": (_persister, "store events from the Redis streams in PostgreSQL"),
     "migrate": (_migrate, "apply database migrations and exit"),
+    "access": (_access, "create each component's Redis user and database login (idempotent)"),
     "operator": (_operator, "reconcile Livestream resources into connector pods"),
     "api": (_api, "serve the REST API (livestreams, SSE events, history) on port 8002"),
     "api-keys": (_api_keys, "create, list and revoke API keys (one workspace per key)"),

@@ -162,6 +162,11 @@ class ConnectorSettings(BaseSettings):
     heartbeat_ttl_s: int = Field(default=15, ge=2, description="Status hash expiry: missed heartbeats = gone.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
     log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
+    redis_ca_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs that sign Redis' certificate (a `rediss://` REDIS_URL); None = the "
+        "system's CAs. Set by the operator when it mounts a CA (OPERATOR_CONNECTOR_REDIS_CA_*).",
+    )
 
     @property
     def proxy_endpoints(self) -> tuple[proxy_list.ProxyEndpoint, ...]:
@@ -172,6 +177,8 @@ class ConnectorSettings(BaseSettings):
     def _connection_options_are_usable(self) -> Self:
         # Messages name the problem, never a value: they end up in logs and pod events.
         self.proxy_endpoints  # noqa: B018 - raises ProxyListError (a ValueError) on a bad list
+        if self.redis_ca_file is not None and not self.redis_url.startswith("rediss://"):
+            raise ValueError("redis_ca_file is set but redis_url is not rediss://: the CA would verify nothing")
         if self.room_id is not None and self.room_id <= 0:
             raise ValueError("room_id must be a positive room id")
         if self.session_id is not None and self.session_id.get_secret_value():
@@ -338,6 +345,21 @@ class OperatorSettings(BaseSettings):
     connector_service_account: str | None = Field(
         default=None, description="Service account of connector pods (unset = the namespace's default)."
     )
+    # TLS to Redis: the CA bundle that verifies Redis' certificate, mounted read-only into every
+    # connector pod (CA certificates are public: a ConfigMap is the usual home; a Secret works too).
+    connector_redis_ca_configmap: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="ConfigMap (in each Livestream's namespace) holding the Redis CA bundle; None = none.",
+    )
+    connector_redis_ca_secret: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="Secret holding the Redis CA bundle, instead of a ConfigMap.",
+    )
+    connector_redis_ca_key: str = Field(
+        default="ca.crt", pattern=SECRET_KEY_PATTERN, description="Key of the CA bundle in that ConfigMap/Secret."
+    )
     connector_http_port: int = Field(
         default=8080,
         ge=0,
@@ -384,6 +406,8 @@ class OperatorSettings(BaseSettings):
     def _grace_covers_drain(self) -> Self:
         if self.connector_grace_period_s <= self.connector_drain_timeout_s:
             raise ValueError("connector_grace_period_s must exceed connector_drain_timeout_s (the connector's flush)")
+        if self.connector_redis_ca_configmap and self.connector_redis_ca_secret:
+            raise ValueError("name the Redis CA bundle once: connector_redis_ca_configmap or connector_redis_ca_secret")
         return self
 
 
@@ -533,3 +557,42 @@ class ApiSettings(BaseSettings):
         if self.sse_max_livestreams is not None:
             return self.sse_max_livestreams
         return self.redis_pool_size - max(1, self.redis_pool_size // 8)
+
+
+class AccessSettings(BaseSettings):
+    """`tiktok-service access`: create each component's Redis user and database login.
+
+    Run with an administrator's credentials (Redis: a user allowed `ACL SETUSER`; PostgreSQL:
+    the schema's owner with CREATEROLE) and each component's URL, from the very Secret key the
+    component reads: the password is taken from that URL, so each password lives in one place.
+    A component whose URL is not given is skipped (and the command says so).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ACCESS_", extra="ignore")
+
+    redis_url: SecretStr | None = Field(default=None, description="Redis as an administrator; None = skip Redis.")
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL as the schema's owner; None = skip the database (and the migrations)."
+    )
+    connector_redis_url: SecretStr | None = Field(
+        default=None, description="The connectors' Redis URL (user tiktok-connector); its password is set."
+    )
+    persister_redis_url: SecretStr | None = Field(
+        default=None, description="The persister's Redis URL (user tiktok-persister); its password is set."
+    )
+    api_redis_url: SecretStr | None = Field(
+        default=None, description="The API's Redis URL (user tiktok-api); its password is set."
+    )
+    operator_redis_url: SecretStr | None = Field(
+        default=None, description="The operator's Redis URL (user tiktok-operator); its password is set."
+    )
+    persister_database_url: SecretStr | None = Field(
+        default=None, description="The persister's DSN (login tiktok_persister_login); its password is set."
+    )
+    operator_database_url: SecretStr | None = Field(
+        default=None, description="The operator's DSN (login tiktok_operator_login); its password is set."
+    )
+    api_database_url: SecretStr | None = Field(
+        default=None, description="The API's DSN (login tiktok_api_login); its password is set."
+    )
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)

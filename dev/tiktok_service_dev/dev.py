@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,10 +27,12 @@ import redis.asyncio as aioredis
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
+from tiktok_service.access.database_logins import apply_database_logins
+from tiktok_service.access.redis_users import apply_redis_users
 from tiktok_service.database import livestreams_repository
 from tiktok_service.database.livestreams_repository import LivestreamStatus
-from tiktok_service.database.migrate import migrate
-from tiktok_service.domain import naming
+from tiktok_service.domain import access, naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.events import Envelope, decode
 from tiktok_service_dev import operator_harness, processes
 from tiktok_service_dev.postgres_server import LocalPostgres
@@ -64,6 +67,19 @@ class Stack:
         self.closers: list[Callable[[], None]] = []
         self.redis = LocalRedis()
         self.postgres = LocalPostgres()
+        self.redis_as: dict[Role, str] = {}
+        self.database_as: dict[Role, str] = {}
+
+    def provision_access(self) -> None:
+        """Each component's own Redis user and database login (with fresh random passwords),
+        made by the same code as `tiktok-service access`; migrates the database on the way."""
+        passwords = {role: secrets.token_urlsafe(16) for role in Role}
+        asyncio.run(apply_redis_users(self.redis.url, passwords))
+        asyncio.run(apply_database_logins(self.postgres.dsn, {r: passwords[r] for r in access.DATABASE_ROLES}))
+        self.redis_as = {role: access.redis_role_url(self.redis.url, role, passwords[role]) for role in Role}
+        self.database_as = {
+            role: access.database_role_url(self.postgres.dsn, role, passwords[role]) for role in access.DATABASE_ROLES
+        }
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Start `tiktok-service <args>`, or `tiktok-service-dev <args>` for a developer command."""
@@ -190,13 +206,13 @@ def main(argv: Sequence[str]) -> int:
             {},
         )
         processes.wait_for(lambda: processes.port_open(sim_port), timeout=20, what="the simulator")
-        asyncio.run(migrate(stack.postgres.dsn))
+        stack.provision_access()
         stack.spawn(
             "persister",
             ["persister"],
             {
-                "PERSISTER_REDIS_URL": stack.redis.url,
-                "PERSISTER_DATABASE_URL": stack.postgres.dsn,
+                "PERSISTER_REDIS_URL": stack.redis_as[Role.PERSISTER],
+                "PERSISTER_DATABASE_URL": stack.database_as[Role.PERSISTER],
                 "PERSISTER_HTTP_PORT": "0",
             },
         )
@@ -226,7 +242,7 @@ def _run_one_connector(stack: Stack, args: argparse.Namespace, livestream_id: st
         {
             "CONNECTOR_LIVESTREAM_ID": livestream_id,
             "CONNECTOR_USERNAME": args.username,
-            "CONNECTOR_REDIS_URL": stack.redis.url,
+            "CONNECTOR_REDIS_URL": stack.redis_as[Role.CONNECTOR],
             "CONNECTOR_SIGN_API_URL": sim_url,
             "CONNECTOR_TIKTOK_APP_URL": sim_url,
             "CONNECTOR_TIKTOK_WEBCAST_URL": f"{sim_url}/webcast",
@@ -249,7 +265,7 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
     with _api(kubeconfig) as api:
         operator_harness.install_crds(api)
         operator_harness.apply(api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
-        operator_harness.apply(api, [_connector_secret(stack.redis.url)], namespace=NAMESPACE)
+        operator_harness.apply(api, [_connector_secret(stack.redis_as[Role.CONNECTOR])], namespace=NAMESPACE)
         operator_harness.grant_role(api, namespace=NAMESPACE, user="operator")
         operator_harness.create_peering(api, namespace=NAMESPACE, name="tiktok-operator")
         api_roles = [
@@ -265,8 +281,8 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
             "OPERATOR_KUBECONFIG": str(plane.kubeconfig_for("operator")),
             "OPERATOR_NAMESPACES": f'["{NAMESPACE}"]',
             "OPERATOR_PEERING_NAME": "tiktok-operator",
-            "OPERATOR_REDIS_URL": stack.redis.url,
-            "OPERATOR_DATABASE_URL": stack.postgres.dsn,
+            "OPERATOR_REDIS_URL": stack.redis_as[Role.OPERATOR],
+            "OPERATOR_DATABASE_URL": stack.database_as[Role.OPERATOR],
             "OPERATOR_SIGN_API_URL": sim_url,
             "OPERATOR_TIKTOK_APP_URL": sim_url,
             "OPERATOR_TIKTOK_WEBCAST_URL": f"{sim_url}/webcast",
@@ -284,8 +300,8 @@ def _run_kubernetes(stack: Stack, args: argparse.Namespace, sim_url: str) -> Non
             "API_HOST": "127.0.0.1",
             "API_KUBECONFIG": str(plane.kubeconfig_for("api")),
             "API_NAMESPACE": NAMESPACE,
-            "API_REDIS_URL": stack.redis.url,
-            "API_DATABASE_URL": stack.postgres.dsn,
+            "API_REDIS_URL": stack.redis_as[Role.API],
+            "API_DATABASE_URL": stack.database_as[Role.API],
             "API_DOCS": "true",
         },
     )

@@ -22,6 +22,14 @@ from tiktok_service_dev import processes
 
 SUPERUSER = "tiktok"
 DATABASE = "tiktok"
+#: The superuser (the owner: migrations, tests' inspection) connects without a password;
+#: every other role proves its password (SCRAM), as the components' logins do in production.
+_HBA = f"""\
+local all {SUPERUSER} trust
+host  all {SUPERUSER} 127.0.0.1/32 trust
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
+"""
 
 
 def postgres_bin_dir() -> Path:
@@ -114,6 +122,7 @@ class LocalPostgres:
             return
         if not self._created:
             shutil.copytree(_template_dir(self._cache_dir, self._bin), self._data)
+            (self._root / "pg_hba.conf").write_text(_HBA)
             os.chmod(self._root, 0o755)
             self._data.chmod(0o700)
             _chown_to_server_user(self._root)
@@ -138,6 +147,8 @@ class LocalPostgres:
                 "full_page_writes=off",
                 "-c",
                 "max_connections=200",
+                "-c",
+                f"hba_file={self._root / 'pg_hba.conf'}",
             ],
             stdout=log_handle,
             stderr=subprocess.STDOUT,

@@ -33,6 +33,8 @@ class LocalRedis:
         if self.running:
             return
         log = self._dir / "redis.log"
+        acl_file = self._dir / "users.acl"
+        acl_file.touch()  # `ACL SAVE` (tiktok-service access) keeps the role users here across restarts
         args = [
             self._binary,
             "--port",
@@ -50,6 +52,8 @@ class LocalRedis:
             str(self._dir),
             "--logfile",
             str(log),
+            "--aclfile",
+            str(acl_file),
         ]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:

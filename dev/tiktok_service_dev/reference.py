@@ -30,6 +30,7 @@ PROCESSES: tuple[tuple[str, str, type[BaseSettings]], ...] = (
     ("Persister", "tiktok-service persister", settings.PersisterSettings),
     ("Operator", "tiktok-service operator", settings.OperatorSettings),
     ("API", "tiktok-service api", settings.ApiSettings),
+    ("Access setup", "tiktok-service access", settings.AccessSettings),
 )
 
 

@@ -33,6 +33,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from schemathesis.generation import GenerationMode
 
+from tests.access_support import database_as, redis_as
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import Cluster, Livestreams, connector_bin_dir
 from tests.support import expected_events, wait_until
@@ -40,6 +41,7 @@ from tiktok_service.api import keys, repository
 from tiktok_service.api.main import ApiServer
 from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.events import Envelope, EventType
 from tiktok_service.operator import model
 from tiktok_service.settings import ApiSettings
@@ -305,7 +307,10 @@ async def stack(
     bind_role(admin, namespace=namespace, user=API_USER, manifest="api-rbac.yaml")
     client.CoreV1Api(admin).create_namespaced_secret(
         namespace,
-        client.V1Secret(metadata=client.V1ObjectMeta(name="tiktok-connector"), string_data={"redis-url": redis_url}),
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="tiktok-connector"),
+            string_data={"redis-url": redis_as(redis_url, Role.CONNECTOR)},
+        ),
     )
     bin_dir = connector_bin_dir(tmp_path_factory.mktemp("connector-bin"), VENV_BIN)
     agent = NodeAgent(
@@ -320,8 +325,8 @@ async def stack(
     operator_settings = operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
         namespace=namespace,
-        redis_url=redis_url,
-        database_url=database_url,
+        redis_url=redis_as(redis_url, Role.OPERATOR),
+        database_url=database_as(database_url, Role.OPERATOR),
         sign_api_url=base,
         tiktok_app_url=base,
         tiktok_webcast_url=base + "/webcast",
@@ -329,8 +334,17 @@ async def stack(
     redis_client = aioredis.from_url(redis_url)
     with agent, operator_harness.OperatorThread(operator_settings):
         async with (
-            persister_harness.running(persister_harness.quick_settings(redis_url, database_url), name="api"),
-            running_api(api_settings(control_plane, namespace, redis_url, database_url)) as (server, base_url),
+            persister_harness.running(
+                persister_harness.quick_settings(
+                    redis_as(redis_url, Role.PERSISTER), database_as(database_url, Role.PERSISTER)
+                ),
+                name="api",
+            ),
+            running_api(
+                api_settings(
+                    control_plane, namespace, redis_as(redis_url, Role.API), database_as(database_url, Role.API)
+                )
+            ) as (server, base_url),
             # Idle connections are dropped before uvicorn's 5 s keep-alive closes them, so no request
             # goes out on a socket the server is closing (a ReadError, not an answer).
             httpx.AsyncClient(base_url=base_url, timeout=30, limits=httpx.Limits(keepalive_expiry=2.0)) as http,

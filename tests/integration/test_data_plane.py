@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from tests.support import expected_events, tiktok_ids, wait_until
 from tiktok_service.connector import runner as connector_runner
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
 from tiktok_service_dev import persister_harness
@@ -54,6 +55,8 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
     redis_client: aioredis.Redis,
     database_url: str,
     postgres_server: LocalPostgres,
+    redis_roles: dict[Role, str],
+    database_roles: dict[Role, str],
 ) -> None:
     username = f"e2e_{uuid.uuid4().hex[:8]}"
     mix = {"comment": 40, "gift": 15, "like": 10, "join": 10, "follow": 5, "share": 5, "viewer": 5, "unknown": 5}
@@ -63,7 +66,7 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
     )
     settings = connector_settings(simulator, redis_url, username)
     connector_runner.configure_tiktok_urls(settings)
-    persister_settings = persister_harness.quick_settings(redis_url, database_url)
+    persister_settings = persister_harness.quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER])
     async with persister_harness.running(persister_settings, name="e2e"):
         runner = connector_runner.ConnectorRunner(settings, redis=redis_client)
         task = asyncio.create_task(runner.run())

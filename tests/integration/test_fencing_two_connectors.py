@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from tests.support import Running, expected_events, tiktok_ids, wait_until
 from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.connector_status import status_from_hash
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
@@ -22,12 +23,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def make_settings(simulator: SimulatorServer, redis_url: str) -> Callable[..., ConnectorSettings]:
+def make_settings(simulator: SimulatorServer, redis_roles: dict[Role, str]) -> Callable[..., ConnectorSettings]:
     def make(username: str, livestream_id: str, **overrides: Any) -> ConnectorSettings:
         values: dict[str, Any] = {
             "livestream_id": livestream_id,
             "username": username,
-            "redis_url": redis_url,
+            "redis_url": redis_roles[Role.CONNECTOR],
             "sign_api_url": simulator.base_url,
             "sign_api_key": "test",
             "tiktok_app_url": simulator.base_url,
@@ -46,11 +47,12 @@ def make_settings(simulator: SimulatorServer, redis_url: str) -> Callable[..., C
 
 
 @pytest.fixture
-async def start(redis_client: aioredis.Redis) -> AsyncIterator[Callable[[ConnectorSettings], Running]]:
+async def start(redis_roles: dict[Role, str]) -> AsyncIterator[Callable[[ConnectorSettings], Running]]:
     running: list[Running] = []
+    client = aioredis.from_url(redis_roles[Role.CONNECTOR])  # as the connector's own Redis user
 
     def starter(settings: ConnectorSettings) -> Running:
-        connector = Running(settings, redis_client)
+        connector = Running(settings, client)
         running.append(connector)
         return connector
 
@@ -58,6 +60,7 @@ async def start(redis_client: aioredis.Redis) -> AsyncIterator[Callable[[Connect
     for connector in running:
         if not connector.task.done():
             await connector.stop()
+    await client.aclose()
 
 
 def doubled(ids: list[str]) -> dict[str, int]:

@@ -120,12 +120,31 @@ def test_the_operator_limits_and_each_components_secret_are_values() -> None:
     assert json.loads(config["data"]["OPERATOR_CONNECTOR_ALLOWED_PRIORITY_CLASSES"]) == ["tiktok-connectors"]
     assert config["data"]["OPERATOR_CONNECTOR_MEMORY_LIMIT"] == "300Mi"
     assert secret_refs("tiktok-persister")["PERSISTER_DATABASE_URL"] == "tiktok-persister-db"
-    assert secret_refs("tiktok-persister")["PERSISTER_REDIS_URL"] == "tiktok-connector"
+    assert secret_refs("tiktok-persister")["PERSISTER_REDIS_URL"] == "tiktok-persister"
     assert secret_refs("tiktok-api")["API_REDIS_URL"] == "tiktok-api-redis"
     assert secret_refs("tiktok-operator") == {
-        "OPERATOR_REDIS_URL": "tiktok-connector",
-        "OPERATOR_DATABASE_URL": "tiktok-database",
+        "OPERATOR_REDIS_URL": "tiktok-operator",
+        "OPERATOR_DATABASE_URL": "tiktok-operator",
     }
+    # The access Job sets each component's password from the very Secret key the component reads.
+    (job,) = [d for d in rendered if d["kind"] == "Job"]
+    job_refs = {
+        env["name"]: env["valueFrom"]["secretKeyRef"]["name"]
+        for env in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert job_refs["ACCESS_PERSISTER_DATABASE_URL"] == "tiktok-persister-db"
+    assert job_refs["ACCESS_API_REDIS_URL"] == "tiktok-api-redis"
+    assert job_refs["ACCESS_REDIS_URL"] == job_refs["ACCESS_DATABASE_URL"] == "tiktok-admin"
+    assert all("initContainers" not in d["spec"]["template"]["spec"] for d in deployments.values())
+
+
+def test_without_the_access_job_persisters_and_the_api_migrate_in_an_init_container() -> None:
+    rendered = docs(template(None, "--set", "access.enabled=false"))
+    assert not [d for d in rendered if d["kind"] == "Job" or d["metadata"]["name"] == "tiktok-access"]
+    deployments = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Deployment"}
+    for name in ("tiktok-persister", "tiktok-api"):
+        (init,) = deployments[name]["spec"]["template"]["spec"]["initContainers"]
+        assert init["command"] == ["tiktok-service", "migrate"], name
 
 
 def test_the_prometheus_rule_carries_the_alert_rules_promtool_accepts(tmp_path: Path) -> None:
@@ -208,7 +227,8 @@ def test_every_values_file_passes_a_server_side_dry_run(
     } <= created
     if values == "dev":
         assert {"deployment.apps/redis", "deployment.apps/postgres", "deployment.apps/tiktok-simulator"} <= created
-        assert {"secret/tiktok-connector", "secret/tiktok-database"} <= created
+        assert {"secret/tiktok-connector", "secret/tiktok-persister", "secret/tiktok-admin"} <= created
+        assert "job.batch/tiktok-access-1" in created
     if extra:
         assert {
             "servicemonitor.monitoring.coreos.com/tiktok-api",

@@ -8,8 +8,9 @@ no init containers, no probes, one network namespace). What a process-based node
 through the chart's values only: service-account kubeconfigs instead of mounted tokens (the
 API server knows the service accounts' user names as static tokens, so the chart's RoleBindings
 are what authorises them), one replica per component and free ports (all pods share the host),
-and the simulator on loopback. The database is migrated by the test, as the init containers
-would.
+and the simulator on loopback. The database is created empty: the chart's access Job migrates it
+and makes each component's Redis user and database login from the Secrets, and every
+component runs with its own.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ import redis
 import yaml
 from kubernetes import client, config
 
+from tests.access_support import database_as, redis_as
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import stored_events, wait_for
 from tests.helm_support import CHART, RELEASE, helm
-from tiktok_service.database.migrate import migrate
-from tiktok_service.domain import naming
+from tiktok_service.domain import access, naming
+from tiktok_service.domain.access import Role
 from tiktok_service.operator import model
 from tiktok_service_dev.controlplane import ControlPlane
 from tiktok_service_dev.node_agent import NodeAgent
@@ -70,7 +72,7 @@ def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="module")
 def database(postgres_server: LocalPostgres) -> str:
-    """A fresh, migrated database (what the chart's `migrate` init containers do on a kubelet)."""
+    """A fresh, empty database: the chart's access Job migrates it."""
     if not postgres_server.running:
         postgres_server.start()
     name = f"helm_{uuid.uuid4().hex[:8]}"
@@ -81,9 +83,7 @@ def database(postgres_server: LocalPostgres) -> str:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
-        url = postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
-        await migrate(url)
-        return url
+        return postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
 
     return asyncio.run(create())
 
@@ -98,6 +98,19 @@ def redis_address(redis_server: LocalRedis) -> str:
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
     return {name: free_port() for name in ("operator", "api", "persister", "simulator")}
+
+
+def component_secrets(redis_address: str, database: str) -> dict[str, dict[str, str]]:
+    """Each component's own Redis user and login (the session's passwords, which the access Job
+    sets again), and the administrator's URLs for the Job."""
+    data = {"tiktok-admin": {"redis-url": redis_address, "database-url": database}}
+    data["tiktok-connector"] = {"redis-url": redis_as(redis_address, Role.CONNECTOR)}
+    for role in access.DATABASE_ROLES:
+        data[f"tiktok-{role}"] = {
+            "redis-url": redis_as(redis_address, role),
+            "database-url": database_as(database, role),
+        }
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +130,7 @@ def values_file(
         shutil.copyfile(control_plane.kubeconfig_for(user), kubeconfigs[component])
     values: dict[str, Any] = {
         "image": {"repository": "tiktok-service", "tag": "test", "pullPolicy": "Never"},
-        "secrets": {
-            "create": True,
-            "data": {"tiktok-connector": {"redis-url": redis_address}, "tiktok-database": {"database-url": database}},
-        },
+        "secrets": {"create": True, "data": component_secrets(redis_address, database)},
         "operator": {
             "replicas": 1,
             "httpPort": ports["operator"],
@@ -205,6 +215,28 @@ def test_helm_install_brings_every_deployment_up(
         assert deployment.status.available_replicas == 1, name
     crds = client.ApiextensionsV1Api(admin).list_custom_resource_definition().items
     assert {"livestreams.tiktok.tiktok-service.io", "kopfpeerings.kopf.dev"} <= {crd.metadata.name for crd in crds}
+
+
+def test_the_access_job_migrates_and_sets_up_each_components_credentials(
+    installed: subprocess.CompletedProcess[str], admin: client.ApiClient, node: NodeAgent, database: str
+) -> None:
+    assert installed.returncode == 0
+    jobs = client.BatchV1Api(admin)
+
+    def succeeded() -> bool:
+        job = jobs.read_namespaced_job("tiktok-access-1", NAMESPACE)
+        return bool(job.status.succeeded)
+
+    wait_for(succeeded, what="the access Job to succeed", timeout=DEADLINE_S, explain=lambda: explain(node, admin))
+
+    async def versions() -> set[str]:
+        conn = await asyncpg.connect(database_as(database, Role.API))  # the API's own login
+        try:
+            return {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        finally:
+            await conn.close()
+
+    assert {"0001_initial", "0002_api_keys", "0003_roles"} <= asyncio.run(versions())
 
 
 def test_the_installed_api_answers_ready(

@@ -136,7 +136,7 @@ def test_bytecode_is_compiled_and_current(image: str) -> None:
     assert (missing, stale) == ("0", "0"), examples
 
 
-@pytest.mark.parametrize("command", ["connector", "persister", "migrate", "operator", "api", "api-keys"])
+@pytest.mark.parametrize("command", ["connector", "persister", "migrate", "access", "operator", "api", "api-keys"])
 def test_each_entry_point_starts_from_the_image(image: str, command: str) -> None:
     """`--help` imports the command's whole module tree (its handler imports before parsing)."""
     done = run_in_image(image, ["tiktok-service", command, "--help"])

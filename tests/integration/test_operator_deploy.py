@@ -100,3 +100,55 @@ def test_the_connector_pod_is_admitted_in_a_namespace_enforcing_the_restricted_p
 
     assert created.metadata.name == model.pod_name("example-streamer")
     assert created.spec.containers[0].security_context.read_only_root_filesystem is True
+
+
+def secrets_read_by(doc: dict[str, Any]) -> set[str]:
+    """Names of the Secrets a workload's pod template reads (env, envFrom, volumes)."""
+    spec = doc["spec"]["template"]["spec"]
+    names = set()
+    for container in spec.get("initContainers", []) + spec["containers"]:
+        for item in container.get("env", []):
+            if ref := (item.get("valueFrom") or {}).get("secretKeyRef"):
+                names.add(ref["name"])
+        names |= {source["secretRef"]["name"] for source in container.get("envFrom", []) if "secretRef" in source}
+    names |= {volume["secret"]["secretName"] for volume in spec.get("volumes", []) if "secret" in volume}
+    return names
+
+
+def test_each_component_reads_only_its_own_credentials_and_only_the_setup_job_the_administrators() -> None:
+    docs = operator_harness.manifests(operator_harness.DEPLOY_DIR)
+    workloads = {doc["metadata"]["name"]: secrets_read_by(doc) for doc in docs if doc["kind"] in {"Deployment", "Job"}}
+    assert workloads == {
+        "tiktok-persister": {"tiktok-persister"},
+        "tiktok-api": {"tiktok-api"},
+        "tiktok-operator": {"tiktok-operator"},
+        "tiktok-access-1": {"tiktok-admin", "tiktok-connector", "tiktok-persister", "tiktok-api", "tiktok-operator"},
+    }
+    operator_config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "tiktok-operator")
+    assert operator_config["data"]["OPERATOR_CONNECTOR_SECRET_NAME"] == "tiktok-connector"  # connectors' own
+    urls = {doc["metadata"]["name"]: doc["stringData"] for doc in docs if doc["kind"] == "Secret"}
+    for component, user, login in (
+        ("tiktok-connector", "tiktok-connector", None),
+        ("tiktok-persister", "tiktok-persister", "tiktok_persister_login"),
+        ("tiktok-api", "tiktok-api", "tiktok_api_login"),
+        ("tiktok-operator", "tiktok-operator", "tiktok_operator_login"),
+    ):
+        assert urls[component]["redis-url"].startswith(f"redis://{user}:"), component
+        if login is not None:
+            assert urls[component]["database-url"].startswith(f"postgresql://{login}:"), component
+
+
+def test_a_connector_pod_with_a_redis_ca_bundle_is_admitted_under_the_restricted_standard(
+    control_plane: ControlPlane,
+) -> None:
+    livestream = operator_harness.manifests(operator_harness.EXAMPLES_DIR / "livestream.yaml")[0]
+    livestream["metadata"]["uid"] = "6f1c3c50-8a4e-4c1e-9d7e-2a1b3c4d5e6f"
+    pod = desired.desired_pod(livestream, OperatorSettings(connector_redis_ca_configmap="tiktok-redis-ca"))
+    api = config.new_client_from_config(config_file=str(control_plane.kubeconfig_path))
+
+    with api:
+        created = client.CoreV1Api(api).create_namespaced_pod(NAMESPACE, pod, dry_run="All")
+
+    mounts = {m.name: m for m in created.spec.containers[0].volume_mounts}
+    assert mounts["redis-ca"].read_only is True
+    assert {v.name: v.config_map.name for v in created.spec.volumes if v.config_map} == {"redis-ca": "tiktok-redis-ca"}

@@ -18,11 +18,13 @@ import pytest
 import redis.asyncio as aioredis
 from kubernetes import client, config
 
+from tests.access_support import database_as, redis_as
 from tests.cluster_support import started_control_plane
 from tests.support import wait_until
 from tiktok_service.database import livestreams_repository as repo
 from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.operator import model
 from tiktok_service_dev import operator_harness
@@ -73,8 +75,8 @@ def operator_settings(
     return operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
         namespace=namespace,
-        redis_url=redis_url,
-        database_url=migrated_database,
+        redis_url=redis_as(redis_url, Role.OPERATOR),
+        database_url=database_as(migrated_database, Role.OPERATOR),
     )
 
 

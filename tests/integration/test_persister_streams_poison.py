@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
+from tests.access_support import database_as, redis_as
+from tiktok_service.database import migrate
 from tiktok_service.domain import events, naming
+from tiktok_service.domain.access import Role
 from tiktok_service.persister import consumer
+from tiktok_service.settings import PersisterSettings
 from tiktok_service_dev import sample_events
 from tiktok_service_dev.persister_harness import (
     metric,
@@ -20,6 +25,18 @@ CR_UID = "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
 STREAM = naming.type_stream(events.EventType.COMMENT)
 LIMIT = 3
 IDLE_MS = 1000
+
+
+@pytest.fixture(autouse=True)
+async def _migrated_by_the_owner(database_url: str) -> None:
+    """The schema, as the setup makes it: the persister's own login may not migrate."""
+    await migrate.migrate(database_url)
+
+
+def as_persister(redis_url: str, database_url: str, **overrides: object) -> PersisterSettings:
+    """Quick settings with the persister's own Redis user and login: trimming, lag and
+    delivery counts run with its rights."""
+    return quick_settings(redis_as(redis_url, Role.PERSISTER), database_as(database_url, Role.PERSISTER), **overrides)
 
 
 async def deliver_to_a_dying_consumer(redis_client: aioredis.Redis, consumer_name: str, times: int) -> bytes:
@@ -50,7 +67,7 @@ async def test_an_entry_delivered_as_often_as_the_limit_is_stored_alone_by_a_pee
     await wait_until(lambda: idle_long_enough(redis_client), what="the entry idle past claim_idle_ms")
 
     registry = await run_burst(
-        quick_settings(redis_url, database_url, max_deliveries=LIMIT, claim_idle_ms=IDLE_MS), name="peer"
+        as_persister(redis_url, database_url, max_deliveries=LIMIT, claim_idle_ms=IDLE_MS), name="peer"
     )
 
     assert await stored_events(database_url) == 1
@@ -65,7 +82,7 @@ async def test_an_entry_that_ended_every_attempt_to_store_it_alone_is_dead_lette
     entry_id = await deliver_to_a_dying_consumer(redis_client, "same-name", LIMIT + consumer.SUSPECT_ATTEMPTS)
 
     # Restarted under the same name: its own pending entries come first.
-    settings = quick_settings(redis_url, database_url, max_deliveries=LIMIT, consumer_name="same-name")
+    settings = as_persister(redis_url, database_url, max_deliveries=LIMIT, consumer_name="same-name")
     registry = await run_burst(settings, name="same-name")
 
     assert await stored_events(database_url) == 0

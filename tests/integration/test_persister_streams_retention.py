@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
+import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from tests.access_support import database_as, redis_as
 from tiktok_service.connector.publisher import Publisher
+from tiktok_service.database import migrate
 from tiktok_service.domain import events, naming
+from tiktok_service.domain.access import Role
 from tiktok_service.persister import retention
+from tiktok_service.settings import PersisterSettings
 from tiktok_service_dev import sample_events
 from tiktok_service_dev.persister_harness import (
     metric,
@@ -26,6 +31,18 @@ CR_UID = "5d0c1b8e-2f4a-4c6d-9e7f-1a2b3c4d5e6f"
 #: The smallest per-type MAXLEN a Livestream could once set; publishing far past it used to
 #: trim entries the persister had not read yet.
 OLD_SMALLEST_CAP = 100
+
+
+@pytest.fixture(autouse=True)
+async def _migrated_by_the_owner(database_url: str) -> None:
+    """The schema, as the setup makes it: the persister's own login may not migrate."""
+    await migrate.migrate(database_url)
+
+
+def as_persister(redis_url: str, database_url: str, **overrides: object) -> PersisterSettings:
+    """Quick settings with the persister's own Redis user and login: trimming, lag and
+    delivery counts run with its rights."""
+    return quick_settings(redis_as(redis_url, Role.PERSISTER), database_as(database_url, Role.PERSISTER), **overrides)
 
 
 async def publish_as_a_connector(redis_client: aioredis.Redis, count: int) -> None:
@@ -56,7 +73,7 @@ async def test_a_stopped_persister_loses_nothing_however_far_connectors_publish_
     await publish_as_a_connector(redis_client, published)  # no persister running meanwhile
     assert await redis_client.xlen(naming.type_stream(events.EventType.COMMENT)) == published
 
-    registry = await run_burst(quick_settings(redis_url, database_url), within_s=120)
+    registry = await run_burst(as_persister(redis_url, database_url), within_s=120)
 
     assert await stored_events(database_url) == published
     assert metric(registry, "rows_inserted_total") == published
@@ -73,7 +90,7 @@ async def test_acknowledged_entries_are_trimmed_but_another_groups_unread_ones_a
     analytics_read = await redis_client.xreadgroup("analytics", "a1", {stream: ">"}, count=400)
     await redis_client.xack(stream, "analytics", *[entry_id for entry_id, _ in analytics_read[0][1][:300]])
 
-    registry = await run_burst(quick_settings(redis_url, database_url, stream_retention_s=0), within_s=120)
+    registry = await run_burst(as_persister(redis_url, database_url, stream_retention_s=0), within_s=120)
 
     assert await stored_events(database_url) == 1000
     remaining = await redis_client.xrange(stream)
@@ -93,7 +110,7 @@ async def test_acknowledged_entries_within_the_retention_window_stay(
 ) -> None:
     await publish_as_a_connector(redis_client, 500)
 
-    await run_burst(quick_settings(redis_url, database_url, stream_retention_s=3600), within_s=120)
+    await run_burst(as_persister(redis_url, database_url, stream_retention_s=3600), within_s=120)
 
     assert await redis_client.xlen(naming.type_stream(events.EventType.COMMENT)) == 500
 
@@ -103,7 +120,7 @@ async def test_a_running_persister_trims_what_it_stored_as_it_goes_and_reports_n
 ) -> None:
     stream = naming.type_stream(events.EventType.COMMENT)
     registry = CollectorRegistry()
-    settings = quick_settings(redis_url, database_url, stream_retention_s=0, trim_interval_s=0.1)
+    settings = as_persister(redis_url, database_url, stream_retention_s=0, trim_interval_s=0.1)
     async with running(settings, registry=registry):
         await publish_as_a_connector(redis_client, 1000)
         await wait_until(lambda: _is(stored_events(database_url), 1000), what="1000 rows")

@@ -20,8 +20,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.access_support import redis_as
 from tests.redis_failover import RedisPair
 from tests.support import Running, expected_events, tiktok_ids, wait_until
+from tiktok_service.domain.access import Role
 from tiktok_service.settings import ConnectorSettings
 from tiktok_service_dev.simulator.scenario import Scenario
 from tiktok_service_dev.simulator.server import SimulatorServer
@@ -37,7 +39,7 @@ def metric(name: str, **labels: str) -> float:
 async def front_client(redis_pair: RedisPair) -> AsyncIterator[aioredis.Redis]:
     """The connector's client, through the address that follows the primary (as in its pod)."""
     client = aioredis.from_url(
-        redis_pair.url,
+        redis_as(redis_pair.url, Role.CONNECTOR),
         socket_timeout=5,
         socket_connect_timeout=2,
         retry=Retry(ExponentialBackoff(cap=0.2), 3),
@@ -87,9 +89,8 @@ async def test_a_failover_loses_the_acknowledged_tail_only_where_the_readme_says
 ) -> None:
     username = f"failover_{uuid.uuid4().hex[:8]}"
     await simulator.add_room(username, Scenario(seed=5, rate=100, batch=5, mix={"comment": 1}))
-    config = settings(
-        simulator, redis_pair.url, username, replay_window=replay_window, replicas_to_wait=replicas_to_wait
-    )
+    url = redis_as(redis_pair.url, Role.CONNECTOR)  # the connector's own user, set up on both nodes
+    config = settings(simulator, url, username, replay_window=replay_window, replicas_to_wait=replicas_to_wait)
     livestream_id = config.livestream_id
     lost_before = metric("tiktok_connector_events_lost_total", reason="redis_lost_acknowledged")
     replayed_before = metric("tiktok_connector_events_replayed_total")

@@ -12,7 +12,7 @@ from tiktok_service_dev import cli as dev_cli
 
 
 def test_the_product_command_offers_only_what_a_cluster_runs() -> None:
-    assert set(cli.COMMANDS) == {"connector", "persister", "migrate", "operator", "api", "api-keys"}
+    assert set(cli.COMMANDS) == {"connector", "persister", "migrate", "access", "operator", "api", "api-keys"}
 
 
 def test_the_developer_command_offers_the_local_stack_and_its_tools() -> None:

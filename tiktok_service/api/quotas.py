@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from tiktok_service.api import resources
+from tiktok_service.domain import naming
 
-PREFIX: Final = "tiktok.api."
+PREFIX: Final = naming.API_KEY_PREFIX
 RATE_LIMIT_PREFIX: Final = PREFIX + "ratelimit"
 #: Answers of the stream lease script.
 LEASED: Final = 0

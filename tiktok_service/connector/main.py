@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tiktok_service import gc_tuning, logs
+from tiktok_service.connector import redis_client
 from tiktok_service.connector import runner as connector_runner
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.health_server import HealthServer
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 async def run_connector(settings: ConnectorSettings, *, install_signal_handlers: bool = True) -> int:
     connector_runner.configure_tiktok_urls(settings)
-    redis = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10)
+    redis = aioredis.from_url(settings.redis_url, **redis_client.redis_options(settings))
     runner = connector_runner.ConnectorRunner(settings, redis=redis)
 
     def probe() -> tuple[bool, dict[str, Any]]:

@@ -8,6 +8,9 @@ read, and the guarantees we need fit in one function:
   (and `tiktok-service migrate` run by hand) serialise instead of racing on CREATE TABLE;
   the losers find the work done and apply nothing.
 * Each applied version is recorded in `schema_migrations`; running again is a no-op.
+* Up to date is decided first, without the lock and without DDL, so a component whose
+  role may not change the schema (every one but the owner: see `0003_roles.sql`) starts
+  when the owner has migrated, and waits (the caller retries) while it has not.
 """
 
 from __future__ import annotations
@@ -70,9 +73,25 @@ def pending_migrations(available: list[Migration], applied: set[str]) -> list[Mi
     return [m for m in available if m.version not in applied]
 
 
+async def applied_versions(conn: asyncpg.Connection) -> set[str]:
+    """Versions recorded in `schema_migrations` (none while the table does not exist)."""
+    try:
+        return {row["version"] for row in await conn.fetch(_APPLIED)}
+    except asyncpg.UndefinedTableError:
+        return set()
+
+
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
-    """Apply pending migrations on `conn` in one locked transaction; returns their versions."""
+    """Apply pending migrations on `conn` in one locked transaction; returns their versions.
+
+    Nothing pending: returns at once, touching nothing (any role that may read
+    `schema_migrations` gets this far). Something pending with a role that may not run DDL:
+    `asyncpg.InsufficientPrivilegeError`, which the persister retries with backoff until
+    the owner has migrated.
+    """
     available = available_migrations()
+    if not pending_migrations(available, await applied_versions(conn)):
+        return []
     async with conn.transaction():
         await conn.execute(_LOCK, MIGRATION_LOCK_KEY)
         await conn.execute(_CREATE_TABLE)

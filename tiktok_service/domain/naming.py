@@ -18,6 +18,8 @@ FIELD_EVENT: Final = b"event"
 
 #: Consumer group of the persisters on the per-type streams.
 PERSISTER_GROUP: Final = "persister"
+#: Every key the API keeps (rate limits, stream leases, connect locks, id -> name) starts with this.
+API_KEY_PREFIX: Final = "tiktok.api."
 #: Where entries that cannot be decoded go, with the reason, instead of blocking the group.
 DEAD_LETTER_STREAM: Final = "tiktok.deadletter"
 

@@ -41,6 +41,10 @@ _HASHED_OUT = frozenset({"state"})
 SESSION_ID_KEY = "sessionid"
 TT_TARGET_IDC_KEY = "tt-target-idc"
 _SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+#: Where the Redis CA bundle is mounted in the connector container (read-only).
+REDIS_CA_DIR = "/etc/tiktok-service/redis-ca"
+REDIS_CA_FILE = "ca.crt"
+_REDIS_CA_VOLUME = "redis-ca"
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -106,9 +110,25 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
         "CONNECTOR_SIGN_API_URL": settings.sign_api_url,
         "CONNECTOR_TIKTOK_APP_URL": settings.tiktok_app_url,
         "CONNECTOR_TIKTOK_WEBCAST_URL": settings.tiktok_webcast_url,
+        "CONNECTOR_REDIS_CA_FILE": f"{REDIS_CA_DIR}/{REDIS_CA_FILE}" if redis_ca_volume(settings) else None,
     }
     env += [{"name": name, "value": str(value)} for name, value in optional.items() if value is not None]
     return env
+
+
+def redis_ca_volume(settings: OperatorSettings) -> dict[str, Any] | None:
+    """The volume carrying the Redis CA bundle (its one key as `ca.crt`), or None.
+
+    A CA bundle verifies Redis' certificate (`rediss://`): without one the connector trusts
+    the image's system CAs, which know nothing of a private CA. The bundle is mounted, not
+    put in the environment, because redis-py (ssl's `load_verify_locations`) reads a file.
+    """
+    items = [{"key": settings.connector_redis_ca_key, "path": REDIS_CA_FILE}]
+    if settings.connector_redis_ca_configmap:
+        return {"name": _REDIS_CA_VOLUME, "configMap": {"name": settings.connector_redis_ca_configmap, "items": items}}
+    if settings.connector_redis_ca_secret:
+        return {"name": _REDIS_CA_VOLUME, "secret": {"secretName": settings.connector_redis_ca_secret, "items": items}}
+    return None
 
 
 def _from_secret(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -178,6 +198,10 @@ def desired_pod(
             "timeoutSeconds": 5,
             "failureThreshold": 3,
         }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
+    if (ca_volume := redis_ca_volume(settings)) is not None:
+        volumes.append(ca_volume)
+        container["volumeMounts"].append({"name": _REDIS_CA_VOLUME, "mountPath": REDIS_CA_DIR, "readOnly": True})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": settings.connector_grace_period_s,
@@ -190,7 +214,7 @@ def desired_pod(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+        "volumes": volumes,
         "topologySpreadConstraints": [
             {
                 "maxSkew": settings.connector_topology_max_skew,

@@ -59,6 +59,10 @@ REDIS_TRANSIENT: Final = (RedisError, OSError)
 #: works ahead, and bounds memory to ~5 batches (queue + one being read + one being stored
 #: + one being acked).
 PIPELINE_DEPTH: Final = 2
+_CANNOT_MIGRATE: Final = (
+    "the schema is older than this persister and its login may not migrate it; "
+    "waiting for `tiktok-service access` (or `migrate`) to run as the schema's owner"
+)
 #: Entries per stream per XREADGROUP. A reply is parsed in one go on the event loop, and
 #: each stream's part is decoded in one go: small replies keep the writer responsive, and
 #: batches are filled from several reads anyway. Larger reads cost more CPU per entry, not
@@ -132,7 +136,12 @@ class Persister:
 
     async def _migrate(self) -> None:
         async with self.pool.acquire() as conn:
-            applied = await migrate.apply_migrations(conn)
+            try:
+                applied = await migrate.apply_migrations(conn)
+            except asyncpg.InsufficientPrivilegeError:
+                # Its own login (README, "Credentials and least privilege"): retried until the owner migrates.
+                log.warning(_CANNOT_MIGRATE)
+                raise
         if applied:
             log.info("schema migrated", extra={"versions": applied})
 
