@@ -7,6 +7,7 @@ calls here are the faults' own durations, never waits for the product: those are
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 import uuid
 from functools import partial
+from typing import Any
 
 import redis
 from kubernetes import client
@@ -88,29 +90,48 @@ def two_connectors(run: Run) -> str:
     return f"second connector exited {code}" + (" (fenced)" if code == ExitCode.FENCED else "")
 
 
+def _poison_entries(template: dict[str, Any], prefix: str) -> tuple[list[dict[str, str]], str]:
+    """Five entries no connector writes (each must be dead-lettered) and one valid entry with a NUL
+    in its text (stored, the NUL escaped). Returns them and the id of the valid one."""
+    kind = EventType.COMMENT.value
+    numeric_time = {**template, "id": f"{prefix}-time", "time": 1_700_000_000}  # the persister once crashed on it
+    with_nul = {**template, "id": f"{prefix}-nul", "data": {**template["data"], "text": "a\x00b"}}
+    entries = [
+        {"type": kind, "id": f"{prefix}-json", "event": "not json"},
+        {"type": kind, "id": f"{prefix}-time", "event": json.dumps(numeric_time)},
+        {"type": kind, "id": f"{prefix}-noevent"},
+        {"garbage": f"{prefix}-nofields"},
+        {"type": kind, "id": f"{prefix}-binary", "event": "\x00\xff" * 10},
+        {"type": kind, "id": f"{prefix}-nul", "event": json.dumps(with_nul)},
+    ]
+    return entries, f"{prefix}-nul"
+
+
 def poison(run: Run) -> str:
     """Entries no connector would write, XADDed into a shared type stream: dead-lettered, never stored."""
     stream = naming.type_stream(EventType.COMMENT)
-    ids = [f"chaos-poison-{uuid.uuid4().hex[:8]}-{n}" for n in range(5)]
-    bodies: list[dict[str, str]] = [
-        {"type": EventType.COMMENT.value, "id": ids[0], "event": "not json"},
-        {"type": EventType.COMMENT.value, "id": ids[1], "event": '{"time": 5, "id": "' + ids[1] + '"}'},
-        {"type": EventType.COMMENT.value, "id": ids[2]},
-        {"garbage": ids[3]},
-        {"type": EventType.COMMENT.value, "id": ids[4], "event": "\x00\xff" * 10},
-    ]
+    prefix = f"chaos-poison-{uuid.uuid4().hex[:8]}"
     with redis.Redis.from_url(run.stack.redis_url) as writer:
+        (_, fields), *_ = writer.xrevrange(stream, count=1)
+        template = json.loads(fields[naming.FIELD_EVENT])
+        entries, valid = _poison_entries(template, prefix)
         before = int(writer.xlen(naming.DEAD_LETTER_STREAM))
-        for body in bodies:
+        for body in entries:
             writer.xadd(stream, dict(body))
+        bad = len(entries) - 1
         wait_for(
-            lambda: int(writer.xlen(naming.DEAD_LETTER_STREAM)) >= before + len(bodies),
+            lambda: int(writer.xlen(naming.DEAD_LETTER_STREAM)) >= before + bad,
             what="the poison entries to be dead-lettered",
             timeout=60,
         )
+        wait_for(
+            lambda: run.stack.bg.run(_count_ids(run.stack.database_url, [valid])) == 1,
+            what="the entry with a NUL to be stored",
+            timeout=60,
+        )
         dead = int(writer.xlen(naming.DEAD_LETTER_STREAM)) - before
-    stored = run.stack.bg.run(_count_ids(run.stack.database_url, ids))
-    return f"{dead}/{len(bodies)} poison entries dead-lettered, {stored} stored"
+    stored = run.stack.bg.run(_count_ids(run.stack.database_url, [str(e.get("id")) for e in entries]))
+    return f"{dead}/{bad} poison entries dead-lettered, {stored - 1} stored; the NUL one stored"
 
 
 async def _count_ids(database_url: str, ids: list[str]) -> int:

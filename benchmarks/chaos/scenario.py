@@ -149,6 +149,8 @@ def run_scenario(stack: Stack, fault: Fault, options: Options) -> Tally:
             explain=explain,
         )
         rows = run.rows() or {}
+        died = stack.restart_dead_persister()
+        note = f"{note}; {died}" if died else note
         return tally(fault.name, run.sent_ids(), rows, run.stream_ids(), recovery_s=recovery, note=note)
     finally:
         try:

@@ -135,6 +135,16 @@ class Stack:
             persister, self.persister = self.persister, None
             persister.stop()
 
+    def restart_dead_persister(self) -> str | None:
+        """If the persister died (a bug: it retries every outage), what killed it; a new one is started,
+        as Kubernetes would restart its pod."""
+        if self.persister is None or not self.persister._future.done():
+            return None
+        exc = self.persister._future.exception()
+        self.persister = None
+        self.start_persister()
+        return f"persister crashed ({type(exc).__name__}: {exc})" if exc else "persister stopped by itself"
+
     # -- node agents ---------------------------------------------------------------------------
 
     def start_agent(self, name: str) -> NodeAgent:

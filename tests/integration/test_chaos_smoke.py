@@ -31,5 +31,5 @@ def test_a_killed_connector_loses_and_doubles_nothing_through_the_whole_stack() 
     lines = [line.split() for line in result.stdout.splitlines() if line.startswith("connector-sigkill")]
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     assert lines, result.stdout
-    name, sent, once, lost, doubled = lines[-1][:5]
+    _name, sent, once, lost, doubled = lines[-1][:5]
     assert (int(sent), int(once), int(lost), int(doubled)) == (300, 300, 0, 0), result.stdout
