@@ -60,7 +60,7 @@ class Run:
         """event id -> rows in `events` (None while PostgreSQL does not answer)."""
         try:
             return self.stack.bg.run(_rows(self.stack.database_url, self.uid), timeout=15)
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             return None
 
     def stream_ids(self) -> list[str]:
