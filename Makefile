@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane helm manifests dev test unit bench lint fmt schemas clean image kind-up kind-down
+.PHONY: venv deps controlplane helm manifests dev test unit bench chaos lint fmt schemas clean image kind-up kind-down
 
 # The product (`tiktok_service`) and, beside it, the developer tooling (`dev/`: `tiktok-service-dev`),
 # which the product's wheel and image never contain.
@@ -70,6 +70,10 @@ unit: venv
 
 bench: venv deps
 	$(PY) -m benchmarks
+
+# The whole stack under one fault at a time (about 15 minutes; `CHAOS_ARGS=--quick`, `--only <scenario>`).
+chaos: venv deps controlplane
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

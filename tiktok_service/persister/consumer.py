@@ -53,7 +53,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: What a lost connection looks like from asyncpg (OSError covers refused and timed out).
-DB_TRANSIENT: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+#: `InternalClientError` is a connection whose protocol state a server shutdown left broken
+#: ("cannot switch to state 21; another operation (2) is in progress", met by the chaos suite
+#: after PostgreSQL was down for a minute): the connection is dropped and the batch retried.
+DB_TRANSIENT: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 REDIS_TRANSIENT: Final = (RedisError, OSError)
 #: Decoded batches waiting for the writer. 2 keeps the database busy while the reader
 #: works ahead, and bounds memory to ~5 batches (queue + one being read + one being stored
@@ -335,7 +338,11 @@ class Persister:
             nonlocal started
             started = time.perf_counter()
             async with self.pool.acquire() as conn:
-                return await _insert_or_split(conn, batch, expect_new=expect_new)
+                try:
+                    return await _insert_or_split(conn, batch, expect_new=expect_new)
+                except DB_TRANSIENT:
+                    conn.terminate()  # never hand a connection an operation failed on to the next attempt
+                    raise
 
         inserted, rejected = await self._retry_db(
             "store batch", attempt, on_retry=lambda: self.group.keep_claimed(batch.ids_by_stream())
