@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane dev test unit bench lint fmt schemas clean image kind-up kind-down
+.PHONY: venv deps controlplane kubelet dev test unit bench lint fmt schemas clean image kind-up kind-down
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ deps:
 # Kubernetes control plane binaries (etcd, kube-apiserver, ...), built once from Go modules into $(CACHE_DIR).
 controlplane:
 	@bash scripts/build-controlplane.sh
+
+# A real node for the end-to-end tests: kubelet (same Go module setup as the control plane) and the
+# pods' sandbox (pause) image, built once into $(CACHE_DIR). containerd and runc come from `make deps`.
+kubelet: deps
+	@CACHE_DIR=$(CACHE_DIR) bash scripts/build-kubelet.sh
 
 dev: venv deps controlplane
 	$(PY) -m tiktok_service dev
@@ -44,7 +49,7 @@ kind-up: image
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
 
-test: venv deps controlplane
+test: venv deps controlplane kubelet
 	$(PY) -m pytest
 
 unit: venv

@@ -14,17 +14,23 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tiktok_service.devcluster.node_agent import NodeAgent
 from tiktok_service.operator import model, testing
 from tiktok_service.persister import livestreams_repository as repo
+from tiktok_service.persister import testing as persister_testing
+from tiktok_service.persister.migrate import migrate
+from tiktok_service.settings import PersisterSettings
+from tiktok_service.simulator.room import Room
+from tiktok_service.simulator.scenario import Scenario
+from tiktok_service.simulator.server import SimulatorServer
 
 T = TypeVar("T")
 
@@ -141,15 +147,24 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:6]}"
 
 
+class Node(Protocol):
+    """A node the tests run pods on (the local node agent or a real kubelet): where its logs are."""
+
+    @property
+    def node_name(self) -> str: ...
+
+    def log_path(self, namespace: str, pod: str, container: str) -> Path: ...
+
+
 class Cluster:
     """The test's view of one namespace: Livestreams, their pods, and what to print when stuck."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, agents: list[NodeAgent]) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, agents: Sequence[Node]) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
-        self.agents = agents  # every node agent running now (for connector logs)
+        self.agents = agents  # every node running now (for connector logs)
 
     # -- Livestreams -------------------------------------------------------------------------
 
@@ -301,6 +316,57 @@ class Livestreams:
     def report(self) -> None:
         if self.names:
             print(self.cluster.explain(*self.names)())
+
+
+@dataclass
+class Services:
+    """What the connectors talk to and where their events land, shared by an e2e module."""
+
+    bg: BackgroundLoop
+    simulator: SimulatorServer
+    redis_url: str
+    database_url: str
+
+    def add_room(self, username: str, scenario: Scenario) -> Room:
+        return self.bg.run(self.simulator.add_room(username, scenario))
+
+    def sent(self, username: str) -> list[dict[str, Any]]:
+        """What the room sent so far (rooms are read on the simulator's own loop)."""
+        return list(self.bg.call(lambda: self.simulator.room(username).sent_json()["messages"]))
+
+    def events_sent(self, username: str) -> int:
+        return int(self.bg.call(lambda: self.simulator.room(username).stats_json()["events_sent"]))
+
+    def room_id(self, username: str) -> int:
+        return self.bg.call(lambda: self.simulator.room(username).room_id)
+
+    def end_live(self, username: str) -> bool:
+        return self.bg.run(self.simulator.room(username).end_live())
+
+    def row(self, uid: str) -> repo.Livestream | None:
+        return self.bg.run(fetch_row(self.database_url, uid))
+
+    def row_status(self, uid: str) -> repo.LivestreamStatus | None:
+        row = self.row(uid)
+        return row.status if row is not None else None
+
+
+async def create_database(dsn: str, name: str) -> str:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = dsn.rsplit("/", 1)[0] + "/" + name
+    await migrate(url)
+    return url
+
+
+async def serve_persister(settings: PersisterSettings, stop: asyncio.Event) -> None:
+    """The persister until `stop` is set (a `Background` service)."""
+    async with persister_testing.running(settings, name="e2e"):
+        await stop.wait()
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ status, pod and connector log of each of its Livestreams (printed at teardown).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -22,13 +21,11 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import redis
 import yaml
@@ -41,12 +38,14 @@ from tests.e2e_support import (
     BackgroundLoop,
     Cluster,
     Livestreams,
+    Services,
     connector_bin_dir,
     container_status,
-    fetch_row,
+    create_database,
     livestream,
     pid_of,
     prepared_namespace,
+    serve_persister,
     stored_events,
     unique,
     wait_for,
@@ -62,10 +61,8 @@ from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.operator import model, testing
 from tiktok_service.persister import livestreams_repository as repo
 from tiktok_service.persister import testing as persister_testing
-from tiktok_service.persister.migrate import migrate
-from tiktok_service.settings import OperatorSettings, PersisterSettings
+from tiktok_service.settings import OperatorSettings
 from tiktok_service.simulator.config import SimulatorConfig
-from tiktok_service.simulator.room import Room
 from tiktok_service.simulator.scenario import Scenario
 from tiktok_service.simulator.server import SimulatorServer
 
@@ -80,55 +77,6 @@ POOL_LABEL = "e2e.tiktok-service.io/pool"
 # -- services -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Services:
-    bg: BackgroundLoop
-    simulator: SimulatorServer
-    redis_url: str
-    database_url: str
-
-    def add_room(self, username: str, scenario: Scenario) -> Room:
-        return self.bg.run(self.simulator.add_room(username, scenario))
-
-    def sent(self, username: str) -> list[dict[str, Any]]:
-        """What the room sent so far (rooms are read on the simulator's own loop)."""
-        return list(self.bg.call(lambda: self.simulator.room(username).sent_json()["messages"]))
-
-    def events_sent(self, username: str) -> int:
-        return int(self.bg.call(lambda: self.simulator.room(username).stats_json()["events_sent"]))
-
-    def room_id(self, username: str) -> int:
-        return self.bg.call(lambda: self.simulator.room(username).room_id)
-
-    def end_live(self, username: str) -> bool:
-        return self.bg.run(self.simulator.room(username).end_live())
-
-    def row(self, uid: str) -> repo.Livestream | None:
-        return self.bg.run(fetch_row(self.database_url, uid))
-
-    def row_status(self, uid: str) -> repo.LivestreamStatus | None:
-        row = self.row(uid)
-        return row.status if row is not None else None
-
-
-async def _create_database(dsn: str, name: str) -> str:
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = dsn.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    return url
-
-
-async def _serve_persister(settings: PersisterSettings, stop: asyncio.Event) -> None:
-    """The persister until `stop` is set (a `Background` service)."""
-    async with persister_testing.running(settings, name="e2e"):
-        await stop.wait()
-
-
 @pytest.fixture(scope="module")
 def services(redis_server: LocalRedis, postgres_server: LocalPostgres) -> Iterator[Services]:
     """Redis, a fresh database, the persister and the simulator (on a real port) for the module."""
@@ -140,12 +88,12 @@ def services(redis_server: LocalRedis, postgres_server: LocalPostgres) -> Iterat
     flusher.close()
     bg = BackgroundLoop()
     try:
-        database_url = bg.run(_create_database(postgres_server.dsn, f"e2e_cp_{uuid.uuid4().hex[:8]}"))
+        database_url = bg.run(create_database(postgres_server.dsn, f"e2e_cp_{uuid.uuid4().hex[:8]}"))
         simulator = SimulatorServer(SimulatorConfig(port=0))
         bg.run(simulator.start())
         try:
             settings = persister_testing.quick_settings(redis_server.url, database_url)
-            persister = Background(bg, partial(_serve_persister, settings))
+            persister = Background(bg, partial(serve_persister, settings))
             try:
                 yield Services(bg, simulator, redis_server.url, database_url)
             finally:
