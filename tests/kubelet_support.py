@@ -35,7 +35,7 @@ from tiktok_service.devcluster.ports import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CNI_BIN_DIR = Path("/usr/lib/cni")
-_SUBNETS = ipaddress.ip_network("10.213.0.0/16")
+_SUBNETS = ipaddress.IPv4Network("10.213.0.0/16")
 _POLL_S = 0.1
 _LOG_TAIL_LINES = 40
 
@@ -125,7 +125,7 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     found = []
     for entry in json.loads(_run("ip", "-j", "-4", "addr")):
         for info in entry.get("addr_info", []):
-            found.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
+            found.append(ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False))
     return found
 
 
