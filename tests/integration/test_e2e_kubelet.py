@@ -290,7 +290,7 @@ def test_a_killed_connector_container_is_restarted_by_the_operator_and_goes_live
 ) -> None:
     name, username = "killed", unique("killed_")
     services.add_room(username, Scenario(rate=10))
-    livestreams.create(name, username, restartPolicy={"maxRestarts": 3, "backoffBaseSeconds": 2})
+    livestreams.create(name, username, restartPolicy={"maxRestarts": 3, "backoffBaseSeconds": 10})
     wait_phase(cluster, name, "Live")
     first = running_container(cluster, name)
     state = container_status(first)
@@ -299,8 +299,11 @@ def test_a_killed_connector_container_is_restarted_by_the_operator_and_goes_live
     os.kill(node.host_pid(state.container_id), signal.SIGKILL)  # as the OOM killer would
 
     wait_phase(cluster, name, "BackingOff", restarts=1)
-    killed = container_status(cluster.pod(name))
-    assert killed is not None and killed.state.terminated.exit_code == 128 + signal.SIGKILL
+    killed = cluster.pod(name)
+    assert killed is not None and killed.metadata.uid == first.metadata.uid  # kept until the retry is due
+    terminated = container_status(killed).state.terminated  # type: ignore[union-attr]
+    assert terminated.exit_code == 128 + signal.SIGKILL
+    assert "RestartScheduled" in cluster.events(name)
     second = running_container(cluster, name, other_than=first.metadata.uid)
     assert second.metadata.annotations[model.ANNOTATION_RESTARTS] == "1"
     wait_phase(cluster, name, "Live", restarts=1)
