@@ -9,17 +9,19 @@ thread, so they keep serving the connector processes while a test waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
+import redis
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -28,6 +30,7 @@ from tiktok_service.persister import livestreams_repository as repo
 from tiktok_service.persister import testing as persister_testing
 from tiktok_service.persister.migrate import migrate
 from tiktok_service.settings import PersisterSettings
+from tiktok_service.simulator.config import SimulatorConfig
 from tiktok_service.simulator.room import Room
 from tiktok_service.simulator.scenario import Scenario
 from tiktok_service.simulator.server import SimulatorServer
@@ -367,6 +370,33 @@ async def serve_persister(settings: PersisterSettings, stop: asyncio.Event) -> N
     """The persister until `stop` is set (a `Background` service)."""
     async with persister_testing.running(settings, name="e2e"):
         await stop.wait()
+
+
+@contextlib.contextmanager
+def started_services(*, redis_url: str, postgres_dsn: str, host: str = "127.0.0.1") -> Iterator[Services]:
+    """A fresh database, the persister and the simulator (on a free port of `host`, where pods reach it).
+
+    Redis (at `redis_url`) is flushed first: stale streams of earlier modules would flow into this database.
+    """
+    flusher = redis.Redis.from_url(redis_url)
+    flusher.flushall()
+    flusher.close()
+    bg = BackgroundLoop()
+    try:
+        database_url = bg.run(create_database(postgres_dsn, f"e2e_{uuid.uuid4().hex[:8]}"))
+        simulator = SimulatorServer(SimulatorConfig(host=host, port=0))
+        bg.run(simulator.start())
+        try:
+            settings = persister_testing.quick_settings(redis_url, database_url)
+            persister = Background(bg, functools.partial(serve_persister, settings))
+            try:
+                yield Services(bg, simulator, redis_url, database_url)
+            finally:
+                persister.stop()
+        finally:
+            bg.run(simulator.stop())
+    finally:
+        bg.close()
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------

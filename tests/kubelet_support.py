@@ -490,6 +490,11 @@ def build_product_image(image: str) -> str:
     )
     if done.returncode != 0:
         raise AssertionError(f"image build failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    return qualified_image(image)
+
+
+def qualified_image(image: str) -> str:
+    """The name podman stores a locally built `image` under (`tiktok-service:test` -> `localhost/...`)."""
     first = image.split("/", 1)[0]
     qualified = "/" in image and ("." in first or ":" in first or first == "localhost")
     return image if qualified else f"localhost/{image}"

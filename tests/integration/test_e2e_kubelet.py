@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -27,15 +26,12 @@ from kubernetes import client, config
 
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import (
-    Background,
-    BackgroundLoop,
     Cluster,
     Livestreams,
     Services,
     container_status,
-    create_database,
     prepared_namespace,
-    serve_persister,
+    started_services,
     unique,
     wait_for,
     without_markers,
@@ -47,11 +43,8 @@ from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
 from tiktok_service.operator import model, testing
-from tiktok_service.persister import testing as persister_testing
 from tiktok_service.settings import OperatorSettings
-from tiktok_service.simulator.config import SimulatorConfig
 from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
 
 _UNAVAILABLE = node_prerequisites()
 pytestmark = [
@@ -104,23 +97,11 @@ def services(node: KubeletNode, postgres_server: LocalPostgres) -> Iterator[Serv
     """Redis and the simulator on the node's address (reachable from pods), the persister, a database."""
     if not postgres_server.running:
         postgres_server.start()
-    with LocalRedis(host=node.ip) as redis_server:
-        bg = BackgroundLoop()
-        try:
-            database_url = bg.run(create_database(postgres_server.dsn, f"e2e_kubelet_{uuid.uuid4().hex[:8]}"))
-            simulator = SimulatorServer(SimulatorConfig(host=node.ip, port=0))
-            bg.run(simulator.start())
-            try:
-                settings = persister_testing.quick_settings(redis_server.url, database_url)
-                persister = Background(bg, partial(serve_persister, settings))
-                try:
-                    yield Services(bg, simulator, redis_server.url, database_url)
-                finally:
-                    persister.stop()
-            finally:
-                bg.run(simulator.stop())
-        finally:
-            bg.close()
+    with (
+        LocalRedis(host=node.ip) as redis_server,
+        started_services(redis_url=redis_server.url, postgres_dsn=postgres_server.dsn, host=node.ip) as running,
+    ):
+        yield running
 
 
 @pytest.fixture(scope="module")
