@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kubelet_support import NodeUnavailableError, cni_config, containerd_config, pick_subnet
+from tests.node_runtime import NodeUnavailableError, cni_config, containerd_config, pick_subnet
 
 
 def net(text: str) -> ipaddress.IPv4Network:
