@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane helm manifests dev test unit bench chaos lint fmt schemas clean image kind-up kind-down
+.PHONY: venv deps controlplane kubelet helm manifests dev test unit bench chaos lint fmt schemas clean image kind-up kind-down
 
 # The product (`tiktok_service`) and, beside it, the developer tooling (`dev/`: `tiktok-service-dev`),
 # which the product's wheel and image never contain.
@@ -37,6 +37,11 @@ manifests:
 	@command -v $(HELM) >/dev/null || bash scripts/build-helm.sh
 	HELM=$(HELM) $(PYTHON) scripts/render_manifests.py
 
+# A real node for the end-to-end tests: kubelet (same Go module setup as the control plane) and the
+# pods' sandbox (pause) image, built once into $(CACHE_DIR). containerd and runc come from `make deps`.
+kubelet: deps
+	@CACHE_DIR=$(CACHE_DIR) bash scripts/build-kubelet.sh
+
 dev: venv deps controlplane
 	$(PY) -m tiktok_service_dev dev
 
@@ -62,7 +67,7 @@ kind-up: image
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
 
-test: venv deps controlplane helm
+test: venv deps controlplane kubelet helm
 	$(PY) -m pytest
 
 unit: venv

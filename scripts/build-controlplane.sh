@@ -13,6 +13,8 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=controlplane.env
 source "$SCRIPT_DIR/controlplane.env"
+# shellcheck source=k8s-modules.sh
+source "$SCRIPT_DIR/k8s-modules.sh"
 
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
 VERSION_KEY="kubernetes-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}"
@@ -34,12 +36,7 @@ if all_present; then
   exit 0
 fi
 
-GO="${GO:-$(command -v go || true)}"
-[ -n "$GO" ] || GO=/usr/local/go/bin/go
-if ! [ -x "$GO" ]; then
-  echo "error: Go toolchain not found (install Go or set GO=/path/to/go)" >&2
-  exit 1
-fi
+find_go
 
 mkdir -p "$DEST"
 # Serialise concurrent builds (e.g. two terminals running `make controlplane`).
@@ -64,56 +61,10 @@ START=$SECONDS
 log "building control plane $VERSION_KEY with $("$GO" version)"
 
 # --- Kubernetes -------------------------------------------------------------------
-# k8s.io/kubernetes is not meant to be imported: its go.mod points the 33 staging
-# modules at ./staging/... directories. A consumer module must therefore replace each
-# of them with the matching published v0.X.Y module. The list is read from the
-# upstream go.mod so a version bump needs no edit here.
-K8S_MINOR_PATCH="${KUBERNETES_VERSION#v1.}"      # 37.2
-STAGING_VERSION="v0.${K8S_MINOR_PATCH}"          # v0.37.2
-K8S_MINOR="${K8S_MINOR_PATCH%%.*}"               # 37
-
-log "fetching k8s.io/kubernetes@$KUBERNETES_VERSION go.mod"
-UPSTREAM_GOMOD="$(cd "$WORK/k8s" && "$GO" mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
-  sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
-[ -f "$UPSTREAM_GOMOD" ] || { echo "error: could not download k8s.io/kubernetes go.mod" >&2; exit 1; }
-GO_DIRECTIVE="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$UPSTREAM_GOMOD")"
-STAGING_MODULES="$(sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p' "$UPSTREAM_GOMOD")"
-log "$(echo "$STAGING_MODULES" | wc -l) staging modules -> $STAGING_VERSION"
-
-{
-  echo "module tiktok-service.local/controlplane-build"
-  echo
-  echo "go ${GO_DIRECTIVE:-1.26.0}"
-  echo
-  echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
-  echo
-  echo "replace ("
-  for m in $STAGING_MODULES; do echo "	$m => $m $STAGING_VERSION"; done
-  echo ")"
-} >"$WORK/k8s/go.mod"
-
-cat >"$WORK/k8s/tools.go" <<'EOF'
-//go:build tools
-
-// Package tools pins the commands we build so `go mod tidy` resolves their deps.
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-EOF
-
-log "go mod tidy (kubernetes)"
-(cd "$WORK/k8s" && "$GO" mod tidy)
-
-LDFLAGS="-s -w"
-LDFLAGS+=" -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
-LDFLAGS+=" -X k8s.io/component-base/version.gitMajor=1"
-LDFLAGS+=" -X k8s.io/component-base/version.gitMinor=$K8S_MINOR"
-LDFLAGS+=" -X k8s.io/component-base/version.gitTreeState=clean"
+# The module setup (staging-module replaces, version stamping) is shared with the kubelet build.
+k8s_module_init "$WORK/k8s" tiktok-service.local/controlplane-build \
+  kube-apiserver kube-controller-manager kube-scheduler kubectl
+LDFLAGS="$(k8s_ldflags)"
 
 # Sequential on purpose: kube-apiserver alone peaks at ~2.3 GB RSS while linking.
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do

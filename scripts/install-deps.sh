@@ -5,7 +5,9 @@
 # promtool, which checks the alerting rules; openssl (keys and test certificates);
 # podman, buildah and runc to build and run the product image where no Docker daemon runs
 # (crun, podman's default runtime, refuses this kind of host's hybrid cgroups), and debootstrap
-# for the local stand-in of the base image when no registry is reachable.
+# for the local stand-in of the base image when no registry is reachable;
+# containerd, runc, the CNI plugins (/usr/lib/cni) and iproute2, which the end-to-end tests run a
+# real kubelet on (tests/kubelet_support.py).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -22,6 +24,10 @@ if ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
   command -v runc >/dev/null || need+=(runc)
   command -v debootstrap >/dev/null || need+=(debootstrap)
 fi
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -9,23 +9,31 @@ thread, so they keep serving the connector processes while a test waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
+import redis
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tiktok_service.database import livestreams_repository as repo
+from tiktok_service.database.migrate import migrate
 from tiktok_service.operator import model
-from tiktok_service_dev import operator_harness
-from tiktok_service_dev.node_agent import NodeAgent
+from tiktok_service.settings import PersisterSettings
+from tiktok_service_dev import operator_harness, persister_harness
+from tiktok_service_dev.simulator.config import SimulatorConfig
+from tiktok_service_dev.simulator.room import Room
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 T = TypeVar("T")
 
@@ -142,15 +150,24 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:6]}"
 
 
+class Node(Protocol):
+    """A node the tests run pods on (the local node agent or a real kubelet): where its logs are."""
+
+    @property
+    def node_name(self) -> str: ...
+
+    def log_path(self, namespace: str, pod: str, container: str) -> Path: ...
+
+
 class Cluster:
     """The test's view of one namespace: Livestreams, their pods, and what to print when stuck."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, agents: list[NodeAgent]) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, agents: Sequence[Node]) -> None:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
-        self.agents = agents  # every node agent running now (for connector logs)
+        self.agents = agents  # every node running now (for connector logs)
 
     # -- Livestreams -------------------------------------------------------------------------
 
@@ -302,6 +319,84 @@ class Livestreams:
     def report(self) -> None:
         if self.names:
             print(self.cluster.explain(*self.names)())
+
+
+@dataclass
+class Services:
+    """What the connectors talk to and where their events land, shared by an e2e module."""
+
+    bg: BackgroundLoop
+    simulator: SimulatorServer
+    redis_url: str
+    database_url: str
+
+    def add_room(self, username: str, scenario: Scenario) -> Room:
+        return self.bg.run(self.simulator.add_room(username, scenario))
+
+    def sent(self, username: str) -> list[dict[str, Any]]:
+        """What the room sent so far (rooms are read on the simulator's own loop)."""
+        return list(self.bg.call(lambda: self.simulator.room(username).sent_json()["messages"]))
+
+    def events_sent(self, username: str) -> int:
+        return int(self.bg.call(lambda: self.simulator.room(username).stats_json()["events_sent"]))
+
+    def room_id(self, username: str) -> int:
+        return self.bg.call(lambda: self.simulator.room(username).room_id)
+
+    def end_live(self, username: str) -> bool:
+        return self.bg.run(self.simulator.room(username).end_live())
+
+    def row(self, uid: str) -> repo.Livestream | None:
+        return self.bg.run(fetch_row(self.database_url, uid))
+
+    def row_status(self, uid: str) -> repo.LivestreamStatus | None:
+        row = self.row(uid)
+        return row.status if row is not None else None
+
+
+async def create_database(dsn: str, name: str) -> str:
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = dsn.rsplit("/", 1)[0] + "/" + name
+    await migrate(url)
+    return url
+
+
+async def serve_persister(settings: PersisterSettings, stop: asyncio.Event) -> None:
+    """The persister until `stop` is set (a `Background` service)."""
+    async with persister_harness.running(settings, name="e2e"):
+        await stop.wait()
+
+
+@contextlib.contextmanager
+def started_services(*, redis_url: str, postgres_dsn: str, host: str = "127.0.0.1") -> Iterator[Services]:
+    """A fresh database, the persister and the simulator (on a free port of `host`, where pods reach it).
+
+    Redis (at `redis_url`) is flushed first: stale streams of earlier modules would flow into this database.
+    """
+    flusher = redis.Redis.from_url(redis_url)
+    flusher.flushall()
+    flusher.close()
+    bg = BackgroundLoop()
+    try:
+        database_url = bg.run(create_database(postgres_dsn, f"e2e_{uuid.uuid4().hex[:8]}"))
+        simulator = SimulatorServer(SimulatorConfig(host=host, port=0))
+        bg.run(simulator.start())
+        try:
+            settings = persister_harness.quick_settings(redis_url, database_url)
+            persister = Background(bg, functools.partial(serve_persister, settings))
+            try:
+                yield Services(bg, simulator, redis_url, database_url)
+            finally:
+                persister.stop()
+        finally:
+            bg.run(simulator.stop())
+    finally:
+        bg.close()
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------

@@ -443,6 +443,8 @@ class ControlPlane:
                 # No kubelet mounts tokens here, and pods must not wait for the SA controller.
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
+                # Logs and exec reach a kubelet at its node IP (test nodes have no resolvable name).
+                "--kubelet-preferred-address-types=InternalIP",
             ],
         )
         self._apiserver_port = apiserver_port

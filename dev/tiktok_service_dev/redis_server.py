@@ -15,7 +15,9 @@ class LocalRedis:
     """Runs `redis-server` without persistence in a temp dir; can be stopped and restarted
     on the same port, which is how tests simulate a Redis outage."""
 
-    def __init__(self, *, port: int | None = None, binary: str = "redis-server") -> None:
+    def __init__(self, *, port: int | None = None, binary: str = "redis-server", host: str = "127.0.0.1") -> None:
+        # `host`: where it listens; another local address lets pods on a test node's bridge reach it.
+        self.host = host
         self.port = port or processes.free_port()
         self._binary = shutil.which(binary) or binary
         self._dir = Path(tempfile.mkdtemp(prefix="tiktok-redis-"))
@@ -23,7 +25,7 @@ class LocalRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -40,7 +42,7 @@ class LocalRedis:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            self.host,
             "--save",
             "",
             # An append-only file like a production Redis, so a restart keeps the streams.
@@ -55,6 +57,10 @@ class LocalRedis:
             "--aclfile",
             str(acl_file),
         ]
+        if self.host != "127.0.0.1":
+            # Protected mode refuses every non-loopback client of a password-less Redis; the
+            # address given is one the caller created for its own pods (a test node's bridge).
+            args += ["--protected-mode", "no"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:
             processes.wait_for(lambda: self._ready(), timeout=timeout, what=f"redis on port {self.port}")
@@ -64,7 +70,7 @@ class LocalRedis:
     def _ready(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
             raise RuntimeError(f"redis-server exited with {self._proc.returncode}")
-        return processes.port_open(self.port)
+        return processes.port_open(self.port, self.host)
 
     def stop(self) -> None:
         processes.terminate(self._proc)

@@ -1,8 +1,9 @@
 """The whole product on a real control plane: nothing is faked, nothing is written by hand.
 
-etcd + kube-apiserver + controller-manager + scheduler, a node agent (kubelet stand-in) that
-runs connector pods as real `tiktok-service connector` processes, the operator with a token
-bound to exactly the deploy/ Role, Redis, PostgreSQL, a persister and the TikTok simulator.
+etcd + kube-apiserver + controller-manager + scheduler, a node that runs connector pods (every
+scenario runs twice: on the node agent, pods as real `tiktok-service connector` processes, and
+on a real kubelet with containerd, pods from the product image: tests/kubelet_support.py),
+the operator with a token bound to exactly the deploy/ Role, Redis, PostgreSQL, a persister and the TikTok simulator.
 A test only does what a user or the cluster does (apply, delete, pause, end a LIVE, add a
 node) and waits for the product to converge.
 
@@ -13,22 +14,18 @@ status, pod and connector log of each of its Livestreams (printed at teardown).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import redis
 import yaml
@@ -37,42 +34,47 @@ from kubernetes.utils.quantity import parse_quantity
 
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import (
-    Background,
-    BackgroundLoop,
     Cluster,
     Livestreams,
+    Node,
+    Services,
     connector_bin_dir,
     container_status,
-    fetch_row,
     livestream,
     pid_of,
     prepared_namespace,
+    started_services,
     stored_events,
     unique,
     wait_for,
     without_markers,
 )
+from tests.kubelet_support import (
+    KubeletNode,
+    NodeUnavailableError,
+    build_product_image,
+    node_build,
+    node_prerequisites,
+    qualified_image,
+)
 from tests.support import expected_events
 from tiktok_service.database import livestreams_repository as repo
-from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.operator import model
-from tiktok_service.settings import OperatorSettings, PersisterSettings
-from tiktok_service_dev import operator_harness, persister_harness
+from tiktok_service.settings import OperatorSettings
+from tiktok_service_dev import operator_harness
 from tiktok_service_dev.controlplane import ControlPlane, binaries_dir
 from tiktok_service_dev.node_agent import NodeAgent
 from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis
-from tiktok_service_dev.simulator.config import SimulatorConfig
-from tiktok_service_dev.simulator.room import Room
 from tiktok_service_dev.simulator.scenario import Scenario
-from tiktok_service_dev.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 
 OPERATOR_USER = "operator"
 MAIN_NODE = "e2e-main"
+IMAGE = os.environ.get("TEST_IMAGE", "tiktok-service:test")
 VENV_BIN = Path(sys.executable).parent
 POOL_LABEL = "e2e.tiktok-service.io/pool"
 
@@ -80,80 +82,23 @@ POOL_LABEL = "e2e.tiktok-service.io/pool"
 # -- services -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Services:
-    bg: BackgroundLoop
-    simulator: SimulatorServer
-    redis_url: str
-    database_url: str
-
-    def add_room(self, username: str, scenario: Scenario) -> Room:
-        return self.bg.run(self.simulator.add_room(username, scenario))
-
-    def sent(self, username: str) -> list[dict[str, Any]]:
-        """What the room sent so far (rooms are read on the simulator's own loop)."""
-        return list(self.bg.call(lambda: self.simulator.room(username).sent_json()["messages"]))
-
-    def events_sent(self, username: str) -> int:
-        return int(self.bg.call(lambda: self.simulator.room(username).stats_json()["events_sent"]))
-
-    def room_id(self, username: str) -> int:
-        return self.bg.call(lambda: self.simulator.room(username).room_id)
-
-    def end_live(self, username: str) -> bool:
-        return self.bg.run(self.simulator.room(username).end_live())
-
-    def row(self, uid: str) -> repo.Livestream | None:
-        return self.bg.run(fetch_row(self.database_url, uid))
-
-    def row_status(self, uid: str) -> repo.LivestreamStatus | None:
-        row = self.row(uid)
-        return row.status if row is not None else None
-
-
-async def _create_database(dsn: str, name: str) -> str:
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = dsn.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    return url
-
-
-async def _serve_persister(settings: PersisterSettings, stop: asyncio.Event) -> None:
-    """The persister until `stop` is set (a `Background` service)."""
-    async with persister_harness.running(settings, name="e2e"):
-        await stop.wait()
-
-
 @pytest.fixture(scope="module")
-def services(redis_server: LocalRedis, postgres_server: LocalPostgres) -> Iterator[Services]:
-    """Redis, a fresh database, the persister and the simulator (on a real port) for the module."""
-    for server in (redis_server, postgres_server):
-        if not server.running:
-            server.start()
-    flusher = redis.Redis.from_url(redis_server.url)
-    flusher.flushall()  # stale streams of earlier modules would flow into this database
-    flusher.close()
-    bg = BackgroundLoop()
-    try:
-        database_url = bg.run(_create_database(postgres_server.dsn, f"e2e_cp_{uuid.uuid4().hex[:8]}"))
-        simulator = SimulatorServer(SimulatorConfig(port=0))
-        bg.run(simulator.start())
-        try:
-            settings = persister_harness.quick_settings(redis_server.url, database_url)
-            persister = Background(bg, partial(_serve_persister, settings))
-            try:
-                yield Services(bg, simulator, redis_server.url, database_url)
-            finally:
-                persister.stop()
-        finally:
-            bg.run(simulator.stop())
-    finally:
-        bg.close()
+def services(main_node: Node, redis_server: LocalRedis, postgres_server: LocalPostgres) -> Iterator[Services]:
+    """Redis, a fresh database, the persister and the simulator (on a real port) for the module.
+
+    On a real node they listen on the node's address, where the pods' network namespaces reach them.
+    """
+    if not postgres_server.running:
+        postgres_server.start()
+    with contextlib.ExitStack() as stack:
+        host = main_node.ip if isinstance(main_node, KubeletNode) else "127.0.0.1"
+        if isinstance(main_node, KubeletNode):
+            redis_server = stack.enter_context(LocalRedis(host=host))
+        elif not redis_server.running:
+            redis_server.start()
+        yield stack.enter_context(
+            started_services(redis_url=redis_server.url, postgres_dsn=postgres_server.dsn, host=host)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +111,18 @@ def redis_reader(services: Services) -> Iterator[redis.Redis]:
 # -- the cluster ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", params=["node-agent", "kubelet"])
+def node_kind(request: pytest.FixtureRequest) -> str:
+    """Every scenario runs on the local node agent (pods as processes) and on a real kubelet."""
+    kind: str = request.param
+    if kind == "kubelet" and (reason := node_prerequisites()) is not None:
+        pytest.skip(reason)
+    return kind
+
+
 @pytest.fixture(scope="module")
-def control_plane() -> Iterator[ControlPlane]:
+def control_plane(node_kind: str) -> Iterator[ControlPlane]:
+    """A fresh one per node kind: nothing of one run (nodes, pods, events) is seen by the other."""
     with started_control_plane(extra_users=[OPERATOR_USER]) as cp:
         yield cp
 
@@ -189,8 +144,8 @@ def connector_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def agents() -> list[NodeAgent]:
-    """The node agents running now (where connector logs are looked up)."""
+def agents(node_kind: str) -> list[Node]:
+    """The nodes running now (where connector logs are looked up)."""
     return []
 
 
@@ -208,22 +163,38 @@ def node_agent(cp: ControlPlane, name: str, bin_dir: Path, work_dir: Path, **sha
 
 @pytest.fixture(scope="module")
 def main_node(
+    node_kind: str,
     control_plane: ControlPlane,
-    services: Services,
     connector_bin: Path,
-    agents: list[NodeAgent],
+    agents: list[Node],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[NodeAgent]:
-    agent = node_agent(control_plane, MAIN_NODE, connector_bin, tmp_path_factory.mktemp(MAIN_NODE))
-    with agent:
-        agents.append(agent)
-        yield agent
-        agents.remove(agent)
+) -> Iterator[Node]:
+    node: NodeAgent | KubeletNode
+    if node_kind == "kubelet":
+        image = build_product_image(IMAGE)
+        try:
+            node = KubeletNode(control_plane, MAIN_NODE, build=node_build())
+        except NodeUnavailableError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    else:
+        node = node_agent(control_plane, MAIN_NODE, connector_bin, tmp_path_factory.mktemp(MAIN_NODE))
+    with node:
+        if isinstance(node, KubeletNode):
+            assert node.containerd is not None
+            node.containerd.import_from_podman(image)
+        agents.append(node)
+        yield node
+        agents.remove(node)
 
 
 @pytest.fixture(scope="module")
-def operator_settings(control_plane: ControlPlane, namespace: str, services: Services) -> OperatorSettings:
+def operator_settings(
+    control_plane: ControlPlane, namespace: str, services: Services, main_node: Node
+) -> OperatorSettings:
     base_url = services.simulator.base_url
+    image: dict[str, Any] = {}
+    if isinstance(main_node, KubeletNode):  # pods from the product image, imported into the node
+        image = {"connector_image": qualified_image(IMAGE), "connector_image_pull_policy": "Never"}
     return operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
         namespace=namespace,
@@ -233,6 +204,7 @@ def operator_settings(control_plane: ControlPlane, namespace: str, services: Ser
         tiktok_app_url=base_url,
         tiktok_webcast_url=base_url + "/webcast",
         connector_allowed_toleration_keys=[POOL_LABEL],  # the node pools of the scaling test
+        **image,
     )
 
 
@@ -254,14 +226,14 @@ class Operator:
 
 
 @pytest.fixture(scope="module")
-def operator(operator_settings: OperatorSettings, main_node: NodeAgent) -> Iterator[Operator]:
+def operator(operator_settings: OperatorSettings, main_node: Node) -> Iterator[Operator]:
     running = Operator(operator_settings)
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
-def cluster(admin: client.ApiClient, namespace: str, agents: list[NodeAgent], operator: Operator) -> Cluster:
+def cluster(admin: client.ApiClient, namespace: str, agents: list[Node], operator: Operator) -> Cluster:
     return Cluster(admin, namespace, agents)
 
 
@@ -273,6 +245,30 @@ def livestreams(cluster: Cluster) -> Iterator[Livestreams]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def connector_pid(node: Node, pod: client.V1Pod) -> int:
+    """The host PID of the pod's connector (a process of the agent, or a container's init)."""
+    if isinstance(node, KubeletNode):
+        state = container_status(pod)
+        assert state is not None and state.container_id
+        return node.host_pid(state.container_id)
+    return pid_of(pod)
+
+
+def exit_of(cluster: Cluster, name: str) -> client.V1ContainerStateTerminated:
+    """The connector's exit, once its node reported it (the connector may report first, to Redis)."""
+
+    def terminated() -> client.V1ContainerStateTerminated | None:
+        state = container_status(cluster.pod(name))
+        return state.state.terminated if state is not None else None
+
+    return wait_for(terminated, what=f"the exit of {name}'s connector", explain=cluster.explain(name))
+
+
+def agent_only(node: Node, why: str) -> None:
+    if isinstance(node, KubeletNode):
+        pytest.skip(f"node agent only: {why}")
 
 
 def kubectl(cp: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
@@ -421,8 +417,7 @@ def test_the_end_of_the_live_stops_the_connector_with_exit_10_and_ends_the_lives
     assert services.end_live(username)
 
     wait_phase(cluster, name, "Ended", reason="LiveEnded")
-    terminated = container_status(cluster.pod(name)).state.terminated  # type: ignore[union-attr]
-    assert terminated.exit_code == ExitCode.LIVE_ENDED
+    assert exit_of(cluster, name).exit_code == ExitCode.LIVE_ENDED
     wait_for(lambda: "LiveEnded" in cluster.events(name), what="a LiveEnded event")
     wait_for(lambda: services.row_status(uid) == repo.LivestreamStatus.ENDED, what="the row to end")
     assert services.row(uid).ended_at is not None  # type: ignore[union-attr]
@@ -459,12 +454,14 @@ def test_a_deleted_connector_pod_is_replaced_and_the_livestream_goes_live_again(
 
 
 def test_a_connector_killed_every_time_it_starts_backs_off_longer_each_time_then_fails(
-    cluster: Cluster, services: Services, livestreams: Livestreams
+    cluster: Cluster, services: Services, livestreams: Livestreams, main_node: Node
 ) -> None:
     """SIGKILL, as the OOM killer or a crash would: a real retryable exit (137) of the real process."""
     name, username = "crashing", unique("crashing_")
     services.add_room(username, Scenario(rate=5))
-    policy = {"maxRestarts": 2, "backoffBaseSeconds": 2, "backoffCapSeconds": 60}
+    # A kubelet reports an exit a few seconds late: a shorter backoff is over before BackingOff shows.
+    base = 10 if isinstance(main_node, KubeletNode) else 2
+    policy = {"maxRestarts": 2, "backoffBaseSeconds": base, "backoffCapSeconds": 60}
     livestreams.create(name, username, restartPolicy=policy)
     delays: list[float] = []
     previous: str | None = None
@@ -476,7 +473,7 @@ def test_a_connector_killed_every_time_it_starts_backs_off_longer_each_time_then
             explain=cluster.explain(name),
         )
         assert pod.metadata.annotations[model.ANNOTATION_RESTARTS] == str(attempt - 1)
-        os.kill(pid_of(pod), signal.SIGKILL)
+        os.kill(connector_pid(main_node, pod), signal.SIGKILL)
         previous = pod.metadata.uid
         if attempt == 3:
             break
@@ -488,7 +485,7 @@ def test_a_connector_killed_every_time_it_starts_backs_off_longer_each_time_then
         delays.append(epoch(status["nextRetryAt"]) - terminated.finished_at.timestamp())
 
     wait_phase(cluster, name, "Failed", reason="RestartLimitReached", restarts=2)
-    assert delays == [2.0, 4.0]
+    assert delays == [base, 2.0 * base]
     assert [pod.metadata.uid for pod in cluster.pods(name)] == [previous]  # the last one is left to inspect
     wait_for(lambda: cluster.events(name).count("RestartScheduled") == 2, what="two RestartScheduled events")
 
@@ -502,8 +499,8 @@ def test_a_user_that_does_not_exist_fails_at_once_without_restarts(
 
     wait_phase(cluster, name, "Failed", reason="UserNotFound", restarts=0)
 
+    assert exit_of(cluster, name).exit_code == ExitCode.USER_NOT_FOUND
     (pod,) = cluster.pods(name)
-    assert container_status(pod).state.terminated.exit_code == ExitCode.USER_NOT_FOUND  # type: ignore[union-attr]
     assert pod.metadata.annotations[model.ANNOTATION_RESTARTS] == "0"
     wait_for(lambda: services.row_status(uid) == repo.LivestreamStatus.FAILED, what="the row to fail")
 
@@ -587,11 +584,15 @@ def test_livestreams_beyond_a_full_node_wait_as_unschedulable_until_a_new_node_r
     services: Services,
     operator_settings: OperatorSettings,
     connector_bin: Path,
-    agents: list[NodeAgent],
+    agents: list[Node],
     livestreams: Livestreams,
     tmp_path: Path,
 ) -> None:
-    """What the cluster autoscaler does: add a node. The operator takes no action of its own."""
+    """What the cluster autoscaler does: add a node. The operator takes no action of its own.
+
+    The added nodes are node agents whatever the main node is: their shape (capacity, labels,
+    taints) is what the test needs, and one machine runs one kubelet.
+    """
     pool = unique("pool-")
     request: Decimal = parse_quantity(operator_settings.connector_cpu_request)
     shape = {
@@ -647,9 +648,16 @@ def test_livestreams_beyond_a_full_node_wait_as_unschedulable_until_a_new_node_r
 
 
 def test_a_proxy_list_from_a_secret_carries_the_connectors_traffic_and_never_shows_its_password(
-    admin: client.ApiClient, cluster: Cluster, services: Services, livestreams: Livestreams, tmp_path: Path
+    admin: client.ApiClient,
+    cluster: Cluster,
+    services: Services,
+    livestreams: Livestreams,
+    tmp_path: Path,
+    main_node: Node,
 ) -> None:
     from tests.proxies import TinyProxy
+
+    agent_only(main_node, "the proxies listen on loopback, which a pod's network namespace does not reach")
 
     name, username = "proxied", unique("proxied_")
     password = "pr0xy-Pa55.w0rd"
