@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from tests.support import expected_events, tiktok_ids, wait_until
 from tiktok_service.connector import runner as connector_runner
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.devcluster.postgres_server import LocalPostgres
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.persister import testing as persister_testing
@@ -65,7 +66,8 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
     connector_runner.configure_tiktok_urls(settings)
     persister_settings = persister_testing.quick_settings(redis_url, database_url)
     async with persister_testing.running(persister_settings, name="e2e"):
-        runner = connector_runner.ConnectorRunner(settings, redis=redis_client)
+        connector_redis = RedisClient.from_url(redis_url)
+        runner = connector_runner.ConnectorRunner(settings, redis=connector_redis)
         task = asyncio.create_task(runner.run())
         await wait_until(
             lambda: len(simulator.room(username).sent_json()["messages"]) >= 500, timeout=30, what="500 events sent"
@@ -79,7 +81,10 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
             )
         finally:
             postgres_server.start()
-        assert await asyncio.wait_for(task, 60) == ExitCode.LIVE_ENDED
+        try:
+            assert await asyncio.wait_for(task, 60) == ExitCode.LIVE_ENDED
+        finally:
+            await connector_redis.aclose()
         expected = expected_events(simulator.room(username).sent_json()["messages"])
 
         async def all_stored() -> bool:

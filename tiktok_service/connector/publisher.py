@@ -20,12 +20,8 @@ import random
 from collections import deque
 from typing import Any, cast
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from tiktok_service.connector import metrics
+from tiktok_service.connector.redis_client import RedisClient, RedisConnectionError, RedisError, RedisTimeoutError
 from tiktok_service.domain import backoff, naming
 from tiktok_service.domain.events import Envelope
 
@@ -67,7 +63,7 @@ class Publisher:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         livestream_id: str,
         buffer_size: int,
@@ -180,7 +176,7 @@ class Publisher:
         self._wakeup.set()
 
 
-async def recent_ids(redis: aioredis.Redis, livestream_id: str, count: int) -> list[str]:
+async def recent_ids(redis: RedisClient, livestream_id: str, count: int) -> list[str]:
     """Ids of the newest entries of the livestream's stream, oldest first.
 
     A restarted connector seeds its duplicate filter with these, so TikTok's history replay

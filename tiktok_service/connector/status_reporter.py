@@ -12,10 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from tiktok_service.connector import memory, metrics
+from tiktok_service.connector.redis_client import RedisClient, RedisError
 from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorStatus
 
@@ -28,7 +26,7 @@ FINAL_STATUS_TTL_S = 3600
 class StatusReporter:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         livestream_id: str,
         status: ConnectorStatus,
         *,
@@ -54,10 +52,10 @@ class StatusReporter:
             metrics.BUFFER_DEPTH.set(self._buffer_depth())
         fields = self._status.to_hash(now_ms=int(time.time() * 1000))
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self._key, mapping=fields)  # type: ignore[arg-type]
-                pipe.expire(self._key, ttl_s)
-                await pipe.execute()
+            hset = ["HSET", self._key]
+            for name, value in fields.items():
+                hset += (name, value)
+            await self._redis.transaction(hset, ("EXPIRE", self._key, ttl_s))
         except (RedisError, OSError) as exc:
             log.debug("status write failed", extra={"error": repr(exc)})
             return False
