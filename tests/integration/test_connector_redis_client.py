@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from tests.support import wait_until
 from tiktok_service.connector.redis_client import (
     AuthenticationError,
+    BusyLoadingError,
     RedisClient,
     RedisConnectionError,
     RedisTimeoutError,
@@ -158,7 +160,34 @@ async def test_after_an_outage_the_next_command_reconnects() -> None:
             with pytest.raises(RedisConnectionError):
                 await redis.ping()
             server.start()
-            assert await redis.ping()
+
+            async def answers() -> bool:
+                try:
+                    return await redis.ping()
+                except RedisConnectionError:  # still loading its append-only file: retried, not fatal
+                    return False
+
+            await wait_until(answers, timeout=10, what="Redis answering again")
+
+
+async def test_a_redis_still_loading_its_data_is_an_outage_not_an_error() -> None:
+    async def loading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"-LOADING Redis is loading the dataset in memory\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(loading, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with client(f"redis://127.0.0.1:{port}/0") as redis:
+            with pytest.raises(BusyLoadingError) as busy:
+                await redis.get("ls:seq")
+            assert isinstance(busy.value, ConnectionError)  # the publisher retries it
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_a_server_that_never_answers_times_out_and_the_connection_is_dropped() -> None:

@@ -59,6 +59,10 @@ class AuthenticationError(RedisConnectionError):
     """The server refused the URL's user or password (retried like an outage: a Secret may be rotated)."""
 
 
+class BusyLoadingError(RedisConnectionError):
+    """A Redis just restarted and still loading its data (`-LOADING`): retry, as after an outage."""
+
+
 class RedisTimeoutError(RedisError, TimeoutError):
     """No reply within the command timeout (the connection is dropped)."""
 
@@ -337,6 +341,8 @@ def _pack(args: tuple[Arg, ...]) -> bytes:
 
 def _checked(reply: Any) -> Any:
     if isinstance(reply, ReplyError):
+        if str(reply).startswith("LOADING"):
+            raise BusyLoadingError(str(reply))
         raise reply
     return reply
 
