@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from typing import Any, cast
+from typing import Any
 
 from tiktok_service.connector import metrics
 from tiktok_service.connector.redis_client import RedisClient, RedisConnectionError, RedisError, RedisTimeoutError
@@ -178,16 +178,31 @@ class Publisher:
         self._wakeup.set()
 
 
-async def recent_ids(redis: RedisClient, livestream_id: str, count: int) -> list[str]:
+#: Entries read per XREVRANGE when seeding the duplicate filter: each entry comes with its whole
+#: event, so reading a 5,000-id window at once briefly held ~8 MB at start-up.
+RECENT_IDS_PAGE = 500
+
+
+async def recent_ids(redis: RedisClient, livestream_id: str, count: int, page: int = RECENT_IDS_PAGE) -> list[str]:
     """Ids of the newest entries of the livestream's stream, oldest first.
 
     A restarted connector seeds its duplicate filter with these, so TikTok's history replay
-    after a restart is not published twice.
+    after a restart is not published twice. Read newest first in pages, keeping only the ids.
     """
+    stream = naming.livestream_stream(livestream_id)
+    newest_first: list[str] = []
+    upper = "+"
     try:
-        entries = await redis.xrevrange(naming.livestream_stream(livestream_id), count=count)
+        while len(newest_first) < count:
+            rows = await redis.xrevrange(stream, max=upper, count=min(page, count - len(newest_first)))
+            for entry_id, fields in rows:
+                if naming.FIELD_ID in fields:
+                    newest_first.append(fields[naming.FIELD_ID].decode())
+                upper = "(" + entry_id.decode()  # exclusive: the next page starts below this entry
+            if len(rows) < page:
+                break
     except RedisError as exc:
         log.warning("could not read recent ids; duplicates of replayed history possible", extra={"error": repr(exc)})
         return []
-    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], entries or [])
-    return [fields[naming.FIELD_ID].decode() for _, fields in reversed(rows) if naming.FIELD_ID in fields]
+    newest_first.reverse()
+    return newest_first
