@@ -5,6 +5,9 @@
   50,000 messages sent as fast as the simulator can;
 - latency: simulator send -> entry readable in Redis, p50/p99 at 500 events/s, against
   simulator send -> the bare client's handler.
+
+Both sides run as the same Python, each in its own process, with the garbage-collector
+settings `tiktok-service connector` uses (`connector_worker.tune_gc`), on the same stream.
 """
 
 from __future__ import annotations
