@@ -5,12 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane dev test unit bench lint fmt schemas clean image kind-up kind-down
+.PHONY: venv deps controlplane helm manifests dev test unit bench chaos lint fmt schemas clean image kind-up kind-down
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# The product (`tiktok_service`) and, beside it, the developer tooling (`dev/`: `tiktok-service-dev`),
+# which the product's wheel and image never contain.
+$(VENV)/.installed: pyproject.toml dev/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' -e ./dev
 	touch $@
 
 venv: $(VENV)/.installed
@@ -23,26 +25,44 @@ deps:
 controlplane:
 	@bash scripts/build-controlplane.sh
 
+# Helm, pinned in scripts/helm.env, built once from Go modules into $(CACHE_DIR) (HELM=helm to use your own).
+HELM_VERSION := $(shell sed -n 's/^HELM_VERSION=//p' scripts/helm.env)
+HELM ?= $(CACHE_DIR)/helm/$(HELM_VERSION)/bin/helm
+
+helm:
+	@bash scripts/build-helm.sh
+
+# The plain manifests in deploy/ are rendered from charts/tiktok-service (values-manifests.yaml).
+manifests:
+	@command -v $(HELM) >/dev/null || bash scripts/build-helm.sh
+	HELM=$(HELM) $(PYTHON) scripts/render_manifests.py
+
 dev: venv deps controlplane
-	$(PY) -m tiktok_service dev
+	$(PY) -m tiktok_service_dev dev
 
 # --- For users with Docker: the same stack on a kind cluster -----------------------------
 KIND_CLUSTER ?= tiktok-service
 IMAGE ?= tiktok-service:dev
 
+# The product image: Docker where a daemon answers, podman otherwise (a local stand-in for the
+# base image is made from Debian packages when no registry is reachable). See scripts/build-image.sh.
 image:
-	docker build -t $(IMAGE) .
+	IMAGE=$(IMAGE) CACHE_DIR=$(CACHE_DIR) bash scripts/build-image.sh
 
+# The chart with values-dev.yaml: Redis, PostgreSQL and the TikTok LIVE simulator in the cluster.
 kind-up: image
+	@command -v $(HELM) >/dev/null || bash scripts/build-helm.sh
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	kubectl apply -f crds/
-	kubectl apply -f deploy/
+	$(HELM) upgrade --install tiktok-service charts/tiktok-service --namespace tiktok-service --create-namespace \
+		--kube-context kind-$(KIND_CLUSTER) --values charts/tiktok-service/values-dev.yaml \
+		--set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
+		--wait --timeout 5m
 
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
 
-test: venv deps controlplane
+test: venv deps controlplane helm
 	$(PY) -m pytest
 
 unit: venv
@@ -50,6 +70,10 @@ unit: venv
 
 bench: venv deps
 	$(PY) -m benchmarks
+
+# The whole stack under one fault at a time (about 15 minutes; `CHAOS_ARGS=--quick`, `--only <scenario>`).
+chaos: venv deps controlplane
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -63,7 +87,7 @@ fmt: venv
 
 # The event contract: JSON Schema files, the README's event table and the CRD's type list.
 schemas: venv
-	$(PY) -m tiktok_service.schemas
+	$(PY) -m tiktok_service_dev schemas
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

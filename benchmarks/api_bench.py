@@ -38,13 +38,12 @@ import redis.asyncio as aioredis
 from kubernetes import client, config
 
 from tiktok_service.api import keys, repository
-from tiktok_service.devcluster import processes
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
-from tiktok_service.operator import testing
-from tiktok_service.persister.migrate import migrate
+from tiktok_service_dev import operator_harness, processes
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
 
 API_USER = "api"
 WORKSPACE = "bench"
@@ -249,10 +248,14 @@ def run(args: argparse.Namespace) -> None:
     ):
         namespace = "bench"
         with config.new_client_from_config(config_file=str(cp.kubeconfig_path)) as admin:
-            testing.install_crds(admin)
+            operator_harness.install_crds(admin)
             client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-            role = next(d for d in testing.manifests(testing.DEPLOY_DIR / "api-rbac.yaml") if d["kind"] == "Role")
-            testing.apply(admin, [role], namespace=namespace)
+            role = next(
+                d
+                for d in operator_harness.manifests(operator_harness.DEPLOY_DIR / "api-rbac.yaml")
+                if d["kind"] == "Role"
+            )
+            operator_harness.apply(admin, [role], namespace=namespace)
             binding = {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "RoleBinding",
@@ -260,7 +263,7 @@ def run(args: argparse.Namespace) -> None:
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": API_USER}],
             }
-            testing.apply(admin, [binding], namespace=namespace)
+            operator_harness.apply(admin, [binding], namespace=namespace)
         database_url, token = asyncio.run(_setup_database(postgres.dsn))
         port = processes.free_port()
         env = {
@@ -272,11 +275,15 @@ def run(args: argparse.Namespace) -> None:
             "API_KUBECONFIG": str(cp.kubeconfig_for(API_USER)),
             "API_NAMESPACE": namespace,
             "API_LOG_LEVEL": "WARNING",
+            # One key opens every subscriber at once: the tenant limits must not be what is measured.
+            "API_MAX_STREAMS_PER_KEY": str(args.subscribers),
+            "API_MAX_STREAMS_PER_WORKSPACE": str(args.subscribers),
+            "API_RATE_LIMIT": f"{args.subscribers * 10}/second",
         }
         log = Path(tmp) / "api.log"
         with log.open("w") as log_file:
             api = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from tiktok_service.api.main import main; sys.exit(main([]))"],
+                [sys.executable, "-m", "tiktok_service", "api"],
                 env=env,
                 stderr=log_file,
             )

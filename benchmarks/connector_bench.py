@@ -23,9 +23,9 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from tiktok_service.devcluster import processes
-from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain.events import parse_time
+from tiktok_service_dev import processes
+from tiktok_service_dev.redis_server import LocalRedis
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -38,7 +38,16 @@ class Simulator:
         self.port = processes.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tiktok_service", "simulator", "--port", str(self.port), "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "tiktok_service_dev",
+                "simulator",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "WARNING",
+            ],
             stdout=subprocess.DEVNULL,
         )
         processes.wait_for(lambda: processes.port_open(self.port), timeout=20, what="simulator")

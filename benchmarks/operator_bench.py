@@ -40,11 +40,12 @@ from typing import Any, Final
 
 from kubernetes import client, config, watch
 
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.devcluster.ports import free_ports
-from tiktok_service.devcluster.redis_server import LocalRedis
-from tiktok_service.operator import desired, model, testing
+from tiktok_service.operator import desired, model
 from tiktok_service.settings import OperatorSettings
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.ports import free_ports
+from tiktok_service_dev.redis_server import LocalRedis
 
 NAMESPACE: Final = "bench"
 OPERATOR_USER: Final = "operator"
@@ -271,10 +272,10 @@ def run(count: int, parallel: int) -> None:
         configuration.connection_pool_maxsize = parallel + 2
         with client.ApiClient(configuration) as api:
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-            testing.install_crds(api)
+            operator_harness.install_crds(api)
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-            testing.grant_role(api, namespace=NAMESPACE, user=OPERATOR_USER)
-            testing.create_peering(api, namespace=NAMESPACE, name=PEERING)
+            operator_harness.grant_role(api, namespace=NAMESPACE, user=OPERATOR_USER)
+            operator_harness.create_peering(api, namespace=NAMESPACE, name=PEERING)
             settings = OperatorSettings(redis_url=redis_server.url)
 
             before, requests = cpu_s(cp.pids), request_counts(cp)

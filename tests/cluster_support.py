@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 from kubernetes import config
 
-from tiktok_service.devcluster.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
-from tiktok_service.operator import testing
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
 
 
 @contextlib.contextmanager
@@ -27,5 +27,5 @@ def started_control_plane(
     with ControlPlane(extra_users=extra_users, wait_for_controllers=wait_for_controllers) as cp:
         if crds:
             with config.new_client_from_config(config_file=str(cp.kubeconfig_path)) as api:
-                testing.install_crds(api)
+                operator_harness.install_crds(api)
         yield cp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 from collections.abc import AsyncIterator, Iterator
@@ -13,11 +14,18 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.access_support import ROLE_PASSWORDS
 from tests.contract_support import stream_violations
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
-from tiktok_service.simulator.config import SimulatorConfig
-from tiktok_service.simulator.server import SimulatorServer
+from tests.redis_failover import RedisPair
+from tiktok_service.access.database_logins import apply_database_logins
+from tiktok_service.access.redis_users import apply_redis_users
+from tiktok_service.database import migrate
+from tiktok_service.domain import access
+from tiktok_service.domain.access import Role
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.config import SimulatorConfig
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 _db_counter = itertools.count()
 
@@ -35,13 +43,20 @@ def _collect_garbage_after_each_test(request: pytest.FixtureRequest) -> Iterator
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
+    """Redis with each component's ACL user, made by the same setup as production
+    (`tiktok-service access`); saved to the server's ACL file, so restarts keep them."""
     with LocalRedis() as server:
+        asyncio.run(apply_redis_users(server.url, ROLE_PASSWORDS))
         yield server
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[LocalPostgres]:
+    """PostgreSQL with each component's login (roles are cluster-wide; grants come with
+    the migrations of each database)."""
     with LocalPostgres() as server:
+        database_passwords = {role: ROLE_PASSWORDS[role] for role in access.DATABASE_ROLES}
+        asyncio.run(apply_database_logins(server.dsn, database_passwords))
         yield server
 
 
@@ -63,6 +78,12 @@ async def redis_url(redis_server: LocalRedis, request: pytest.FixtureRequest) ->
         if problems:
             shown = "\n  ".join(problems[:20])
             pytest.fail(f"{len(problems)} published event(s) break their schema:\n  {shown}", pytrace=False)
+
+
+@pytest.fixture
+def redis_roles(redis_url: str) -> dict[Role, str]:
+    """Each component's Redis URL (its own ACL user) on the test's clean Redis."""
+    return {role: access.redis_role_url(redis_url, role, ROLE_PASSWORDS[role]) for role in Role}
 
 
 @pytest.fixture
@@ -88,8 +109,24 @@ async def database_url(postgres_server: LocalPostgres) -> AsyncIterator[str]:
     yield postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
 
 
+@pytest.fixture
+async def database_roles(database_url: str) -> dict[Role, str]:
+    """Each component's DSN (its own login) on the test's database, migrated by the owner."""
+    await migrate.migrate(database_url)
+    return {role: access.database_role_url(database_url, role, ROLE_PASSWORDS[role]) for role in access.DATABASE_ROLES}
+
+
 @pytest.fixture(scope="session")
 async def simulator() -> AsyncIterator[SimulatorServer]:
     """One simulator for the session; each test creates its own rooms (unique usernames)."""
     async with SimulatorServer(SimulatorConfig(port=0)) as server:
         yield server
+
+
+@pytest.fixture
+def redis_pair() -> Iterator[RedisPair]:
+    """A Redis primary, a real replica and one address (`url`) that follows the primary on
+    failover; each component's ACL user is set up on both."""
+    with RedisPair() as pair:
+        pair.apply_users(ROLE_PASSWORDS)
+        yield pair

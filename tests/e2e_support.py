@@ -22,9 +22,10 @@ import asyncpg
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tiktok_service.devcluster.node_agent import NodeAgent
-from tiktok_service.operator import model, testing
-from tiktok_service.persister import livestreams_repository as repo
+from tiktok_service.database import livestreams_repository as repo
+from tiktok_service.operator import model
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.node_agent import NodeAgent
 
 T = TypeVar("T")
 
@@ -120,7 +121,7 @@ def prepared_namespace(admin: client.ApiClient, *, prefix: str, operator_user: s
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(admin)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    testing.grant_role(admin, namespace=name, user=operator_user)
+    operator_harness.grant_role(admin, namespace=name, user=operator_user)
     secret = client.V1Secret(
         metadata=client.V1ObjectMeta(name="tiktok-connector"), string_data={"redis-url": redis_url}
     )

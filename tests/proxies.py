@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tiktok_service.devcluster.processes import free_port, log_tail, port_open, terminate, wait_for
+from tiktok_service_dev.processes import free_port, log_tail, port_open, terminate, wait_for
 
 #: TikTok's names, resolved to the simulator's loopback address by a proxy started with `hosts=TIKTOK_HOSTS`.
 TIKTOK_HOSTS = {"www.tiktok.com": "127.0.0.1", "webcast.tiktok.com": "127.0.0.1"}

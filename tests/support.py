@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tiktok_service.connector import runner as connector_runner
-from tiktok_service.connector.redis_client import RedisClient
+from tiktok_service.connector.redis_client import RedisClient, redis_options
 from tiktok_service.domain import naming
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
@@ -97,7 +97,7 @@ class Running:
         connector_runner.configure_tiktok_urls(settings)
         self.settings = settings
         self.redis = redis
-        self.connector_redis = RedisClient.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self.connector_redis = RedisClient.from_url(settings.redis_url, **redis_options(settings))
         self.runner = connector_runner.ConnectorRunner(settings, redis=self.connector_redis, seed=1)
         self.task: asyncio.Task[ExitCode] = asyncio.create_task(self._run())
 

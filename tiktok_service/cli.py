@@ -49,10 +49,11 @@ def _migrate(argv: Sequence[str]) -> int:
     return migrate_main(load(PersisterSettings, "migrate", argv))
 
 
-def _simulator(argv: Sequence[str]) -> int:
-    from tiktok_service.simulator.__main__ import main
+def _access(argv: Sequence[str]) -> int:
+    from tiktok_service.access.main import main
+    from tiktok_service.settings import AccessSettings
 
-    return main(list(argv))
+    return main(load(AccessSettings, "access", argv))
 
 
 def _operator(argv: Sequence[str]) -> int:
@@ -75,28 +76,14 @@ def _api_keys(argv: Sequence[str]) -> int:
     return keys_main(list(argv))
 
 
-def _node_agent(argv: Sequence[str]) -> int:
-    from tiktok_service.devcluster.node_agent.cli import main
-
-    return main(list(argv))
-
-
-def _dev(argv: Sequence[str]) -> int:
-    from tiktok_service.devcluster.dev import main
-
-    return main(list(argv))
-
-
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "connector": (_connector, "connect to one TikTok LIVE room and publish its events to Redis"),
     "persister": (_persister, "store events from the Redis streams in PostgreSQL"),
     "migrate": (_migrate, "apply database migrations and exit"),
-    "simulator": (_simulator, "run the TikTok LIVE simulator (tests, demos, benchmarks)"),
+    "access": (_access, "create each component's Redis user and database login (idempotent)"),
     "operator": (_operator, "reconcile Livestream resources into connector pods"),
     "api": (_api, "serve the REST API (livestreams, SSE events, history) on port 8002"),
     "api-keys": (_api_keys, "create, list and revoke API keys (one workspace per key)"),
-    "node-agent": (_node_agent, "dev/test only: run pods bound to a local Node as processes"),
-    "dev": (_dev, "run the whole stack locally and show events arriving"),
 }
 
 

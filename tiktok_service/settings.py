@@ -28,8 +28,13 @@ TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
 DEFAULT_SIGN_URL = "https://api.eulerstream.com"
 
 
-def _url(prefix: str, name: str, default: str) -> object:
-    return Field(default=default, validation_alias=AliasChoices(f"{prefix}{name}", name))
+def _url(prefix: str, name: str, default: str, description: str) -> object:
+    return Field(default=default, validation_alias=AliasChoices(f"{prefix}{name}", name), description=description)
+
+
+REDIS_URL_HELP = "Redis (redis:// or rediss:// with TLS; user and password for an ACL user)."
+DATABASE_URL_HELP = "PostgreSQL (postgresql://user:password@host:port/database)."
+LOG_LEVEL_HELP = "Log level (DEBUG, INFO, WARNING, ERROR); logs are JSON lines on stderr."
 
 
 class ConnectorSettings(BaseSettings):
@@ -40,13 +45,17 @@ class ConnectorSettings(BaseSettings):
     livestream_id: str = Field(min_length=1, max_length=128, description="Livestream id (the CR's uid).")
     username: str = Field(min_length=2, max_length=24, pattern=r"^[A-Za-z0-9_.]+$", description="TikTok @unique_id.")
     room_id: int | None = Field(default=None, description="Skip room lookup and join this room.")
-    redis_url: str = _url("CONNECTOR_", "REDIS_URL", "redis://127.0.0.1:6379/0")  # type: ignore[assignment]
+    redis_url: str = _url("CONNECTOR_", "REDIS_URL", "redis://127.0.0.1:6379/0", REDIS_URL_HELP)  # type: ignore[assignment]
 
     # Where TikTok is. None = the TikTokLive library's defaults (real TikTok and its sign server).
-    sign_api_url: str | None = None
-    sign_api_key: str | None = None
-    tiktok_app_url: str | None = None
-    tiktok_webcast_url: str | None = None
+    sign_api_url: str | None = Field(default=None, description="Sign server URL (unset = TikTokLive's default).")
+    sign_api_key: str | None = Field(
+        default=None, description="API key of the sign server (from the connector Secret)."
+    )
+    tiktok_app_url: str | None = Field(default=None, description="TikTok's web URL (unset = https://www.tiktok.com).")
+    tiktok_webcast_url: str | None = Field(
+        default=None, description="TikTok's webcast API URL (unset = TikTokLive's default)."
+    )
 
     # Connection options (README, "Connection options"). Credentials are SecretStr: never printed.
     proxies: SecretStr | None = Field(
@@ -85,8 +94,8 @@ class ConnectorSettings(BaseSettings):
         default=60.0, gt=0, description="A streak with no update for this long is closed as incomplete."
     )
 
-    # Publishing. ~ trimming keeps XADD O(1); 100k entries ≈ 50-100 MB of Redis per busy type.
-    type_stream_maxlen: int = Field(default=100_000, ge=100, description="Approx. MAXLEN of per-type streams.")
+    # Publishing. The shared per-type streams are trimmed by the persister only (PersisterSettings);
+    # the per-livestream stream's ~ trimming keeps XADD O(1).
     livestream_stream_maxlen: int = Field(
         default=10_000, ge=100, description="Approx. MAXLEN of the per-livestream stream (SSE resume window)."
     )
@@ -102,10 +111,25 @@ class ConnectorSettings(BaseSettings):
     dedupe_window: int = Field(
         default=5_000, ge=100, description="Recent msg_ids remembered to drop replayed history (TikTok replays tens)."
     )
+    # Fencing and Redis failover (README, "Redis failover").
+    pod_uid: str | None = Field(
+        default=None, max_length=64, description="The pod's uid (downward API): names who holds the Livestream."
+    )
+    replay_window: int = Field(
+        default=2_000,
+        ge=0,
+        description="Newest published events kept in memory and sent again if Redis loses them (failover).",
+    )
+    replicas_to_wait: int = Field(
+        default=0, ge=0, description="WAIT for this many replicas after each batch; unconfirmed batches are counted."
+    )
+    replica_wait_timeout_ms: int = Field(
+        default=100, ge=1, le=4_000, description="How long one WAIT may take (below the Redis socket timeout)."
+    )
 
     # Reconnects: exponential backoff with full jitter between base and cap.
-    backoff_base_s: float = Field(default=1.0, gt=0)
-    backoff_cap_s: float = Field(default=60.0, gt=0)
+    backoff_base_s: float = Field(default=1.0, gt=0, description="First reconnect delay; doubles per failure.")
+    backoff_cap_s: float = Field(default=60.0, gt=0, description="Largest reconnect delay.")
     max_reconnects: int = Field(default=0, ge=0, description="Give up after this many in a row (0 = never).")
     healthy_after_s: float = Field(
         default=30.0,
@@ -137,7 +161,12 @@ class ConnectorSettings(BaseSettings):
     heartbeat_interval_s: float = Field(default=2.0, gt=0, description="Status hash refresh period.")
     heartbeat_ttl_s: int = Field(default=15, ge=2, description="Status hash expiry: missed heartbeats = gone.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
+    redis_ca_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs that sign Redis' certificate (a `rediss://` REDIS_URL); None = the "
+        "system's CAs. Set by the operator when it mounts a CA (OPERATOR_CONNECTOR_REDIS_CA_*).",
+    )
 
     @property
     def proxy_endpoints(self) -> tuple[proxy_list.ProxyEndpoint, ...]:
@@ -148,6 +177,8 @@ class ConnectorSettings(BaseSettings):
     def _connection_options_are_usable(self) -> Self:
         # Messages name the problem, never a value: they end up in logs and pod events.
         self.proxy_endpoints  # noqa: B018 - raises ProxyListError (a ValueError) on a bad list
+        if self.redis_ca_file is not None and not self.redis_url.startswith("rediss://"):
+            raise ValueError("redis_ca_file is set but redis_url is not rediss://: the CA would verify nothing")
         if self.room_id is not None and self.room_id <= 0:
             raise ValueError("room_id must be a positive room id")
         if self.session_id is not None and self.session_id.get_secret_value():
@@ -169,9 +200,9 @@ class PersisterSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PERSISTER_", extra="ignore")
 
-    redis_url: str = _url("PERSISTER_", "REDIS_URL", "redis://127.0.0.1:6379/0")  # type: ignore[assignment]
+    redis_url: str = _url("PERSISTER_", "REDIS_URL", "redis://127.0.0.1:6379/0", REDIS_URL_HELP)  # type: ignore[assignment]
     database_url: str = _url(  # type: ignore[assignment]
-        "PERSISTER_", "DATABASE_URL", "postgresql://tiktok@127.0.0.1:5432/tiktok"
+        "PERSISTER_", "DATABASE_URL", "postgresql://tiktok@127.0.0.1:5432/tiktok", DATABASE_URL_HELP
     )
     consumer_name: str | None = Field(default=None, description="Defaults to hostname-pid (the pod name).")
     batch_size: int = Field(default=2_000, ge=1, description="Max rows per COPY batch (filled from several reads).")
@@ -179,10 +210,26 @@ class PersisterSettings(BaseSettings):
     claim_idle_ms: int = Field(
         default=60_000, ge=1_000, description="Reclaim entries pending longer than this (a dead persister)."
     )
-    retry_base_s: float = Field(default=0.5, gt=0)
-    retry_cap_s: float = Field(default=30.0, gt=0)
-    http_port: int = Field(default=8081, ge=0, le=65535)
-    log_level: str = "INFO"
+    retry_base_s: float = Field(default=0.5, gt=0, description="First retry delay on a PostgreSQL/Redis outage.")
+    retry_cap_s: float = Field(default=30.0, gt=0, description="Largest retry delay.")
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        description="An entry delivered this many times without being acknowledged (a persister crashed or "
+        "hung on it each time) is stored alone, and dead-lettered with the reason if that fails too.",
+    )
+    # Retention of the shared per-type streams: connectors never trim them, persisters do.
+    stream_retention_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Acknowledged entries of the shared per-type streams stay in Redis this long (for inspection "
+        "and replays); entries some consumer group has not acknowledged are never trimmed.",
+    )
+    trim_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the shared streams are trimmed and consumer-group lag is measured."
+    )
+    http_port: int = Field(default=8081, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
 
 
 class OperatorSettings(BaseSettings):
@@ -211,7 +258,9 @@ class OperatorSettings(BaseSettings):
 
     # Connections of the operator itself.
     redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("OPERATOR_REDIS_URL", "REDIS_URL")
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("OPERATOR_REDIS_URL", "REDIS_URL"),
+        description=REDIS_URL_HELP + " The operator reads connector heartbeats.",
     )
     database_url: str | None = Field(
         default=None,
@@ -220,16 +269,18 @@ class OperatorSettings(BaseSettings):
     )
 
     # The connector pod.
-    connector_image: str = "ghcr.io/tiktok-service/tiktok-service:0.1.0"
-    connector_image_pull_policy: str = "IfNotPresent"
+    connector_image: str = Field(
+        default="ghcr.io/tiktok-service/tiktok-service:0.1.0", description="Image of the connector pods."
+    )
+    connector_image_pull_policy: str = Field(default="IfNotPresent", description="imagePullPolicy of connector pods.")
     connector_secret_name: str = Field(
         default="tiktok-connector", description="Secret (in each Livestream's namespace) the connector reads."
     )
-    connector_redis_url_key: str = "redis-url"
+    connector_redis_url_key: str = Field(default="redis-url", description="Key of the Secret holding REDIS_URL.")
     connector_sign_api_key_key: str = Field(default="sign-api-key", description="Optional key of the Secret.")
-    sign_api_url: str | None = None
-    tiktok_app_url: str | None = None
-    tiktok_webcast_url: str | None = None
+    sign_api_url: str | None = Field(default=None, description="Passed to connectors (unset = TikTokLive's default).")
+    tiktok_app_url: str | None = Field(default=None, description="Passed to connectors (unset = real TikTok).")
+    tiktok_webcast_url: str | None = Field(default=None, description="Passed to connectors (unset = real TikTok).")
     # Connection defaults for Livestreams that set none (spec.connection). Secrets are passed to
     # pods by reference (secretKeyRef, resolved by the kubelet): the operator never reads them.
     default_proxy_secret_name: str | None = Field(
@@ -258,9 +309,28 @@ class OperatorSettings(BaseSettings):
     # overcommitted and the cluster autoscaler adds nodes as rooms grow; the limit leaves room
     # for bursts (buffering while Redis is down). No CPU limit: throttling a socket reader
     # only makes TikTok drop us.
-    connector_cpu_request: str = "50m"
-    connector_memory_request: str = "112Mi"
-    connector_memory_limit: str = "256Mi"
+    connector_cpu_request: str = Field(default="50m", description="Default CPU request of a connector pod.")
+    connector_memory_request: str = Field(
+        default="112Mi", description="Default memory request (measured RSS 100-107 MB on a realistic room)."
+    )
+    connector_memory_limit: str = Field(default="256Mi", description="Default memory limit of a connector pod.")
+    # Limits on what a Livestream's `spec.connector` may ask for (checked before its pod is
+    # created; a Livestream beyond them is Failed, with the reason, until its spec changes).
+    connector_max_resources: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "1Gi"},
+        description="Largest request or limit per resource name a connector pod may have (JSON map); a resource "
+        "not named here may not be asked for at all.",
+    )
+    connector_allowed_priority_classes: list[str] = Field(
+        default_factory=list,
+        description="PriorityClasses a Livestream may give its connector (JSON list); empty = none (the cluster's "
+        "default priority only).",
+    )
+    connector_allowed_toleration_keys: list[str] = Field(
+        default_factory=list,
+        description="Taint keys a Livestream's connector may tolerate (JSON list); a toleration without a key "
+        "(tolerates every taint) is never allowed, so control-plane taints are tolerated only when named here.",
+    )
     connector_drain_timeout_s: int = Field(default=20, ge=1, description="Connector's flush time on SIGTERM.")
     connector_grace_period_s: int = Field(
         default=30, ge=1, description="Pod terminationGracePeriodSeconds; must exceed the drain timeout."
@@ -271,8 +341,25 @@ class OperatorSettings(BaseSettings):
     connector_topology_max_skew: int = Field(
         default=5, ge=1, description="Soft spread of connectors across nodes (ScheduleAnyway)."
     )
-    connector_run_as_user: int = 10001
-    connector_service_account: str | None = None
+    connector_run_as_user: int = Field(default=10001, description="uid of the connector container (the image's user).")
+    connector_service_account: str | None = Field(
+        default=None, description="Service account of connector pods (unset = the namespace's default)."
+    )
+    # TLS to Redis: the CA bundle that verifies Redis' certificate, mounted read-only into every
+    # connector pod (CA certificates are public: a ConfigMap is the usual home; a Secret works too).
+    connector_redis_ca_configmap: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="ConfigMap (in each Livestream's namespace) holding the Redis CA bundle; None = none.",
+    )
+    connector_redis_ca_secret: str | None = Field(
+        default=None,
+        pattern=SECRET_NAME_PATTERN,
+        description="Secret holding the Redis CA bundle, instead of a ConfigMap.",
+    )
+    connector_redis_ca_key: str = Field(
+        default="ca.crt", pattern=SECRET_KEY_PATTERN, description="Key of the CA bundle in that ConfigMap/Secret."
+    )
     connector_http_port: int = Field(
         default=8080,
         ge=0,
@@ -313,12 +400,14 @@ class OperatorSettings(BaseSettings):
     )
     worker_limit: int | None = Field(default=None, ge=1, description="kopf's concurrent object workers (None = any).")
     http_port: int = Field(default=8090, ge=0, le=65535, description="/healthz and /metrics (0 = off).")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
 
     @model_validator(mode="after")
     def _grace_covers_drain(self) -> Self:
         if self.connector_grace_period_s <= self.connector_drain_timeout_s:
             raise ValueError("connector_grace_period_s must exceed connector_drain_timeout_s (the connector's flush)")
+        if self.connector_redis_ca_configmap and self.connector_redis_ca_secret:
+            raise ValueError("name the Redis CA bundle once: connector_redis_ca_configmap or connector_redis_ca_secret")
         return self
 
 
@@ -330,11 +419,14 @@ class ApiSettings(BaseSettings):
     host: str = Field(default="0.0.0.0", description="Listen address (all interfaces: it runs in a pod).")
     port: int = Field(default=8002, ge=0, le=65535, description="Listen port (0 = any free port).")
     redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("API_REDIS_URL", "REDIS_URL")
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("API_REDIS_URL", "REDIS_URL"),
+        description=REDIS_URL_HELP,
     )
     database_url: str = Field(
         default="postgresql://tiktok@127.0.0.1:5432/tiktok",
         validation_alias=AliasChoices("API_DATABASE_URL", "DATABASE_URL"),
+        description=DATABASE_URL_HELP,
     )
     kubeconfig: Path | None = Field(
         default=None, description="Kubeconfig file; None = in-cluster service account (or the client's default)."
@@ -354,6 +446,13 @@ class ApiSettings(BaseSettings):
         ge=2,
         le=10_000,
         description="Redis connections: one blocking XREAD per livestream being streamed, plus catch-up reads.",
+    )
+    redis_control_pool_size: int = Field(
+        default=16,
+        ge=1,
+        le=1_000,
+        description="Redis connections for short commands (rate limits, stream leases, id lookups), apart from "
+        "the SSE pool, so streams never starve them; readiness has a connection of its own besides.",
     )
     kube_timeout_s: float = Field(default=10.0, gt=0, description="Per Kubernetes API request.")
 
@@ -392,6 +491,50 @@ class ApiSettings(BaseSettings):
         default=10.0, gt=0, description="Uvicorn's graceful-shutdown limit; streams close well before it."
     )
 
+    sse_max_livestreams: int | None = Field(
+        default=None,
+        ge=1,
+        description="Livestreams streamed at once by this process (each holds one SSE pool connection for its "
+        "blocking read); below `redis_pool_size`, the rest serving catch-up reads (None: seven eighths of the "
+        "pool). A stream of one more livestream is refused (503 `stream_capacity`) instead of exhausting the pool.",
+    )
+
+    # The tenant boundary: quotas and rate limits (counted in Redis, shared by every API replica).
+    max_livestreams_per_workspace: int = Field(
+        default=50,
+        ge=0,
+        description="Active Livestreams (wanted Running, not Stopped/Ended/Failed) a workspace may have; each is "
+        "a connector pod. One more connect or resume is refused with 403 `livestream_quota`.",
+    )
+    max_streams_per_workspace: int = Field(
+        default=200, ge=0, description="Open SSE streams of one workspace (all its keys, all replicas); 429 beyond."
+    )
+    max_streams_per_key: int = Field(
+        default=50, ge=0, description="Open SSE streams of one API key (all replicas); 429 `stream_quota` beyond."
+    )
+    rate_limit: str = Field(
+        default="30/second;1200/minute",
+        pattern=r"^[1-9][0-9]*/(second|minute|hour|day)(;[1-9][0-9]*/(second|minute|hour|day))*$",
+        description="Requests per API key (`N/second|minute|hour|day`, `;`-separated); 429 with Retry-After beyond. "
+        "Counted before the key is looked up, so one key's flood never reaches PostgreSQL.",
+    )
+    stream_lease_s: float = Field(
+        default=30.0,
+        ge=3,
+        description="An open stream's place in the stream quotas is renewed every third of this; a crashed "
+        "replica's streams stop counting after it.",
+    )
+    key_recheck_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often the keys of open SSE streams are checked again: a revoked key's streams end "
+        "(with `event: end`, reason `revoked`) within this.",
+    )
+    docs: bool = Field(
+        default=False, description="Serve /docs, /redoc and /openapi.json (off in production, on in `make dev`)."
+    )
+
     # Pagination.
     page_size: int = Field(
         default=50,
@@ -400,4 +543,56 @@ class ApiSettings(BaseSettings):
         description="Page size of lists and history when the client gives no `limit` (<= 500).",
     )
 
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)
+
+    @model_validator(mode="after")
+    def _readers_leave_room_for_catch_up(self) -> Self:
+        if self.sse_max_livestreams is not None and self.sse_max_livestreams >= self.redis_pool_size:
+            raise ValueError("sse_max_livestreams must be below redis_pool_size (catch-up reads need connections)")
+        return self
+
+    @property
+    def sse_reader_cap(self) -> int:
+        """Livestreams streamed at once: the setting, or the pool less an eighth (at least one) for catch-ups."""
+        if self.sse_max_livestreams is not None:
+            return self.sse_max_livestreams
+        return self.redis_pool_size - max(1, self.redis_pool_size // 8)
+
+
+class AccessSettings(BaseSettings):
+    """`tiktok-service access`: create each component's Redis user and database login.
+
+    Run with an administrator's credentials (Redis: a user allowed `ACL SETUSER`; PostgreSQL:
+    the schema's owner with CREATEROLE) and each component's URL, from the very Secret key the
+    component reads: the password is taken from that URL, so each password lives in one place.
+    A component whose URL is not given is skipped (and the command says so).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ACCESS_", extra="ignore")
+
+    redis_url: SecretStr | None = Field(default=None, description="Redis as an administrator; None = skip Redis.")
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL as the schema's owner; None = skip the database (and the migrations)."
+    )
+    connector_redis_url: SecretStr | None = Field(
+        default=None, description="The connectors' Redis URL (user tiktok-connector); its password is set."
+    )
+    persister_redis_url: SecretStr | None = Field(
+        default=None, description="The persister's Redis URL (user tiktok-persister); its password is set."
+    )
+    api_redis_url: SecretStr | None = Field(
+        default=None, description="The API's Redis URL (user tiktok-api); its password is set."
+    )
+    operator_redis_url: SecretStr | None = Field(
+        default=None, description="The operator's Redis URL (user tiktok-operator); its password is set."
+    )
+    persister_database_url: SecretStr | None = Field(
+        default=None, description="The persister's DSN (login tiktok_persister_login); its password is set."
+    )
+    operator_database_url: SecretStr | None = Field(
+        default=None, description="The operator's DSN (login tiktok_operator_login); its password is set."
+    )
+    api_database_url: SecretStr | None = Field(
+        default=None, description="The API's DSN (login tiktok_api_login); its password is set."
+    )
+    log_level: str = Field(default="INFO", description=LOG_LEVEL_HELP)

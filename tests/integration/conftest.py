@@ -14,7 +14,7 @@ from TikTokLive import TikTokLiveClient
 from TikTokLive.client.web.web_settings import WebDefaults
 
 from tests.tiktoklive_recorder import Recorder
-from tiktok_service.simulator import SimulatorConfig, SimulatorServer
+from tiktok_service_dev.simulator import SimulatorConfig, SimulatorServer
 
 
 @pytest.fixture

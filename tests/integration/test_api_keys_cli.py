@@ -8,8 +8,10 @@ import re
 import asyncpg
 import pytest
 
+from tests.access_support import database_as
 from tiktok_service.api import keys, main, repository
-from tiktok_service.persister.migrate import migrate
+from tiktok_service.database.migrate import migrate
+from tiktok_service.domain.access import Role
 
 
 async def _workspace_of(database_url: str, secret: str) -> str | None:
@@ -56,3 +58,14 @@ def test_a_key_for_a_workspace_that_cannot_own_secrets_is_made_with_a_note(
 
     assert main.keys_main(["--database-url", database_url, "create", "--workspace", "acme-corp"]) == 0
     assert "cannot name Secrets" not in capsys.readouterr().err
+
+
+def test_the_api_servers_own_login_cannot_make_a_key_and_is_told_to_use_the_owners(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(migrate(database_url))
+
+    api_login = database_as(database_url, Role.API)
+
+    assert main.keys_main(["--database-url", api_login, "create", "--workspace", "acme"]) == 1
+    assert "use the database owner's URL" in capsys.readouterr().err

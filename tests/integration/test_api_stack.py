@@ -33,23 +33,25 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from schemathesis.generation import GenerationMode
 
+from tests.access_support import database_as, redis_as
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import Cluster, Livestreams, connector_bin_dir
 from tests.support import expected_events, wait_until
 from tiktok_service.api import keys, repository
 from tiktok_service.api.main import ApiServer
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.devcluster.node_agent import NodeAgent
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.events import Envelope, EventType
-from tiktok_service.operator import model, testing
-from tiktok_service.persister import testing as persister_testing
-from tiktok_service.persister.migrate import migrate
+from tiktok_service.operator import model
 from tiktok_service.settings import ApiSettings
-from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev import operator_harness, persister_harness
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.node_agent import NodeAgent
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 
@@ -216,14 +218,17 @@ def api_settings(cp: ControlPlane, namespace: str, redis_url: str, database_url:
             "sse_phase_check_s": 0.3,
             "sse_ping_interval_s": 1.0,
             "shutdown_timeout_s": 10,
+            "docs": True,  # the fuzz test reads /openapi.json
         }
     )
 
 
 def bind_role(admin: client.ApiClient, *, namespace: str, user: str, manifest: str) -> None:
     """Bind the Role of one deploy/ file (and nothing else) to `user`."""
-    (role,) = [doc for doc in testing.manifests(testing.DEPLOY_DIR / manifest) if doc["kind"] == "Role"]
-    testing.apply(admin, [role], namespace=namespace)
+    (role,) = [
+        doc for doc in operator_harness.manifests(operator_harness.DEPLOY_DIR / manifest) if doc["kind"] == "Role"
+    ]
+    operator_harness.apply(admin, [role], namespace=namespace)
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -231,7 +236,7 @@ def bind_role(admin: client.ApiClient, *, namespace: str, user: str, manifest: s
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
-    testing.apply(admin, [binding], namespace=namespace)
+    operator_harness.apply(admin, [binding], namespace=namespace)
 
 
 def create_namespace(admin: client.ApiClient, prefix: str) -> str:
@@ -302,7 +307,10 @@ async def stack(
     bind_role(admin, namespace=namespace, user=API_USER, manifest="api-rbac.yaml")
     client.CoreV1Api(admin).create_namespaced_secret(
         namespace,
-        client.V1Secret(metadata=client.V1ObjectMeta(name="tiktok-connector"), string_data={"redis-url": redis_url}),
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="tiktok-connector"),
+            string_data={"redis-url": redis_as(redis_url, Role.CONNECTOR)},
+        ),
     )
     bin_dir = connector_bin_dir(tmp_path_factory.mktemp("connector-bin"), VENV_BIN)
     agent = NodeAgent(
@@ -314,20 +322,29 @@ async def stack(
         stop_grace_s=1.0,
     )
     base = simulator.base_url
-    operator_settings = testing.quick_settings(
+    operator_settings = operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
         namespace=namespace,
-        redis_url=redis_url,
-        database_url=database_url,
+        redis_url=redis_as(redis_url, Role.OPERATOR),
+        database_url=database_as(database_url, Role.OPERATOR),
         sign_api_url=base,
         tiktok_app_url=base,
         tiktok_webcast_url=base + "/webcast",
     )
     redis_client = aioredis.from_url(redis_url)
-    with agent, testing.OperatorThread(operator_settings):
+    with agent, operator_harness.OperatorThread(operator_settings):
         async with (
-            persister_testing.running(persister_testing.quick_settings(redis_url, database_url), name="api"),
-            running_api(api_settings(control_plane, namespace, redis_url, database_url)) as (server, base_url),
+            persister_harness.running(
+                persister_harness.quick_settings(
+                    redis_as(redis_url, Role.PERSISTER), database_as(database_url, Role.PERSISTER)
+                ),
+                name="api",
+            ),
+            running_api(
+                api_settings(
+                    control_plane, namespace, redis_as(redis_url, Role.API), database_as(database_url, Role.API)
+                )
+            ) as (server, base_url),
             # Idle connections are dropped before uvicorn's 5 s keep-alive closes them, so no request
             # goes out on a socket the server is closing (a ReadError, not an answer).
             httpx.AsyncClient(base_url=base_url, timeout=30, limits=httpx.Limits(keepalive_expiry=2.0)) as http,

@@ -15,16 +15,21 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.access_support import redis_as
 from tests.support import Running, expected_events, livestream_entries, tiktok_ids, wait_until
-from tiktok_service.devcluster.processes import free_port
-from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.connector_status import ConnectorPhase, status_from_hash
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
-from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev.processes import free_port
+from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +44,7 @@ def make_settings(simulator: SimulatorServer, redis_url: str) -> Callable[..., C
         values: dict[str, Any] = {
             "livestream_id": str(uuid.uuid4()),
             "username": username,
-            "redis_url": redis_url,
+            "redis_url": redis_as(redis_url, Role.CONNECTOR),
             "sign_api_url": simulator.base_url,
             "sign_api_key": "test",
             "tiktok_app_url": simulator.base_url,
@@ -57,11 +62,18 @@ def make_settings(simulator: SimulatorServer, redis_url: str) -> Callable[..., C
 
 
 @pytest.fixture
-async def start(redis_client: aioredis.Redis) -> AsyncIterator[Callable[[ConnectorSettings], Running]]:
+async def start(redis_url: str) -> AsyncIterator[Callable[[ConnectorSettings], Running]]:
+    """Connectors as their pods run them: each with its own client, as the connector's ACL user."""
     running: list[Running] = []
+    clients: list[aioredis.Redis] = []
 
     def starter(settings: ConnectorSettings) -> Running:
-        connector = Running(settings, redis_client)
+        # Tests restart Redis; a retried command reconnects instead of failing on the stale socket.
+        client = aioredis.from_url(
+            settings.redis_url, retry=Retry(ExponentialBackoff(cap=0.5), 5), retry_on_error=[RedisConnectionError]
+        )
+        clients.append(client)
+        connector = Running(settings, client)
         running.append(connector)
         return connector
 
@@ -69,6 +81,8 @@ async def start(redis_client: aioredis.Redis) -> AsyncIterator[Callable[[Connect
     for connector in running:
         if not connector.task.done():
             await connector.stop()
+    for client in clients:
+        await client.aclose()
 
 
 async def sent(simulator: SimulatorServer, username: str) -> list[dict[str, Any]]:

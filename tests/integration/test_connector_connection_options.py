@@ -23,14 +23,14 @@ from prometheus_client import REGISTRY, generate_latest
 from tests.proxies import TIKTOK_HOSTS, LocalProxy, MicroSocks, TinyProxy, namespaces_available
 from tests.support import Running, expected_events, tiktok_ids, wait_until
 from tiktok_service.connector import client_options, outcomes
-from tiktok_service.devcluster.processes import free_port
 from tiktok_service.domain import naming
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.domain.proxies import start_index
 from tiktok_service.settings import ConnectorSettings
-from tiktok_service.simulator.room import RoomState
-from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev.processes import free_port
+from tiktok_service_dev.simulator.room import RoomState
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 

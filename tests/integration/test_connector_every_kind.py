@@ -24,9 +24,9 @@ from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.domain import catalogue
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
-from tiktok_service.simulator import kinds
-from tiktok_service.simulator.scenario import EVERY_KIND, Scenario
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev.simulator import kinds
+from tiktok_service_dev.simulator.scenario import EVERY_KIND, Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 

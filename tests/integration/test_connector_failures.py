@@ -15,10 +15,10 @@ from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorPhase, status_from_hash
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
-from tiktok_service.simulator.config import SimulatorConfig
-from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
-from tiktok_service.simulator.tiktok_routes import fault_counts
+from tiktok_service_dev.simulator.config import SimulatorConfig
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
+from tiktok_service_dev.simulator.tiktok_routes import fault_counts
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""A restarted connector seeds its duplicate filter from the livestream's stream, page by page."""
+"""A connector taking a livestream over learns its newest ids from the livestream's stream, page by page."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from tiktok_service.connector.publisher import recent_ids
-from tiktok_service.connector.redis_client import RedisClient
+from tiktok_service.connector.publisher import newest_ids
+from tiktok_service.connector.redis_client import RedisClient, RedisConnectionError
 from tiktok_service.domain import naming
 
 
@@ -21,13 +21,14 @@ async def test_the_newest_ids_come_back_oldest_first_across_pages(redis_url: str
     await redis_client.xadd(stream, {"note": "an entry without an id is skipped"})
     redis = RedisClient.from_url(redis_url)
     try:
-        assert await recent_ids(redis, livestream_id, 7, page=3) == [f"m{n}" for n in range(3, 10)]
-        assert await recent_ids(redis, livestream_id, 50, page=4) == [f"m{n}" for n in range(10)]
-        assert await recent_ids(redis, str(uuid.uuid4()), 50, page=4) == []
+        assert await newest_ids(redis, stream, 7, page=3) == [f"m{n}" for n in range(3, 10)]
+        assert await newest_ids(redis, stream, 50, page=4) == [f"m{n}" for n in range(10)]
+        assert await newest_ids(redis, naming.livestream_stream(str(uuid.uuid4())), 50, page=4) == []
     finally:
         await redis.aclose()
 
 
-async def test_an_unreachable_redis_seeds_nothing() -> None:
+async def test_an_unreachable_redis_is_an_error_the_publisher_retries() -> None:
     redis = RedisClient.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
-    assert await recent_ids(redis, "ls-1", 10) == []
+    with pytest.raises(RedisConnectionError):
+        await newest_ids(redis, naming.livestream_stream("ls-1"), 10)

@@ -21,13 +21,17 @@ from tests.support import wait_until
 from tiktok_service.connector.redis_client import (
     AuthenticationError,
     BusyLoadingError,
+    NoScriptError,
     RedisClient,
     RedisConnectionError,
+    RedisOutOfMemoryError,
     RedisTimeoutError,
     ReplyError,
 )
-from tiktok_service.devcluster import processes
-from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
+from tiktok_service_dev import processes
+from tiktok_service_dev.redis_server import LocalRedis
 
 
 @contextlib.contextmanager
@@ -71,15 +75,37 @@ async def test_the_connector_commands_do_what_redis_py_reads_back(redis_url: str
         assert newest == (await redis_client.xrevrange("rc:stream", count=2))
 
 
-async def test_a_script_unknown_to_the_server_is_sent_whole_then_run_by_its_digest(
-    redis_url: str, redis_client: aioredis.Redis
+async def test_a_script_unknown_to_the_server_is_loaded_then_run_by_its_digest_as_the_connector_user(
+    redis_roles: dict[Role, str], redis_client: aioredis.Redis
 ) -> None:
-    async with client(redis_url) as redis:
-        script = redis.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
-        await redis_client.script_flush()
-        assert await script(keys=["rc:counter"], args=[5]) == 5  # NOSCRIPT, then EVAL
+    """The connector's ACL user has EVALSHA and SCRIPT LOAD, not EVAL: a flushed cache is loaded again."""
+    key = naming.event_counts_key("rc-script")
+    async with client(redis_roles[Role.CONNECTOR]) as redis:
+        script = redis.register_script("return redis.call('HINCRBY', KEYS[1], 'n', ARGV[1])")
+        await redis_client.script_flush()  # as after a restart, or a failover to a new primary
+        assert await script(keys=[key], args=[5]) == 5  # NOSCRIPT, SCRIPT LOAD, EVALSHA
         assert (await redis_client.script_exists(script.sha)) == [True]
-        assert await script(keys=["rc:counter"], args=[2]) == 7  # EVALSHA
+        assert await script(keys=[key], args=[2]) == 7  # EVALSHA
+        await redis_client.script_flush()
+        wait = ("WAIT", 0, 0)
+        with pytest.raises(NoScriptError):  # in a pipeline: every reply read, the first error raised
+            await redis.pipeline(script.command([key], [1]), wait)
+        await script.load()
+        assert await redis.pipeline(script.command([key], [1]), wait) == [8, 0]
+        assert await redis.ping()
+
+
+async def test_a_full_redis_is_told_apart_from_other_error_replies(redis_url: str, redis_client: aioredis.Redis) -> None:
+    async with client(redis_url) as redis:
+        await redis_client.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(RedisOutOfMemoryError, match="OOM"):
+                await redis.transaction(("HSET", "rc:full", "a", "1"))
+            with pytest.raises(RedisOutOfMemoryError):
+                await redis.execute("SET", "rc:full", "1")
+        finally:
+            await redis_client.config_set("maxmemory", 0)
+        assert await redis.execute("SET", "rc:full", "1") == b"OK"
 
 
 async def test_an_error_reply_is_raised_and_the_connection_stays_usable(redis_url: str) -> None:

@@ -19,7 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from tests.cluster_support import started_control_plane
-from tiktok_service.devcluster.controlplane import ControlPlane, binaries_dir
+from tiktok_service_dev.controlplane import ControlPlane, binaries_dir
 
 pytestmark = pytest.mark.slow
 

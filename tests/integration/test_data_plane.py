@@ -13,12 +13,13 @@ import redis.asyncio as aioredis
 from tests.support import expected_events, tiktok_ids, wait_until
 from tiktok_service.connector import runner as connector_runner
 from tiktok_service.connector.redis_client import RedisClient
-from tiktok_service.devcluster.postgres_server import LocalPostgres
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.exit_codes import ExitCode
-from tiktok_service.persister import testing as persister_testing
 from tiktok_service.settings import ConnectorSettings
-from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev import persister_harness
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +56,8 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
     redis_client: aioredis.Redis,
     database_url: str,
     postgres_server: LocalPostgres,
+    redis_roles: dict[Role, str],
+    database_roles: dict[Role, str],
 ) -> None:
     username = f"e2e_{uuid.uuid4().hex[:8]}"
     mix = {"comment": 40, "gift": 15, "like": 10, "join": 10, "follow": 5, "share": 5, "viewer": 5, "unknown": 5}
@@ -64,9 +67,9 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
     )
     settings = connector_settings(simulator, redis_url, username)
     connector_runner.configure_tiktok_urls(settings)
-    persister_settings = persister_testing.quick_settings(redis_url, database_url)
-    async with persister_testing.running(persister_settings, name="e2e"):
-        connector_redis = RedisClient.from_url(redis_url)
+    persister_settings = persister_harness.quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER])
+    async with persister_harness.running(persister_settings, name="e2e"):
+        connector_redis = RedisClient.from_url(redis_roles[Role.CONNECTOR])
         runner = connector_runner.ConnectorRunner(settings, redis=connector_redis)
         task = asyncio.create_task(runner.run())
         await wait_until(
@@ -91,7 +94,7 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
             return set(expected) <= {event_id for event_id, _ in await stored(database_url, settings.livestream_id)}
 
         await wait_until(all_stored, timeout=60, what="every event in PostgreSQL")
-        assert await persister_testing.pending_entries(redis_client) == 0
+        assert await persister_harness.pending_entries(redis_client) == 0
 
     in_redis = await tiktok_ids(redis_client, settings.livestream_id)
     assert sorted(in_redis) == sorted(expected)

@@ -53,21 +53,21 @@ from tests.e2e_support import (
     without_markers,
 )
 from tests.support import expected_events
-from tiktok_service.devcluster.controlplane import ControlPlane, binaries_dir
-from tiktok_service.devcluster.node_agent import NodeAgent
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
+from tiktok_service.database import livestreams_repository as repo
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
 from tiktok_service.domain.exit_codes import ExitCode
-from tiktok_service.operator import model, testing
-from tiktok_service.persister import livestreams_repository as repo
-from tiktok_service.persister import testing as persister_testing
-from tiktok_service.persister.migrate import migrate
+from tiktok_service.operator import model
 from tiktok_service.settings import OperatorSettings, PersisterSettings
-from tiktok_service.simulator.config import SimulatorConfig
-from tiktok_service.simulator.room import Room
-from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
+from tiktok_service_dev import operator_harness, persister_harness
+from tiktok_service_dev.controlplane import ControlPlane, binaries_dir
+from tiktok_service_dev.node_agent import NodeAgent
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.config import SimulatorConfig
+from tiktok_service_dev.simulator.room import Room
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ async def _create_database(dsn: str, name: str) -> str:
 
 async def _serve_persister(settings: PersisterSettings, stop: asyncio.Event) -> None:
     """The persister until `stop` is set (a `Background` service)."""
-    async with persister_testing.running(settings, name="e2e"):
+    async with persister_harness.running(settings, name="e2e"):
         await stop.wait()
 
 
@@ -144,7 +144,7 @@ def services(redis_server: LocalRedis, postgres_server: LocalPostgres) -> Iterat
         simulator = SimulatorServer(SimulatorConfig(port=0))
         bg.run(simulator.start())
         try:
-            settings = persister_testing.quick_settings(redis_server.url, database_url)
+            settings = persister_harness.quick_settings(redis_server.url, database_url)
             persister = Background(bg, partial(_serve_persister, settings))
             try:
                 yield Services(bg, simulator, redis_server.url, database_url)
@@ -224,7 +224,7 @@ def main_node(
 @pytest.fixture(scope="module")
 def operator_settings(control_plane: ControlPlane, namespace: str, services: Services) -> OperatorSettings:
     base_url = services.simulator.base_url
-    return testing.quick_settings(
+    return operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
         namespace=namespace,
         redis_url=services.redis_url,
@@ -232,6 +232,7 @@ def operator_settings(control_plane: ControlPlane, namespace: str, services: Ser
         sign_api_url=base_url,
         tiktok_app_url=base_url,
         tiktok_webcast_url=base_url + "/webcast",
+        connector_allowed_toleration_keys=[POOL_LABEL],  # the node pools of the scaling test
     )
 
 
@@ -240,7 +241,7 @@ class Operator:
 
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
-        self.thread: testing.OperatorThread | None = testing.OperatorThread(settings).start()
+        self.thread: operator_harness.OperatorThread | None = operator_harness.OperatorThread(settings).start()
 
     def stop(self) -> None:
         if self.thread is not None:
@@ -249,7 +250,7 @@ class Operator:
 
     def start(self) -> None:
         assert self.thread is None
-        self.thread = testing.OperatorThread(self.settings).start()
+        self.thread = operator_harness.OperatorThread(self.settings).start()
 
 
 @pytest.fixture(scope="module")

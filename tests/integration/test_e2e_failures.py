@@ -30,16 +30,17 @@ from tests.e2e_support import (
     unique,
     wait_for,
 )
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.devcluster.node_agent import NodeAgent
-from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain.exit_codes import ExitCode
-from tiktok_service.operator import model, testing
-from tiktok_service.simulator.config import SimulatorConfig
-from tiktok_service.simulator.room import Room
-from tiktok_service.simulator.scenario import Scenario
-from tiktok_service.simulator.server import SimulatorServer
-from tiktok_service.simulator.tiktok_routes import fault_counts
+from tiktok_service.operator import model
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.node_agent import NodeAgent
+from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.config import SimulatorConfig
+from tiktok_service_dev.simulator.room import Room
+from tiktok_service_dev.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.server import SimulatorServer
+from tiktok_service_dev.simulator.tiktok_routes import fault_counts
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +133,7 @@ def cluster(
     agents: list[NodeAgent],
 ) -> Iterator[Cluster]:
     base_url = services.simulator.base_url
-    settings = testing.quick_settings(
+    settings = operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
         namespace=namespace,
         redis_url=services.redis_url,
@@ -141,7 +142,7 @@ def cluster(
         tiktok_app_url=base_url,
         tiktok_webcast_url=base_url + "/webcast",
     )
-    operator = testing.OperatorThread(settings).start()
+    operator = operator_harness.OperatorThread(settings).start()
     try:
         yield Cluster(admin, namespace, agents)
     finally:

@@ -24,9 +24,9 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from tests.cluster_support import started_control_plane
-from tiktok_service.devcluster.controlplane import ControlPlane
-from tiktok_service.devcluster.node_agent import NodeAgent, NodeAgentError
-from tiktok_service.devcluster.ports import free_ports
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.node_agent import NodeAgent, NodeAgentError
+from tiktok_service_dev.ports import free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -671,7 +671,7 @@ def test_the_command_line_agent_serves_pods_until_sigterm(
     argv = [
         sys.executable,
         "-m",
-        "tiktok_service.devcluster.node_agent",
+        "tiktok_service_dev.node_agent",
         f"--kubeconfig={control_plane.kubeconfig_path}",
         f"--node-name={node_name}",
         "--pods=5",

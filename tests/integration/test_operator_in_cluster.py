@@ -18,14 +18,17 @@ import pytest
 import redis.asyncio as aioredis
 from kubernetes import client, config
 
+from tests.access_support import database_as, redis_as
 from tests.cluster_support import started_control_plane
 from tests.support import wait_until
-from tiktok_service.devcluster.controlplane import ControlPlane
+from tiktok_service.database import livestreams_repository as repo
+from tiktok_service.database.migrate import migrate
 from tiktok_service.domain import naming
+from tiktok_service.domain.access import Role
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
-from tiktok_service.operator import model, testing
-from tiktok_service.persister import livestreams_repository as repo
-from tiktok_service.persister.migrate import migrate
+from tiktok_service.operator import model
+from tiktok_service_dev import operator_harness
+from tiktok_service_dev.controlplane import ControlPlane
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +57,7 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     """A fresh namespace where the operator user holds exactly the deploy/ Role."""
     name = f"test-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    testing.grant_role(api, namespace=name, user=OPERATOR_USER)
+    operator_harness.grant_role(api, namespace=name, user=OPERATOR_USER)
     yield name
     client.CoreV1Api(api).delete_namespace(name)
 
@@ -68,18 +71,18 @@ async def migrated_database(database_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def operator_settings(
     control_plane: ControlPlane, namespace: str, redis_url: str, migrated_database: str
-) -> testing.config.OperatorSettings:
-    return testing.quick_settings(
+) -> operator_harness.config.OperatorSettings:
+    return operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
         namespace=namespace,
-        redis_url=redis_url,
-        database_url=migrated_database,
+        redis_url=redis_as(redis_url, Role.OPERATOR),
+        database_url=database_as(migrated_database, Role.OPERATOR),
     )
 
 
 @pytest.fixture
-def operator(operator_settings: testing.config.OperatorSettings) -> Iterator[testing.OperatorThread]:
-    with testing.OperatorThread(operator_settings) as running:
+def operator(operator_settings: operator_harness.config.OperatorSettings) -> Iterator[operator_harness.OperatorThread]:
+    with operator_harness.OperatorThread(operator_settings) as running:
         yield running
 
 
@@ -238,7 +241,7 @@ def env_of(pod: client.V1Pod) -> dict[str, str | None]:
 
 
 async def test_a_new_livestream_gets_one_connector_pod_built_from_its_spec(
-    operator: testing.OperatorThread, cluster: Cluster, migrated_database: str
+    operator: operator_harness.OperatorThread, cluster: Cluster, migrated_database: str
 ) -> None:
     created = cluster.create(livestream("alice", eventTypes=["tiktok.comment"]))
     uid = created["metadata"]["uid"]
@@ -271,7 +274,7 @@ async def test_a_new_livestream_gets_one_connector_pod_built_from_its_spec(
 
 
 async def test_a_connector_reporting_live_makes_the_livestream_live_and_its_row_matches(
-    operator: testing.OperatorThread, cluster: Cluster, redis_client: aioredis.Redis, migrated_database: str
+    operator: operator_harness.OperatorThread, cluster: Cluster, redis_client: aioredis.Redis, migrated_database: str
 ) -> None:
     uid = cluster.create(livestream("bob"))["metadata"]["uid"]
     await wait_until(lambda: cluster.pod("bob") is not None, timeout=DEADLINE_S, what="the connector pod")
@@ -311,7 +314,7 @@ async def test_a_connector_reporting_live_makes_the_livestream_live_and_its_row_
 
 
 async def test_exit_code_10_ends_the_livestream_and_closes_its_row(
-    operator: testing.OperatorThread, cluster: Cluster, migrated_database: str
+    operator: operator_harness.OperatorThread, cluster: Cluster, migrated_database: str
 ) -> None:
     uid = cluster.create(livestream("carol"))["metadata"]["uid"]
     await wait_until(lambda: cluster.pod("carol") is not None, timeout=DEADLINE_S, what="the connector pod")
@@ -332,7 +335,7 @@ async def test_exit_code_10_ends_the_livestream_and_closes_its_row(
     assert pod is not None and pod.status.phase == "Failed"  # kept for its logs, not restarted
 
 
-async def test_a_deleted_pod_is_recreated(operator: testing.OperatorThread, cluster: Cluster) -> None:
+async def test_a_deleted_pod_is_recreated(operator: operator_harness.OperatorThread, cluster: Cluster) -> None:
     cluster.create(livestream("dave"))
     await wait_until(lambda: cluster.pod("dave") is not None, timeout=DEADLINE_S, what="the connector pod")
     first = cluster.pod("dave")
@@ -349,7 +352,7 @@ async def test_a_deleted_pod_is_recreated(operator: testing.OperatorThread, clus
 
 
 async def test_a_connector_failing_again_and_again_backs_off_longer_each_time_then_fails(
-    operator: testing.OperatorThread, cluster: Cluster
+    operator: operator_harness.OperatorThread, cluster: Cluster
 ) -> None:
     policy = {"maxRestarts": 2, "backoffBaseSeconds": 1, "backoffCapSeconds": 60}
     cluster.create(livestream("erin", restartPolicy=policy))
@@ -389,7 +392,7 @@ async def test_a_connector_failing_again_and_again_backs_off_longer_each_time_th
 
 
 async def test_pausing_removes_the_pod_and_running_again_creates_a_new_one(
-    operator: testing.OperatorThread, cluster: Cluster
+    operator: operator_harness.OperatorThread, cluster: Cluster
 ) -> None:
     cluster.create(livestream("fay"))
     await wait_until(lambda: cluster.pod("fay") is not None, timeout=DEADLINE_S, what="the connector pod")
@@ -409,7 +412,7 @@ async def test_pausing_removes_the_pod_and_running_again_creates_a_new_one(
     assert "Paused" in cluster.events("fay")
 
 
-async def test_a_spec_change_replaces_the_pod(operator: testing.OperatorThread, cluster: Cluster) -> None:
+async def test_a_spec_change_replaces_the_pod(operator: operator_harness.OperatorThread, cluster: Cluster) -> None:
     cluster.create(livestream("gus"))
     await wait_until(lambda: cluster.pod("gus") is not None, timeout=DEADLINE_S, what="the connector pod")
 
@@ -424,7 +427,7 @@ async def test_a_spec_change_replaces_the_pod(operator: testing.OperatorThread, 
 
 
 async def test_a_pod_no_node_can_take_is_pending_as_unschedulable(
-    operator: testing.OperatorThread, cluster: Cluster
+    operator: operator_harness.OperatorThread, cluster: Cluster
 ) -> None:
     cluster.create(livestream("hal"))
 
@@ -434,6 +437,50 @@ async def test_a_pod_no_node_can_take_is_pending_as_unschedulable(
 
     await wait_until(unschedulable, timeout=DEADLINE_S, what="Pending/Unschedulable from the scheduler's verdict")
     assert "nodes are available" in cluster.status("hal")["message"]
+
+
+async def test_a_pod_the_api_server_refuses_backs_off_with_its_reason_and_an_event_then_starts_once_allowed(
+    operator: operator_harness.OperatorThread, cluster: Cluster
+) -> None:
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})
+    )
+    cluster.core.create_namespaced_resource_quota(cluster.namespace, quota)
+
+    def quota_counted() -> bool:  # the quota controller has taken stock: admission now answers "exceeded quota"
+        found = cluster.core.read_namespaced_resource_quota("no-pods", cluster.namespace)
+        return bool(found.status and found.status.hard)
+
+    await wait_until(quota_counted, timeout=DEADLINE_S, what="the quota's status")
+    cluster.create(livestream("ivy", restartPolicy={"maxRestarts": 1, "backoffBaseSeconds": 1, "backoffCapSeconds": 2}))
+
+    def refused(attempt: int) -> bool:
+        status = cluster.status("ivy")
+        return status.get("reason") == "PodRefused" and f"attempt {attempt}," in status.get("message", "")
+
+    await wait_until(lambda: refused(1), timeout=DEADLINE_S, what="the first refusal in the status")
+    status = cluster.status("ivy")
+    assert status["phase"] == "BackingOff"
+    assert model.parse_time(status["nextRetryAt"]) is not None
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "PodRefused")
+    assert "(403 Forbidden)" in ready["message"] and "exceeded quota: no-pods" in ready["message"]
+    await wait_until(lambda: refused(3), timeout=DEADLINE_S, what="a third refusal, after backing off")
+    assert cluster.status("ivy")["restarts"] == 0  # refusals are no connector failures: never Failed by them
+    events = cluster.events("ivy")
+    assert events.count("PodRefused") >= 3 and "RestartScheduled" not in events
+    refused_total = operator.metrics.registry.get_sample_value(
+        "tiktok_operator_pod_actions_total", {"action": "refused"}
+    )
+    assert refused_total is not None and refused_total >= 3
+    assert cluster.pod("ivy") is None
+
+    cluster.core.delete_namespaced_resource_quota("no-pods", cluster.namespace)
+
+    await wait_until(lambda: cluster.pod("ivy") is not None, timeout=DEADLINE_S, what="the pod once the quota is gone")
+    await wait_until(
+        lambda: cluster.status("ivy").get("podName") == model.pod_name("ivy"), timeout=DEADLINE_S, what="the status"
+    )
 
 
 async def assert_finalized(cluster: Cluster, name: str, *, database: str, uid: str) -> None:
@@ -447,7 +494,7 @@ async def assert_finalized(cluster: Cluster, name: str, *, database: str, uid: s
 
 
 async def test_deleting_the_livestream_removes_its_pod_and_closes_its_row(
-    operator: testing.OperatorThread, cluster: Cluster, migrated_database: str
+    operator: operator_harness.OperatorThread, cluster: Cluster, migrated_database: str
 ) -> None:
     uid = cluster.create(livestream("ivy"))["metadata"]["uid"]
     await wait_until(lambda: cluster.pod("ivy") is not None, timeout=DEADLINE_S, what="the connector pod")
@@ -458,9 +505,9 @@ async def test_deleting_the_livestream_removes_its_pod_and_closes_its_row(
 
 
 async def test_a_livestream_deleted_while_no_operator_runs_is_cleaned_up_by_the_next_one(
-    operator_settings: testing.config.OperatorSettings, cluster: Cluster, migrated_database: str
+    operator_settings: operator_harness.config.OperatorSettings, cluster: Cluster, migrated_database: str
 ) -> None:
-    with testing.OperatorThread(operator_settings):
+    with operator_harness.OperatorThread(operator_settings):
         uid = cluster.create(livestream("nia"))["metadata"]["uid"]
         await wait_until(lambda: cluster.pod("nia") is not None, timeout=DEADLINE_S, what="the connector pod")
 
@@ -469,12 +516,12 @@ async def test_a_livestream_deleted_while_no_operator_runs_is_cleaned_up_by_the_
     assert held["deletionTimestamp"] and held["finalizers"] == [model.FINALIZER]  # no operator, no release
     assert cluster.pod("nia") is not None
 
-    with testing.OperatorThread(operator_settings):
+    with operator_harness.OperatorThread(operator_settings):
         await assert_finalized(cluster, "nia", database=migrated_database, uid=uid)
 
 
 async def test_the_operator_writes_nothing_onto_a_livestream_but_its_finalizer_and_status(
-    operator: testing.OperatorThread, cluster: Cluster
+    operator: operator_harness.OperatorThread, cluster: Cluster
 ) -> None:
     cluster.create(livestream("oz"))
 
@@ -487,9 +534,9 @@ async def test_the_operator_writes_nothing_onto_a_livestream_but_its_finalizer_a
 
 
 async def test_a_restarted_operator_adopts_the_existing_pod_instead_of_creating_another(
-    operator_settings: testing.config.OperatorSettings, cluster: Cluster, redis_client: aioredis.Redis
+    operator_settings: operator_harness.config.OperatorSettings, cluster: Cluster, redis_client: aioredis.Redis
 ) -> None:
-    with testing.OperatorThread(operator_settings):
+    with operator_harness.OperatorThread(operator_settings):
         uid = cluster.create(livestream("jay"))["metadata"]["uid"]
         await wait_until(lambda: cluster.pod("jay") is not None, timeout=DEADLINE_S, what="the connector pod")
     original = cluster.pod("jay")
@@ -497,7 +544,7 @@ async def test_a_restarted_operator_adopts_the_existing_pod_instead_of_creating_
     cluster.run_pod("jay")
     await report(redis_client, uid, ConnectorStatus(phase=ConnectorPhase.LIVE, room_id=1), {})
 
-    with testing.OperatorThread(operator_settings):
+    with operator_harness.OperatorThread(operator_settings):
         await wait_until(
             lambda: cluster.status("jay").get("phase") == "Live",
             timeout=DEADLINE_S,
@@ -511,13 +558,13 @@ async def test_a_restarted_operator_adopts_the_existing_pod_instead_of_creating_
 
 
 async def test_of_two_peered_operators_only_the_higher_priority_one_works_and_the_other_takes_over(
-    api: client.ApiClient, operator_settings: testing.config.OperatorSettings, cluster: Cluster
+    api: client.ApiClient, operator_settings: operator_harness.config.OperatorSettings, cluster: Cluster
 ) -> None:
-    testing.create_peering(api, namespace=cluster.namespace, name="tiktok-operator")
+    operator_harness.create_peering(api, namespace=cluster.namespace, name="tiktok-operator")
     peered = operator_settings.model_copy(update={"peering_name": "tiktok-operator"})
-    standby = testing.OperatorThread(peered.model_copy(update={"peering_priority": 10})).start()
+    standby = operator_harness.OperatorThread(peered.model_copy(update={"peering_priority": 10})).start()
     try:
-        with testing.OperatorThread(peered.model_copy(update={"peering_priority": 20})) as active:
+        with operator_harness.OperatorThread(peered.model_copy(update={"peering_priority": 20})) as active:
             await wait_until(
                 lambda: len(cluster.peers("tiktok-operator")) == 2,
                 timeout=DEADLINE_S,
@@ -549,10 +596,10 @@ async def test_of_two_peered_operators_only_the_higher_priority_one_works_and_th
 
 
 async def test_counter_changes_alone_wait_for_the_status_interval_while_a_phase_change_goes_out_at_once(
-    operator_settings: testing.config.OperatorSettings, cluster: Cluster, redis_client: aioredis.Redis
+    operator_settings: operator_harness.config.OperatorSettings, cluster: Cluster, redis_client: aioredis.Redis
 ) -> None:
     settings = operator_settings.model_copy(update={"status_min_interval_s": 3600.0})
-    with testing.OperatorThread(settings) as running:
+    with operator_harness.OperatorThread(settings) as running:
         registry = running.metrics.registry
 
         def sample(name: str, **labels: str) -> float:

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from tiktok_service.database import events_repository, migrate
+from tiktok_service.database import livestreams_repository as livestreams
+from tiktok_service.database.livestreams_repository import LivestreamStatus
 from tiktok_service.domain import events
-from tiktok_service.persister import events_repository, migrate, rows, sample
-from tiktok_service.persister import livestreams_repository as livestreams
-from tiktok_service.persister.livestreams_repository import LivestreamStatus
+from tiktok_service.persister import rows
+from tiktok_service_dev import sample_events
 
 CR_UID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
 OTHER_UID = "9e1d2c3b-4a5f-4e6d-8c7b-0a1b2c3d4e5f"
@@ -30,9 +32,9 @@ def records(n: int, livestream_id: str = CR_UID, *, ties: bool = False) -> list[
     """`ties`: events share timestamps in pairs, so ordering must fall back on the id."""
     found = []
     for i in range(n):
-        envelope = sample.sample_envelope(i, livestream_id=livestream_id)
+        envelope = sample_events.sample_envelope(i, livestream_id=livestream_id)
         if ties:
-            envelope.time_ms = sample.BASE_TIME_MS + i // 2
+            envelope.time_ms = sample_events.BASE_TIME_MS + i // 2
         found.append(rows.record_from_envelope(envelope, envelope.encode()))
     return found
 
@@ -140,8 +142,8 @@ async def test_paging_filters_by_type_and_by_a_half_open_time_window(conn: async
     comments = await events_repository.events_page(conn, livestream, limit=1000, types=[events.EventType.COMMENT.value])
     assert len(comments.events) == 25
     assert {row.event_type for row in comments.events} == {"tiktok.comment"}
-    start = dt.datetime.fromtimestamp((sample.BASE_TIME_MS + 10) / 1000, tz=dt.UTC)
-    end = dt.datetime.fromtimestamp((sample.BASE_TIME_MS + 20) / 1000, tz=dt.UTC)
+    start = dt.datetime.fromtimestamp((sample_events.BASE_TIME_MS + 10) / 1000, tz=dt.UTC)
+    end = dt.datetime.fromtimestamp((sample_events.BASE_TIME_MS + 20) / 1000, tz=dt.UTC)
     window = await events_repository.events_page(conn, livestream, limit=1000, since=start, until=end)
     assert [row.event_id for row in window.events] == [str(7_400_000_000_000_000_000 + n) for n in range(10, 20)]
 

@@ -15,13 +15,11 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 import tiktok_service
-from tiktok_service.devcluster import processes
-from tiktok_service.devcluster.postgres_server import LocalPostgres
-from tiktok_service.devcluster.redis_server import LocalRedis
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import sample
+from tiktok_service.domain.access import Role
 from tiktok_service.persister.streams import GroupConsumer
-from tiktok_service.persister.testing import (
+from tiktok_service_dev import processes, sample_events
+from tiktok_service_dev.persister_harness import (
     metric,
     pending_entries,
     quick_settings,
@@ -30,12 +28,14 @@ from tiktok_service.persister.testing import (
     stored_events,
     wait_until,
 )
+from tiktok_service_dev.postgres_server import LocalPostgres
+from tiktok_service_dev.redis_server import LocalRedis
 
 CR_UID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
 
 
 def envelopes(n: int, start: int = 0) -> list[events.Envelope]:
-    return [sample.sample_envelope(i, livestream_id=CR_UID) for i in range(start, start + n)]
+    return [sample_events.sample_envelope(i, livestream_id=CR_UID) for i in range(start, start + n)]
 
 
 async def distinct_event_ids(database_url: str) -> int:
@@ -56,12 +56,12 @@ async def read_as_dead_consumer(redis_client: aioredis.Redis, consumer: str) -> 
 
 
 async def test_two_persisters_side_by_side_store_each_event_once_and_leave_nothing_pending(
-    redis_client: aioredis.Redis, redis_url: str, database_url: str
+    redis_client: aioredis.Redis, redis_roles: dict[Role, str], database_roles: dict[Role, str], database_url: str
 ) -> None:
     first, second = CollectorRegistry(), CollectorRegistry()
-    settings = quick_settings(redis_url, database_url, batch_size=50)
+    settings = quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER], batch_size=50)
     async with running(settings, name="a", registry=first), running(settings, name="b", registry=second):
-        await sample.publish(redis_client, envelopes(3000))
+        await sample_events.publish(redis_client, envelopes(3000))
         await wait_until(lambda: _is(stored_events(database_url), 3000), what="3000 rows")
         await wait_until(lambda: _is(pending_entries(redis_client), 0), what="no pending entries")
     assert await distinct_event_ids(database_url) == 3000
@@ -70,16 +70,20 @@ async def test_two_persisters_side_by_side_store_each_event_once_and_leave_nothi
 
 
 async def test_a_postgresql_outage_loses_and_duplicates_nothing_once_the_database_is_back(
-    redis_client: aioredis.Redis, redis_url: str, database_url: str, postgres_server: LocalPostgres
+    redis_client: aioredis.Redis,
+    redis_roles: dict[Role, str],
+    database_roles: dict[Role, str],
+    database_url: str,
+    postgres_server: LocalPostgres,
 ) -> None:
     registry = CollectorRegistry()
-    async with running(quick_settings(redis_url, database_url), registry=registry):
-        await sample.publish(redis_client, envelopes(200))
+    async with running(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]), registry=registry):
+        await sample_events.publish(redis_client, envelopes(200))
         await wait_until(lambda: _is(stored_events(database_url), 200), what="200 rows before the outage")
         await stop_postgres(postgres_server)
         try:
             for start in range(200, 500, 100):  # events keep arriving during the outage
-                await sample.publish(redis_client, envelopes(100, start=start))
+                await sample_events.publish(redis_client, envelopes(100, start=start))
             await wait_until(lambda: _holds(metric(registry, "db_retries_total") >= 3), what="database retries")
             assert await pending_entries(redis_client) > 0  # nothing acked while the database is down
         finally:
@@ -91,15 +95,19 @@ async def test_a_postgresql_outage_loses_and_duplicates_nothing_once_the_databas
 
 
 async def test_stopping_during_a_database_outage_leaves_the_batch_unacked_for_another_consumer(
-    redis_client: aioredis.Redis, redis_url: str, database_url: str, postgres_server: LocalPostgres
+    redis_client: aioredis.Redis,
+    redis_roles: dict[Role, str],
+    database_roles: dict[Role, str],
+    database_url: str,
+    postgres_server: LocalPostgres,
 ) -> None:
     registry = CollectorRegistry()
-    settings = quick_settings(redis_url, database_url, claim_idle_ms=1_000)
+    settings = quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER], claim_idle_ms=1_000)
     try:
         async with running(settings, name="first", registry=registry, stop_within_s=5) as persister:
             await wait_until(lambda: _holds(persister.state == "running"), what="migrated and consuming")
             await stop_postgres(postgres_server)
-            await sample.publish(redis_client, envelopes(40))
+            await sample_events.publish(redis_client, envelopes(40))
             await wait_until(lambda: _holds(metric(registry, "db_retries_total") >= 1), what="a database retry")
         # stopped while the database is still down: what it had read stays pending on it
         assert await pending_entries(redis_client, "first") >= 1
@@ -114,34 +122,45 @@ async def test_stopping_during_a_database_outage_leaves_the_batch_unacked_for_an
 
 
 async def test_entries_read_by_a_consumer_that_died_without_acking_are_reclaimed_and_stored(
-    redis_client: aioredis.Redis, redis_url: str, database_url: str
+    redis_client: aioredis.Redis, redis_roles: dict[Role, str], database_roles: dict[Role, str], database_url: str
 ) -> None:
-    await sample.publish(redis_client, envelopes(60))
+    await sample_events.publish(redis_client, envelopes(60))
     assert await read_as_dead_consumer(redis_client, "crashed-pod") == 60
     registry = CollectorRegistry()
-    async with running(quick_settings(redis_url, database_url, claim_idle_ms=1_000), registry=registry):
+    async with running(
+        quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER], claim_idle_ms=1_000),
+        registry=registry,
+    ):
         await wait_until(lambda: _is(stored_events(database_url), 60), what="60 reclaimed rows")
         await wait_until(lambda: _is(pending_entries(redis_client), 0), what="no pending entries")
     assert metric(registry, "claimed_total") == 60
 
 
 async def test_a_restarted_persister_finishes_what_its_previous_life_read_without_waiting_for_reclaim(
-    redis_client: aioredis.Redis, redis_url: str, database_url: str
+    redis_client: aioredis.Redis, redis_roles: dict[Role, str], database_roles: dict[Role, str], database_url: str
 ) -> None:
-    await sample.publish(redis_client, envelopes(30))
+    await sample_events.publish(redis_client, envelopes(30))
     assert await read_as_dead_consumer(redis_client, "pod-0") == 30
     registry = CollectorRegistry()
-    async with running(quick_settings(redis_url, database_url, claim_idle_ms=600_000), name="pod-0", registry=registry):
+    async with running(
+        quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER], claim_idle_ms=600_000),
+        name="pod-0",
+        registry=registry,
+    ):
         await wait_until(lambda: _is(stored_events(database_url), 30), what="30 rows", within_s=10)
     assert metric(registry, "claimed_total") == 0
 
 
 async def test_a_redis_restart_that_loses_the_group_is_survived_and_later_events_are_stored(
-    redis_client: aioredis.Redis, redis_url: str, database_url: str, redis_server: LocalRedis
+    redis_client: aioredis.Redis,
+    redis_roles: dict[Role, str],
+    database_roles: dict[Role, str],
+    database_url: str,
+    redis_server: LocalRedis,
 ) -> None:
     registry = CollectorRegistry()
-    async with running(quick_settings(redis_url, database_url), registry=registry):
-        await sample.publish(redis_client, envelopes(50))
+    async with running(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]), registry=registry):
+        await sample_events.publish(redis_client, envelopes(50))
         await wait_until(lambda: _is(stored_events(database_url), 50), what="50 rows before the restart")
         redis_server.stop()
         try:
@@ -149,20 +168,24 @@ async def test_a_redis_restart_that_loses_the_group_is_survived_and_later_events
         finally:
             redis_server.start()  # no persistence: streams and groups are gone
         await redis_client.connection_pool.disconnect()  # the test's own connections are stale
-        await sample.publish(redis_client, envelopes(50, start=50))
+        await sample_events.publish(redis_client, envelopes(50, start=50))
         await wait_until(lambda: _is(stored_events(database_url), 100), what="100 rows after the restart")
         await wait_until(lambda: _is(pending_entries(redis_client), 0), what="no pending entries")
 
 
 async def test_the_process_serves_probes_and_exits_zero_on_sigterm(
-    redis_client: aioredis.Redis, redis_url: str, database_url: str, tmp_path: Path
+    redis_client: aioredis.Redis,
+    redis_roles: dict[Role, str],
+    database_roles: dict[Role, str],
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     port = processes.free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(Path(tiktok_service.__file__).parent.parent),
-        "PERSISTER_REDIS_URL": redis_url,
-        "PERSISTER_DATABASE_URL": database_url,
+        "PERSISTER_REDIS_URL": redis_roles[Role.PERSISTER],
+        "PERSISTER_DATABASE_URL": database_roles[Role.PERSISTER],
         "PERSISTER_HTTP_PORT": str(port),
         "PERSISTER_BLOCK_MS": "100",
     }
@@ -175,7 +198,7 @@ async def test_the_process_serves_probes_and_exits_zero_on_sigterm(
     with log.open("wb") as stderr:
         proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, env=env, stderr=stderr)
     try:
-        await sample.publish(redis_client, envelopes(20))
+        await sample_events.publish(redis_client, envelopes(20))
         await wait_until(lambda: _is(stored_events(database_url), 20), what="20 rows")
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as response:

@@ -15,8 +15,8 @@ from TikTokLive.client.web.routes.fetch_room_id_live_html import FetchRoomIdLive
 from TikTokLive.client.ws.ws_utils import extract_webcast_response_message
 from TikTokLive.proto import ProtoMessageFetchResult, WebcastControlMessage, WebcastPushFrame
 
-from tiktok_service.simulator import Scenario, SimulatorConfig, SimulatorServer, serve
-from tiktok_service.simulator.tiktok_routes import WS_PATH
+from tiktok_service_dev.simulator import Scenario, SimulatorConfig, SimulatorServer, serve
+from tiktok_service_dev.simulator.tiktok_routes import WS_PATH
 
 DEADLINE_S = 10.0
 

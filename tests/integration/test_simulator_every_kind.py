@@ -18,9 +18,9 @@ from TikTokLive.events import (
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
 
 from tests.tiktoklive_recorder import Recorder
-from tiktok_service.simulator import Scenario
-from tiktok_service.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_SIZE, sent_by_method
-from tiktok_service.simulator.scenario import EVERY_KIND
+from tiktok_service_dev.simulator import Scenario
+from tiktok_service_dev.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_SIZE, sent_by_method
+from tiktok_service_dev.simulator.scenario import EVERY_KIND
 
 DEADLINE_S = 30.0
 CUSTOM = (FollowEvent, LivePauseEvent, LiveUnpauseEvent, LiveEndEvent, DisconnectEvent, SuperFanBoxEvent)

@@ -32,8 +32,8 @@ from TikTokLive.events import (
 )
 from websockets.exceptions import ConnectionClosedError
 
-from tiktok_service.simulator import Scenario
-from tiktok_service.simulator.fixtures import fixture_events, load_captured
+from tiktok_service_dev.simulator import Scenario
+from tiktok_service_dev.simulator.fixtures import fixture_events, load_captured
 
 DEADLINE_S = 20.0
 RECORDED = (

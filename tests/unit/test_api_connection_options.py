@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
+from tiktok_service import crds
 from tiktok_service.api import resources, schemas
 
 
@@ -142,7 +141,7 @@ def test_connecting_again_patches_only_the_options_that_differ(
 
 
 def test_a_proxy_secret_without_a_key_names_the_crds_default_key() -> None:
-    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "livestream.yaml").read_text())
+    crd = crds.load("livestream")
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     key = spec["connection"]["properties"]["proxySecretRef"]["properties"]["key"]
     assert key["default"] == resources.DEFAULT_PROXY_SECRET_KEY

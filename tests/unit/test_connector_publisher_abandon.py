@@ -6,8 +6,8 @@ import asyncio
 
 from tiktok_service.connector.publisher import Publisher
 from tiktok_service.connector.redis_client import Endpoint, RedisClient
-from tiktok_service.devcluster.ports import free_ports
 from tiktok_service.domain import events
+from tiktok_service_dev.ports import free_ports
 
 
 async def test_an_abandoned_publisher_stops_retrying_an_unreachable_redis() -> None:
@@ -18,7 +18,6 @@ async def test_an_abandoned_publisher_stops_retrying_an_unreachable_redis() -> N
         livestream_id="ls-1",
         buffer_size=10,
         batch_size=10,
-        type_maxlen=100,
         livestream_maxlen=100,
         ttl_s=60,
         retry_base_s=0.01,

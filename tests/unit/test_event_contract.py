@@ -7,16 +7,15 @@ from pathlib import Path
 
 import jsonschema_rs
 import pytest
-import yaml
 from TikTokLive.events import proto_events as pe
 
 from tests.contract_support import ContractViolation, stream_violations, validate_envelope, violations
-from tiktok_service import schemas
+from tiktok_service import crds, schemas
 from tiktok_service.connector import contract
 from tiktok_service.domain import event_schemas
 from tiktok_service.domain.catalogue import KINDS
 from tiktok_service.domain.events import EVENT_TYPES, Envelope, EventType, User
-from tiktok_service.schemas import __main__ as generator
+from tiktok_service_dev import schemas as generator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +46,7 @@ def test_every_schema_is_a_valid_draft_2020_12_schema(name: str) -> None:
 
 
 def test_the_crd_accepts_exactly_the_event_types() -> None:
-    crd = yaml.safe_load((ROOT / "crds" / "livestream.yaml").read_text())
+    crd = crds.load("livestream")
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     event_types = spec["eventTypes"]
     assert set(event_types["items"]["enum"]) == {t.value for t in EVENT_TYPES}

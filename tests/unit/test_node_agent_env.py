@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tiktok_service.devcluster.node_agent import env, node
-from tiktok_service.devcluster.node_agent.agent import host_environment
+from tiktok_service_dev.node_agent import env, node
+from tiktok_service_dev.node_agent.agent import host_environment
 
 NODE = env.NodeResources(cpu="4", memory="8Gi")
 POD: dict[str, Any] = {

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tiktok_service.devcluster.node_agent import status
-from tiktok_service.devcluster.node_agent.status import ContainerObservation, Running, Terminated, Waiting
+from tiktok_service_dev.node_agent import status
+from tiktok_service_dev.node_agent.status import ContainerObservation, Running, Terminated, Waiting
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 

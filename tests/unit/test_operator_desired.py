@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tiktok_service.connector import redis_client
 from tiktok_service.operator import desired, model
 from tiktok_service.settings import ConnectorSettings, OperatorSettings
 
@@ -85,7 +86,7 @@ def test_spec_options_become_connector_settings_the_connector_accepts(monkeypatc
     spec = {
         "waitForLive": True,
         "eventTypes": ["tiktok.comment", "tiktok.gift"],
-        "retention": {"typeStreamMaxLen": 5000, "livestreamStreamMaxLen": 700, "ttlSeconds": 3600},
+        "retention": {"livestreamStreamMaxLen": 700, "ttlSeconds": 3600},
     }
     pod = desired.desired_pod(livestream(**spec), settings(sign_api_url="http://sign.local"))
     for name, value in env_of(pod).items():
@@ -95,11 +96,7 @@ def test_spec_options_become_connector_settings_the_connector_accepts(monkeypatc
 
     assert parsed.wait_for_live is True
     assert [str(t) for t in parsed.event_types] == ["tiktok.comment", "tiktok.gift"]
-    assert (parsed.type_stream_maxlen, parsed.livestream_stream_maxlen, parsed.livestream_stream_ttl_s) == (
-        5000,
-        700,
-        3600,
-    )
+    assert (parsed.livestream_stream_maxlen, parsed.livestream_stream_ttl_s) == (700, 3600)
     assert parsed.sign_api_url == "http://sign.local"
     assert parsed.drain_timeout_s < pod["spec"]["terminationGracePeriodSeconds"]
 
@@ -305,3 +302,46 @@ def test_changing_a_secret_reference_changes_the_spec_hash() -> None:
     after = desired.spec_hash(livestream(connection={"proxySecretRef": {"name": "egress-eu"}})["spec"])
 
     assert before != after
+
+
+# -- the Redis CA bundle ----------------------------------------------------------------------
+
+
+def test_without_a_redis_ca_setting_the_pod_mounts_nothing_and_the_connector_uses_the_system_cas() -> None:
+    pod = desired.desired_pod(livestream(), settings())
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["tmp"]
+    assert "CONNECTOR_REDIS_CA_FILE" not in env_of(pod)
+
+
+@pytest.mark.parametrize(
+    ("setting", "source"),
+    [
+        ({"connector_redis_ca_configmap": "redis-ca"}, {"configMap": {"name": "redis-ca"}}),
+        ({"connector_redis_ca_secret": "redis-tls"}, {"secret": {"secretName": "redis-tls"}}),
+    ],
+)
+def test_a_redis_ca_bundle_is_mounted_read_only_and_named_to_the_connector(
+    setting: dict[str, str], source: dict[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pod = desired.desired_pod(livestream(), settings(connector_redis_ca_key="bundle.pem", **setting))
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "redis-ca")
+    kind, body = next((k, v) for k, v in volume.items() if k != "name")
+    assert {kind: {k: v for k, v in body.items() if k != "items"}} == source
+    assert body["items"] == [{"key": "bundle.pem", "path": "ca.crt"}]
+    mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "redis-ca")
+    assert mount == {"name": "redis-ca", "mountPath": desired.REDIS_CA_DIR, "readOnly": True}
+    assert env_of(pod)["CONNECTOR_REDIS_CA_FILE"] == f"{desired.REDIS_CA_DIR}/ca.crt"
+    # ... and the connector accepts it (with a TLS URL) and hands it to redis-py.
+    for name, value in env_of(pod).items():
+        monkeypatch.setenv(name, value if isinstance(value, str) else "rediss://redis:6380/0")
+    parsed = ConnectorSettings()  # type: ignore[call-arg]
+    assert redis_client.redis_options(parsed)["ssl_ca_certs"] == f"{desired.REDIS_CA_DIR}/ca.crt"
+
+
+def test_a_redis_ca_is_named_once_and_a_connector_refuses_it_without_tls() -> None:
+    with pytest.raises(ValueError, match="once"):
+        settings(connector_redis_ca_configmap="a", connector_redis_ca_secret="b")
+    with pytest.raises(ValueError, match="rediss"):
+        ConnectorSettings(livestream_id="x", username="alice", redis_url="redis://r:6379/0", redis_ca_file="/ca.crt")
+    plain = ConnectorSettings(livestream_id="x", username="alice", redis_url="redis://r:6379/0")
+    assert "ssl_ca_certs" not in redis_client.redis_options(plain)

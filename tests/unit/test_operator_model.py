@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from tiktok_service.database.livestreams_repository import LivestreamStatus
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.operator import model, store
-from tiktok_service.persister.livestreams_repository import LivestreamStatus
 
 UID = "0b3f6a4e-8c1d-4d59-9a55-0c6b1f1f2a10"
 

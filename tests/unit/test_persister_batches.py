@@ -8,8 +8,9 @@ import orjson
 import pytest
 
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import batches, rows, sample
+from tiktok_service.persister import batches, rows
 from tiktok_service.persister.streams import DeadLetter, Entry
+from tiktok_service_dev import sample_events
 
 CR_UID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
 COMMENTS = naming.type_stream(events.EventType.COMMENT)
@@ -22,7 +23,7 @@ def flat(fields: dict[bytes, bytes]) -> list[bytes]:
 
 
 def published(n: int) -> list[bytes]:
-    return flat(sample.entry_fields(sample.sample_envelope(n, livestream_id=CR_UID)))
+    return flat(sample_events.entry_fields(sample_events.sample_envelope(n, livestream_id=CR_UID)))
 
 
 def decode(reply: Any) -> tuple[batches.Batch, list[DeadLetter]]:
@@ -45,7 +46,8 @@ def test_a_reply_becomes_one_record_per_entry_with_its_stream_and_id(shape: str)
     assert batch.streams == [COMMENTS, COMMENTS, LIKES]
     assert batch.ids == [b"1-0", b"1-1", b"2-0"]
     expected = [
-        rows.record_from_fields(sample.entry_fields(sample.sample_envelope(n, livestream_id=CR_UID))) for n in (0, 4, 1)
+        rows.record_from_fields(sample_events.entry_fields(sample_events.sample_envelope(n, livestream_id=CR_UID)))
+        for n in (0, 4, 1)
     ]
     assert batch.records == expected
 
@@ -56,7 +58,7 @@ def test_an_empty_reply_has_no_streams(reply: Any) -> None:
 
 
 def test_fields_in_another_order_are_found() -> None:
-    fields = sample.entry_fields(sample.sample_envelope(2, livestream_id=CR_UID))
+    fields = sample_events.entry_fields(sample_events.sample_envelope(2, livestream_id=CR_UID))
     reordered = [naming.FIELD_EVENT, fields[naming.FIELD_EVENT], naming.FIELD_ID, fields[naming.FIELD_ID]]
     batch, letters = decode({COMMENTS: [[b"1-0", reordered]]})
     assert letters == []
@@ -76,7 +78,7 @@ def test_poison_entries_become_dead_letters_with_their_fields_and_the_rest_is_ke
 
 
 def test_an_entry_the_fast_path_does_not_vouch_for_is_still_stored_when_valid() -> None:
-    envelope = sample.sample_envelope(5, livestream_id=CR_UID)
+    envelope = sample_events.sample_envelope(5, livestream_id=CR_UID)
     doc = envelope.to_cloudevent()
     doc["time"] = "2026-01-01T00:00:00.005+00:00"  # valid, not format_time's shape
     batch, letters = decode({COMMENTS: [[b"1-0", [naming.FIELD_EVENT, orjson.dumps(doc)]]]})
@@ -86,7 +88,9 @@ def test_an_entry_the_fast_path_does_not_vouch_for_is_still_stored_when_valid() 
 
 
 def test_entries_decode_the_same_way_as_a_reply() -> None:
-    entries = [Entry(COMMENTS, b"1-0", sample.entry_fields(sample.sample_envelope(0, livestream_id=CR_UID)))]
+    entries = [
+        Entry(COMMENTS, b"1-0", sample_events.entry_fields(sample_events.sample_envelope(0, livestream_id=CR_UID)))
+    ]
     batch = batches.Batch()
     assert batches.add_entries(batch, [*entries, Entry(COMMENTS, b"1-1", {})])[0].category == "entry_deleted"
     assert batch == decode({COMMENTS: [[b"1-0", published(0)]]})[0]

@@ -9,18 +9,20 @@ import uuid
 import orjson
 import pytest
 
+from tiktok_service.database import migrate
 from tiktok_service.domain import events, naming
-from tiktok_service.persister import migrate, rows, sample
+from tiktok_service.persister import rows
+from tiktok_service_dev import sample_events
 
 CR_UID = "3f2b6c1e-8a4d-4b7e-9c15-2d6f0e9a1b23"
 
 
 def fields_of(envelope: events.Envelope) -> dict[bytes, bytes]:
-    return sample.entry_fields(envelope)
+    return sample_events.entry_fields(envelope)
 
 
 def test_an_entry_maps_to_a_row_with_every_column_from_the_envelope() -> None:
-    envelope = sample.sample_envelope(5, livestream_id=CR_UID, event_type=events.EventType.GIFT)
+    envelope = sample_events.sample_envelope(5, livestream_id=CR_UID, event_type=events.EventType.GIFT)
     record = rows.record_from_fields(fields_of(envelope))
     as_dict = dict(zip(rows.COLUMNS, record, strict=True))
     assert as_dict["livestream_id"] == uuid.UUID(CR_UID)
@@ -42,9 +44,9 @@ def test_an_event_without_a_user_has_null_user_columns() -> None:
 
 
 def test_the_same_event_always_gets_the_same_key_and_other_events_do_not() -> None:
-    first = rows.record_from_fields(fields_of(sample.sample_envelope(1, livestream_id=CR_UID)))
-    again = rows.record_from_fields(fields_of(sample.sample_envelope(1, livestream_id=CR_UID)))
-    other = rows.record_from_fields(fields_of(sample.sample_envelope(2, livestream_id=CR_UID)))
+    first = rows.record_from_fields(fields_of(sample_events.sample_envelope(1, livestream_id=CR_UID)))
+    again = rows.record_from_fields(fields_of(sample_events.sample_envelope(1, livestream_id=CR_UID)))
+    other = rows.record_from_fields(fields_of(sample_events.sample_envelope(2, livestream_id=CR_UID)))
     assert first[0] == again[0]
     assert first[0] != other[0]
     assert first[0] == uuid.uuid5(rows.EVENTS_NAMESPACE, f"{CR_UID}:{first[2]}")
@@ -89,7 +91,7 @@ def test_an_undecodable_envelope_is_poison_with_the_decoder_reason(raw: bytes) -
 
 @pytest.mark.parametrize("time", [1_700_000_000_000, 1.5, None, ["2026-11-24T20:30:00Z"], {"t": 1}, "yesterday"])
 def test_a_well_formed_entry_whose_time_is_not_a_timestamp_is_poison_not_a_crash(time: object) -> None:
-    doc = orjson.loads(sample.sample_envelope(1, livestream_id=CR_UID).encode())
+    doc = orjson.loads(sample_events.sample_envelope(1, livestream_id=CR_UID).encode())
     doc["time"] = time
     with pytest.raises(rows.PoisonEntry) as caught:
         rows.record_from_fields({naming.FIELD_EVENT: orjson.dumps(doc)})
@@ -98,14 +100,14 @@ def test_a_well_formed_entry_whose_time_is_not_a_timestamp_is_poison_not_a_crash
 
 
 def test_a_room_id_beyond_bigint_is_poison_rather_than_a_failed_batch() -> None:
-    envelope = sample.sample_envelope(1, livestream_id=CR_UID, room_id=2**63)
+    envelope = sample_events.sample_envelope(1, livestream_id=CR_UID, room_id=2**63)
     with pytest.raises(rows.PoisonEntry) as caught:
         rows.record_from_fields(fields_of(envelope))
     assert caught.value.category == "unstorable"
 
 
 def test_a_nul_anywhere_is_stored_as_the_replacement_character_not_refused() -> None:
-    envelope = sample.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
+    envelope = sample_events.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
     envelope.data["text"] = "bad\x00comment"
     envelope.data["nested"] = {"k\x00": ["x\x00"]}
     envelope.id = "7301\x00"
@@ -122,7 +124,7 @@ def test_a_nul_anywhere_is_stored_as_the_replacement_character_not_refused() -> 
 
 
 def test_an_escaped_backslash_u0000_text_is_not_mistaken_for_a_nul() -> None:
-    envelope = sample.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
+    envelope = sample_events.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
     envelope.data["comment"] = "literally \\u0000"
     record = rows.record_from_fields(fields_of(envelope))
     assert "\\\\u0000" in record[7]
@@ -168,14 +170,16 @@ def entry_verdict(raw: bytes) -> rows.Record | tuple[str, str]:
 
 
 def envelope_variants() -> list[events.Envelope]:
-    found = [sample.sample_envelope(n, livestream_id=CR_UID, event_type=t) for n, t in enumerate(events.EventType)]
+    found = [
+        sample_events.sample_envelope(n, livestream_id=CR_UID, event_type=t) for n, t in enumerate(events.EventType)
+    ]
     found.append(events.Envelope(id="c-1", type=events.EventType.CONNECT, livestream_id=CR_UID, room_id=1, time_ms=0))
-    found.append(sample.sample_envelope(7, livestream_id="demo"))
-    found.append(sample.sample_envelope(8, livestream_id=CR_UID, room_id=2**63 - 1))
-    unicode = sample.sample_envelope(9, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
+    found.append(sample_events.sample_envelope(7, livestream_id="demo"))
+    found.append(sample_events.sample_envelope(8, livestream_id=CR_UID, room_id=2**63 - 1))
+    unicode = sample_events.sample_envelope(9, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
     unicode.data["comment"] = 'héllo 🎉 "quoted" \\ back\\slash'
     found.append(unicode)
-    late = sample.sample_envelope(10, livestream_id=CR_UID)
+    late = sample_events.sample_envelope(10, livestream_id=CR_UID)
     late.time_ms = 4_102_444_799_999  # 2099-12-31T23:59:59.999Z, the last fast-path millisecond
     found.append(late)
     return found
@@ -192,7 +196,7 @@ def test_the_fast_path_gives_exactly_the_record_of_the_full_decoder(envelope: ev
 
 
 def _envelope_doc(**changes: object) -> dict[str, object]:
-    doc = sample.sample_envelope(3, livestream_id=CR_UID, event_type=events.EventType.GIFT).to_cloudevent()
+    doc = sample_events.sample_envelope(3, livestream_id=CR_UID, event_type=events.EventType.GIFT).to_cloudevent()
     doc.update(changes)
     return doc
 
@@ -252,3 +256,23 @@ def test_bytes_that_are_not_json_get_the_full_decoders_verdict() -> None:
 
 def test_the_payload_position_names_the_payload_column() -> None:
     assert rows.COLUMNS[rows.PAYLOAD] == "payload"
+
+
+def test_a_lone_surrogate_escape_is_stored_as_the_replacement_character_not_refused() -> None:
+    envelope = sample_events.sample_envelope(1, livestream_id=CR_UID, event_type=events.EventType.COMMENT)
+    envelope.data["text"] = "cut emoji PLACEHOLDER"
+    raw = envelope.encode().replace(b"PLACEHOLDER", b"\\ud83d").replace(b'"hello 1"', b'"\\ud83d\\ude00 \\udc00"')
+    fields = {**fields_of(envelope), naming.FIELD_EVENT: raw}
+
+    record = rows.record_from_fields(fields)
+
+    payload = orjson.loads(record[rows.PAYLOAD])
+    assert payload["data"]["text"] == "cut emoji \ufffd"
+    assert rows.record_from_fields(fields) == record
+
+
+def test_repairing_surrogates_keeps_numbers_exactly_as_written() -> None:
+    repaired = rows.without_lone_surrogates(b'{"a": "\\udc00", "n": 1.50, "big": 123456789012345678901234567890}')
+
+    assert repaired == '{"a":"\ufffd","n":1.50,"big":123456789012345678901234567890}'.encode()
+    assert rows.without_lone_surrogates(b'{"a": "\\udc00", "n": NaN}') is None

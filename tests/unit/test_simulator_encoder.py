@@ -24,7 +24,7 @@ from TikTokLive.proto import (
 )
 from TikTokLive.proto.custom_proto import ControlAction, ExtendedGift, ExtendedUser
 
-from tiktok_service.simulator.messages import (
+from tiktok_service_dev.simulator.messages import (
     DISPLAY_KEY_BY_KIND,
     RoomEncoder,
     avatar_url,
@@ -38,8 +38,8 @@ from tiktok_service.simulator.messages import (
     encode_user,
     gift_image_url,
 )
-from tiktok_service.simulator.profiles import avatar_urls, profile_for
-from tiktok_service.simulator.scenario import (
+from tiktok_service_dev.simulator.profiles import avatar_urls, profile_for
+from tiktok_service_dev.simulator.scenario import (
     COMMENT,
     FOLLOW,
     GIFT,
@@ -55,8 +55,8 @@ from tiktok_service.simulator.scenario import (
     SimEvent,
     SimUser,
 )
-from tiktok_service.simulator.timeline import generate
-from tiktok_service.simulator.wire import (
+from tiktok_service_dev.simulator.timeline import generate
+from tiktok_service_dev.simulator.wire import (
     WireError,
     decode_fields,
     field_varint,

@@ -6,8 +6,8 @@ import pytest
 from TikTokLive.client.web.routes.fetch_room_id_live_html import FailedParseRoomIdError, FetchRoomIdLiveHTMLRoute
 
 from tiktok_service.connector import room_check
-from tiktok_service.simulator import faults
-from tiktok_service.simulator.scenario import Scenario
+from tiktok_service_dev.simulator import faults
+from tiktok_service_dev.simulator.scenario import Scenario
 
 ROOM = {"id": 7, "id_str": "7", "status": 2, "title": "t", "owner": {"display_id": "alice"}}
 

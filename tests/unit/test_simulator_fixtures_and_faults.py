@@ -12,8 +12,8 @@ from TikTokLive.client.ws.ws_utils import extract_webcast_response_message
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
 from TikTokLive.proto import WebcastChatMessage, WebcastPushFrame
 
-from tiktok_service.simulator.faults import OVERSIZED_BYTES, build_malformed
-from tiktok_service.simulator.fixtures import (
+from tiktok_service_dev.simulator.faults import OVERSIZED_BYTES, build_malformed
+from tiktok_service_dev.simulator.fixtures import (
     CAPTURED_METHODS,
     fixture_events,
     load_captured,

@@ -13,7 +13,7 @@ import pytest
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
 from TikTokLive.proto import ProtoMessageFetchResultBaseProtoMessage
 
-from tiktok_service.simulator.kinds import (
+from tiktok_service_dev.simulator.kinds import (
     EVERY_KIND_METHODS,
     EVERY_KIND_SIZE,
     SEQUENCE_KINDS,
@@ -28,9 +28,9 @@ from tiktok_service.simulator.kinds import (
     revenue,
     viewers,
 )
-from tiktok_service.simulator.messages import RoomEncoder
-from tiktok_service.simulator.profiles import profile_for
-from tiktok_service.simulator.scenario import (
+from tiktok_service_dev.simulator.messages import RoomEncoder
+from tiktok_service_dev.simulator.profiles import profile_for
+from tiktok_service_dev.simulator.scenario import (
     EVERY_KIND,
     RICH_SEQUENCE_KINDS,
     RICH_SINGLE_KINDS,
@@ -38,8 +38,8 @@ from tiktok_service.simulator.scenario import (
     SimEvent,
     SimUser,
 )
-from tiktok_service.simulator.timeline import EventGenerator, make_users
-from tiktok_service.simulator.wire import decode_fields
+from tiktok_service_dev.simulator.timeline import EventGenerator, make_users
+from tiktok_service_dev.simulator.wire import decode_fields
 
 ROOM_ID = 7_270_193_599_273_683_745
 NOW_MS = 1_765_000_123_456

@@ -9,10 +9,10 @@ import pytest
 from TikTokLive.events.proto_events import EVENT_MAPPINGS
 
 from tests.fake_socket import FakeSocket
-from tiktok_service.simulator.fixtures import fixture_events, load_captured
-from tiktok_service.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_PLAN, EVERY_KIND_SIZE, sent_by_method
-from tiktok_service.simulator.room import Room, RoomError, RoomState
-from tiktok_service.simulator.scenario import (
+from tiktok_service_dev.simulator.fixtures import fixture_events, load_captured
+from tiktok_service_dev.simulator.kinds import EVERY_KIND_METHODS, EVERY_KIND_PLAN, EVERY_KIND_SIZE, sent_by_method
+from tiktok_service_dev.simulator.room import Room, RoomError, RoomState
+from tiktok_service_dev.simulator.scenario import (
     DEFAULT_MIX,
     EVERY_KIND,
     MIX_KINDS,
@@ -21,7 +21,7 @@ from tiktok_service.simulator.scenario import (
     Scenario,
     derive_msg_id,
 )
-from tiktok_service.simulator.timeline import EventGenerator, generate
+from tiktok_service_dev.simulator.timeline import EventGenerator, generate
 
 WAIT_S = 10.0
 

@@ -7,8 +7,8 @@ from TikTokLive.client.ws.ws_utils import extract_webcast_response_message
 from TikTokLive.proto import WebcastPushFrame
 
 from tests.fake_socket import FakeSocket
-from tiktok_service.simulator.room import Room, RoomError, RoomState
-from tiktok_service.simulator.scenario import Scenario
+from tiktok_service_dev.simulator.room import Room, RoomError, RoomState
+from tiktok_service_dev.simulator.scenario import Scenario
 
 WAIT_S = 5.0
 

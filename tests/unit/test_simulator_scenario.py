@@ -6,9 +6,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from tiktok_service.simulator.__main__ import config_from_args
-from tiktok_service.simulator.config import load_scenario_file, parse_room_spec
-from tiktok_service.simulator.scenario import (
+from tiktok_service_dev.simulator.__main__ import config_from_args
+from tiktok_service_dev.simulator.config import load_scenario_file, parse_room_spec
+from tiktok_service_dev.simulator.scenario import (
     COMMENT,
     GIFT,
     MIX_KINDS,
@@ -16,7 +16,7 @@ from tiktok_service.simulator.scenario import (
     derive_msg_id,
     seed_for_username,
 )
-from tiktok_service.simulator.timeline import EventGenerator, generate, make_users
+from tiktok_service_dev.simulator.timeline import EventGenerator, generate, make_users
 
 
 def fingerprint(events):

@@ -1,7 +1,13 @@
 """`create_app(settings)`: the FastAPI application; every resource is made in its lifespan.
 
 Errors of the services behind the API (PostgreSQL, Redis, the Kubernetes API) become 503
-with what failed, never a stack trace; they are the only expected 5xx.
+with a reason code of our own (`api.errors`), never their text nor a stack trace; they are
+the only expected 5xx besides a stream refused for capacity.
+
+Redis is used through three pools, so that one use cannot starve another: the SSE pool
+(one blocking read per streamed livestream, plus catch-up reads; new livestreams beyond
+`sse_max_livestreams` are refused one by one), the control pool (rate limits, stream
+leases, id lookups: short commands) and one connection for `/readyz`.
 """
 
 from __future__ import annotations
@@ -13,17 +19,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tiktok_service.api import deps, feeds, kube, livestreams, metrics
+from tiktok_service.api import deps, errors, feeds, kube, livestreams, metrics, ratelimit, stream_guard
 from tiktok_service.api.routes import events, health
 from tiktok_service.api.routes import livestreams as livestream_routes
 from tiktok_service.settings import ApiSettings
@@ -31,6 +33,8 @@ from tiktok_service.settings import ApiSettings
 log = logging.getLogger(__name__)
 
 _REDIS_POOL_TIMEOUT_S = 5.0
+_CONTROL_POOL_TIMEOUT_S = 2.0
+_READY_POOL_TIMEOUT_S = 1.0
 
 
 @dataclass
@@ -51,12 +55,22 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
         redis_pool = aioredis.BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=settings.redis_pool_size, timeout=_REDIS_POOL_TIMEOUT_S
         )
+        control_pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_control_pool_size, timeout=_CONTROL_POOL_TIMEOUT_S
+        )
+        ready_pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=1, timeout=_READY_POOL_TIMEOUT_S
+        )
         redis = aioredis.Redis(connection_pool=redis_pool)
+        control = aioredis.Redis(connection_pool=control_pool)
+        ready = aioredis.Redis(connection_pool=ready_pool)
         try:
             async with kube.LivestreamsApi(
                 credentials, settings.namespace, timeout_s=settings.kube_timeout_s
             ) as kube_api:
-                service = livestreams.LivestreamService(kube_api, pool)
+                service = livestreams.LivestreamService(
+                    kube_api, pool, control, max_livestreams=settings.max_livestreams_per_workspace
+                )
                 feed_settings = feeds.FeedSettings(
                     block_ms=settings.sse_block_ms,
                     batch=settings.sse_batch,
@@ -65,18 +79,33 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
                     phase_check_s=settings.sse_phase_check_s,
                     retry_ms=settings.sse_retry_ms,
                     writes_per_s=settings.sse_writes_per_s,
+                    max_readers=settings.sse_reader_cap,
                 )
                 all_feeds = feeds.Feeds(redis, feed_settings, end_check=service.end_reason, metrics=api_metrics)
-                async with all_feeds.running():
+                limiter = ratelimit.RateLimiter(settings.redis_url, control_pool, settings.rate_limit, api_metrics)
+                guard = stream_guard.StreamGuard(
+                    control,
+                    pool,
+                    workspace_limit=settings.max_streams_per_workspace,
+                    key_limit=settings.max_streams_per_key,
+                    lease_s=settings.stream_lease_s,
+                    recheck_s=settings.key_recheck_s,
+                    metrics=api_metrics,
+                )
+                async with all_feeds.running(), guard.running():
                     lifecycle.feeds = all_feeds
-                    resources = deps.Resources(settings, pool, redis, kube_api, service, all_feeds, api_metrics)
+                    resources = deps.Resources(
+                        settings, pool, redis, kube_api, service, all_feeds, api_metrics, limiter, guard, ready
+                    )
                     try:
                         yield {"api": resources}
                     finally:
                         lifecycle.feeds = None
         finally:
-            await redis.aclose()
-            await redis_pool.aclose()
+            for client in (redis, control, ready):
+                await client.aclose()
+            for redis_connections in (redis_pool, control_pool, ready_pool):
+                await redis_connections.aclose()
             await pool.close()
 
     app = FastAPI(
@@ -84,23 +113,16 @@ def create_app(settings: ApiSettings, *, registry: CollectorRegistry | None = No
         version="0.1.0",
         description="Livestreams of one workspace per API key: connect, follow live (SSE), read history.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.lifecycle = lifecycle
     app.include_router(livestream_routes.router)
     app.include_router(events.router)
     app.include_router(health.router)
     app.add_middleware(MetricsMiddleware, api_metrics=api_metrics)
-    app.add_exception_handler(kube.ApiError, _kube_error)
-    for unavailable in (
-        aiohttp.ClientError,
-        TimeoutError,
-        OSError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
-        RedisConnectionError,
-        RedisTimeoutError,
-    ):
-        app.add_exception_handler(unavailable, _unavailable)
+    errors.install(app, api_metrics)
     return app
 
 
@@ -109,26 +131,6 @@ def begin_shutdown(app: FastAPI) -> None:
     lifecycle: Lifecycle = app.state.lifecycle
     if lifecycle.feeds is not None:
         lifecycle.feeds.close()
-
-
-async def _kube_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, kube.ApiError)
-    log.warning("kubernetes refused a request", extra={"status": exc.status, "reason": exc.reason})
-    if exc.status == 409:
-        return JSONResponse({"detail": exc.message}, status_code=status.HTTP_409_CONFLICT)
-    return JSONResponse(
-        {"detail": f"the Kubernetes API answered {exc.status} {exc.reason}"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
-
-
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("a backing service is unavailable", extra={"error": repr(exc)})
-    return JSONResponse(
-        {"detail": f"a backing service is unavailable ({type(exc).__name__})"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": "1"},
-    )
 
 
 class MetricsMiddleware:

@@ -2,7 +2,9 @@
 
 Everything comes from the lifespan's state (`request.state.api`); nothing is global.
 `CurrentWorkspace` authenticates the request: a well-formed, known, unrevoked API key,
-checked before any other input of the route is looked at.
+checked before any other input of the route is looked at. The key's request rate is counted
+before it is looked up (429 with Retry-After beyond `API_RATE_LIMIT`), so a flood with one
+key never reaches PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,7 +17,18 @@ import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from tiktok_service.api import feeds, keys, kube, livestreams, metrics, repository
+from tiktok_service.api import (
+    errors,
+    feeds,
+    keys,
+    kube,
+    livestreams,
+    metrics,
+    quotas,
+    ratelimit,
+    repository,
+    stream_guard,
+)
 from tiktok_service.settings import ApiSettings
 
 
@@ -30,6 +43,10 @@ class Resources:
     livestreams: livestreams.LivestreamService
     feeds: feeds.Feeds
     metrics: metrics.ApiMetrics
+    rate_limiter: ratelimit.RateLimiter
+    streams: stream_guard.StreamGuard
+    #: A connection of its own for /readyz: streams cannot take it away.
+    ready_redis: aioredis.Redis
 
 
 def resources(request: Request) -> Resources:
@@ -47,19 +64,44 @@ _bearer = HTTPBearer(
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-async def current_workspace(
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent the request: the workspace, and the key's SHA-256 (what stream quotas and revocation follow)."""
+
+    workspace_id: str
+    key_digest: bytes
+
+
+async def current_caller(
     api: ApiResources, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    """The workspace of the request's API key; 401 for a missing, malformed, unknown or revoked key."""
+) -> Caller:
+    """The request's API key and its workspace; 401 for a missing, malformed, unknown or revoked key, 429 too fast."""
     if credentials is None or not keys.well_formed(credentials.credentials):
         api.metrics.auth_failures.inc()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid API key is required", headers=_UNAUTHORIZED)
+    digest = keys.digest(credentials.credentials)
+    retry_after = await api.rate_limiter.retry_after(quotas.key_id(digest))
+    if retry_after is not None:
+        raise errors.Refusal(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            errors.RATE_LIMITED,
+            f"too many requests with this API key (limit {api.settings.rate_limit}); retry in {retry_after} s",
+            retry_after_s=retry_after,
+        )
     async with api.pool.acquire() as conn:
-        workspace_id = await repository.workspace_of_key(conn, keys.digest(credentials.credentials))
+        workspace_id = await repository.workspace_of_key(conn, digest)
     if workspace_id is None:
         api.metrics.auth_failures.inc()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked API key", headers=_UNAUTHORIZED)
-    return workspace_id
+    return Caller(workspace_id, digest)
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+async def current_workspace(caller: CurrentCaller) -> str:
+    """The workspace of the request's API key (see `current_caller`)."""
+    return caller.workspace_id
 
 
 def livestream_service(api: ApiResources) -> livestreams.LivestreamService:
@@ -74,7 +116,12 @@ def settings_of(api: ApiResources) -> ApiSettings:
     return api.settings
 
 
+def streams_of(api: ApiResources) -> stream_guard.StreamGuard:
+    return api.streams
+
+
 CurrentWorkspace = Annotated[str, Depends(current_workspace)]
 Livestreams = Annotated[livestreams.LivestreamService, Depends(livestream_service)]
 Feeds = Annotated[feeds.Feeds, Depends(feeds_of)]
 Settings = Annotated[ApiSettings, Depends(settings_of)]
+Streams = Annotated[stream_guard.StreamGuard, Depends(streams_of)]

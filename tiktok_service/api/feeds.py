@@ -63,6 +63,8 @@ class FeedSettings:
     phase_check_s: float
     retry_ms: int
     writes_per_s: int
+    #: Livestreams read at once: each reader holds one pool connection in its blocking XREAD.
+    max_readers: int = 1_000_000
 
 
 class Feed:
@@ -163,6 +165,14 @@ class Feeds:
         self.closing = True
         for feed in list(self._feeds.values()):
             feed.notify()
+
+    def admits(self, livestream_id: str) -> bool:
+        """Whether a new subscriber of `livestream_id` can be served: it is read already, or a reader is free.
+
+        Refusing the one stream that would need a reader beyond `max_readers` keeps the Redis
+        pool from running dry, which would stall every other stream and readiness with it.
+        """
+        return livestream_id in self._feeds or len(self._feeds) < self._settings.max_readers
 
     @contextlib.asynccontextmanager
     async def subscribe(self, livestream_id: str) -> AsyncIterator[Feed]:
@@ -271,10 +281,35 @@ class Feeds:
                 await feed.wait(position)
 
     async def _catch_up(self, feed: Feed, after: sse.StreamId, types: Collection[str] | None) -> sse.Chunk:
-        """Entries between `after` and the ring, read from Redis (bounded), for a subscriber behind the ring."""
-        reply: Any = await self._redis.xrange(
-            feed.key, min="(" + sse.format_id(after), max="+", count=self._settings.batch
-        )
+        """Entries between `after` and the ring, read from Redis (bounded), for a subscriber
+        behind the ring; preceded by a gap event when some of them are no longer held."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(feed.key, min="(" + sse.format_id(after), max="+", count=self._settings.batch)
+            pipe.xinfo_stream(feed.key)
+            reply, info = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
         if not reply:  # trimmed or expired in the meantime: the ring is all there is
-            return sse.Chunk(b"", max(after, feed.floor), False)
-        return sse.select(_decode(reply), after, types, self._settings.batch)
+            resume = feed.ring[0].position if feed.ring else feed.floor
+            gap = sse.gap_event(after, resume) if after < feed.floor else b""
+            self._count_gap(gap)
+            return sse.Chunk(gap, max(after, feed.floor), False)
+        first_held, removed = _front(info)
+        gap = sse.gap_event(after, first_held) if first_held and sse.missed(after, first_held, removed) else b""
+        self._count_gap(gap)
+        chunk = sse.select(_decode(reply), after, types, self._settings.batch)
+        return sse.Chunk(gap + chunk.wire, chunk.position, chunk.live_ended) if gap else chunk
+
+    def _count_gap(self, gap: bytes) -> None:
+        if gap:
+            self._metrics.sse_gaps.inc()
+
+
+def _front(info: Any) -> tuple[sse.StreamId | None, bool]:
+    """(the oldest entry a stream still holds, whether entries were removed from it), from
+    XINFO STREAM; (None, False) when that cannot be told (no such stream, an error)."""
+    if not isinstance(info, dict) or not info.get("first-entry"):
+        return None, False
+    first = sse.parse_id(info["first-entry"][0].decode())
+    added = info.get("entries-added")
+    return first, added is not None and int(added) > int(info["length"])

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
+from tiktok_service.domain.livestream import API_VERSION, PLURAL
 from tiktok_service.kube_rest import MERGE_PATCH, ApiError, Credentials, RestSession, load_credentials
-from tiktok_service.operator import model
 
 __all__ = ["ApiError", "Credentials", "LivestreamsApi", "load_credentials"]
 
@@ -27,7 +27,7 @@ class LivestreamsApi(RestSession):
     def __init__(self, credentials: Credentials, namespace: str, *, timeout_s: float = 10.0) -> None:
         super().__init__(credentials, timeout_s=timeout_s, max_connections=32)
         self.namespace = namespace
-        self._base = f"/apis/{model.API_VERSION}/namespaces/{quote(namespace, safe='')}/{model.PLURAL}"
+        self._base = f"/apis/{API_VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}"
 
     async def _livestreams(
         self,

@@ -8,12 +8,19 @@ Finding a Livestream by id (its uid): the uid -> name mapping never changes duri
 resource's life, so it is cached (bounded). On a miss the livestreams row (the operator
 mirrors every Livestream there, with its workspace and username) gives the name, since
 names are derived from (workspace, username); a Livestream so new that the operator has
-not written its row yet is found by listing the workspace's Livestreams (one
-label-selected request).
+not written its row yet is found by the name the API noted in Redis when it created it
+(shared by every replica). Either way it costs one GET by name on the Kubernetes API, and
+an unknown id costs none: no lookup ever lists the cluster.
+
+Connecting counts the workspace's active Livestreams first (one label-selected list, only
+on connect): beyond `max_livestreams` the connect is refused (403 `livestream_quota`).
+Connects of one workspace hold a lock in Redis from the count to the create, so two
+concurrent connects, on one replica or on two, never both take the last place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -24,18 +31,27 @@ from typing import Any, Final
 import aiohttp
 import asyncpg
 import orjson
+import redis.asyncio as aioredis
+from fastapi import status
+from redis.exceptions import LockError
 
-from tiktok_service.api import feeds, kube, repository, resources, schemas
-from tiktok_service.operator import model
-from tiktok_service.persister import events_repository, rows
+from tiktok_service.api import errors, feeds, kube, quotas, repository, resources, schemas
+from tiktok_service.database import events_repository, events_table
+from tiktok_service.domain.livestream import DesiredState, Phase
 
 log = logging.getLogger(__name__)
 
 _NAME_CACHE_SIZE: Final = 10_000
+#: How long the name of a Livestream the API created stays in Redis: the operator writes its
+#: row within seconds, after which the row gives the name.
+_NAME_INDEX_TTL_S: Final = 7 * 24 * 3600
+#: A connect's lock: longer than its few Kubernetes calls take, short enough to outlive a crash briefly.
+_CONNECT_LOCK_S: Final = 60.0
+_CONNECT_WAIT_S: Final = 10.0
 _END_REASONS: Final = {
-    model.Phase.STOPPED: feeds.STOPPED,
-    model.Phase.ENDED: feeds.ENDED,
-    model.Phase.FAILED: feeds.FAILED,
+    Phase.STOPPED: feeds.STOPPED,
+    Phase.ENDED: feeds.ENDED,
+    Phase.FAILED: feeds.FAILED,
 }
 
 
@@ -44,13 +60,17 @@ class WrongWorkspace(Exception):
 
 
 class Invalid(Exception):
-    """Kubernetes refused the resource (the message says why); a client error."""
+    """Kubernetes refused the resource; a client error (our words: the API server's are logged)."""
 
 
 class LivestreamService:
-    def __init__(self, kube_api: kube.LivestreamsApi, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, kube_api: kube.LivestreamsApi, pool: asyncpg.Pool, redis: aioredis.Redis, *, max_livestreams: int
+    ) -> None:
         self._kube = kube_api
         self._pool = pool
+        self._redis = redis
+        self._max_livestreams = max_livestreams
         self._names: OrderedDict[str, str] = OrderedDict()
 
     # -- lookups -----------------------------------------------------------------------------
@@ -80,11 +100,8 @@ class LivestreamService:
                 row = await repository.livestream_row(conn, livestream_id, workspace_id)
             if row is not None:
                 found = await self._get_if(resources.livestream_name(workspace_id, row.username), key)
-            else:
-                listed = await self._kube.list(resources.workspace_selector(workspace_id))
-                found = next((item for item in listed if resources.uid(item) == key), None)
-                if found is not None:
-                    self._remember(found)
+            elif (noted := await self._redis.get(quotas.livestream_name_key(key))) is not None:
+                found = await self._get_if(noted if isinstance(noted, str) else noted.decode(), key)
         return found if found is not None and resources.in_workspace(found, workspace_id) else None
 
     async def _row(self, workspace_id: str, livestream_id: str) -> Any:
@@ -120,6 +137,36 @@ class LivestreamService:
             connection=request.connection_spec(),
         )
         name = body["metadata"]["name"]
+        lock = self._redis.lock(
+            quotas.connect_lock_key(workspace_id),
+            timeout=_CONNECT_LOCK_S,
+            blocking_timeout=_CONNECT_WAIT_S,
+            thread_local=False,
+            raise_on_release_error=False,  # held past its timeout: the connect is done either way
+        )
+        if not await lock.acquire():  # False once `blocking_timeout` has passed
+            raise errors.Refusal(
+                status.HTTP_409_CONFLICT,
+                errors.CONFLICT,
+                "other connects of this workspace are still running; retry",
+                retry_after_s=1,
+            )
+        try:
+            refusal = quotas.livestream_quota_refusal(
+                await self._kube.list(resources.workspace_selector(workspace_id)), name, self._max_livestreams
+            )
+            if refusal is not None:
+                raise errors.Refusal(status.HTTP_403_FORBIDDEN, errors.LIVESTREAM_QUOTA, refusal)
+            return await self._connect(workspace_id, request, body)
+        finally:
+            # Redis is gone, or the lock outlived its timeout: either way it is no longer held.
+            with contextlib.suppress(LockError, *errors.UNAVAILABLE_ERRORS):
+                await lock.release()
+
+    async def _connect(
+        self, workspace_id: str, request: schemas.LivestreamCreate, body: dict[str, Any]
+    ) -> schemas.LivestreamConnected:
+        name = body["metadata"]["name"]
         created = resumed = False
         livestream: dict[str, Any] | None = None
         for _ in range(3):  # create, or take the existing one; again if it vanished in between
@@ -129,7 +176,7 @@ class LivestreamService:
                 break
             except kube.ApiError as exc:
                 if exc.status == 422:
-                    raise Invalid(exc.message) from exc
+                    raise _invalid(exc) from exc
                 if exc.status != 409:
                     raise
             livestream = await self._kube.get(name)
@@ -148,15 +195,23 @@ class LivestreamService:
                     patched = await self._kube.patch_spec(name, resources.uid(livestream), spec_patch)
                 except kube.ApiError as exc:
                     if exc.status == 422:
-                        raise Invalid(exc.message) from exc
+                        raise _invalid(exc) from exc
                     raise
                 if patched is None:
                     raise kube.ApiError(409, "Conflict", f"livestream {name} is being replaced; try again")
                 livestream = patched
                 resumed, reconfigured = "state" in spec_patch, bool(spec_patch.keys() - {"state"})
         self._remember(livestream)
+        if created:  # found by id on every replica before the operator has written its row
+            await self._note_name(resources.uid(livestream), name)
         fields = await self._detail(workspace_id, livestream)
         return schemas.LivestreamConnected(**fields, created=created, resumed=resumed, reconfigured=reconfigured)
+
+    async def _note_name(self, livestream_id: str, name: str) -> None:
+        try:
+            await self._redis.set(quotas.livestream_name_key(livestream_id), name, ex=_NAME_INDEX_TTL_S)
+        except errors.UNAVAILABLE_ERRORS as exc:  # the operator's row will name it; until then other replicas 404
+            log.warning("could not note a new livestream's name", extra={"error": repr(exc)})
 
     async def disconnect(self, workspace_id: str, livestream_id: uuid.UUID) -> schemas.LivestreamDetail | None:
         """Set the Livestream Stopped: the operator removes its connector; resource, row and events stay."""
@@ -164,7 +219,7 @@ class LivestreamService:
         if found is None:
             return None
         patched = await self._kube.patch_spec(
-            resources.name(found), resources.uid(found), {"state": model.DesiredState.STOPPED.value}
+            resources.name(found), resources.uid(found), {"state": DesiredState.STOPPED.value}
         )
         if patched is None:
             return None
@@ -226,7 +281,7 @@ class LivestreamService:
         until: dt.datetime | None,
     ) -> schemas.EventsPage:
         """Stored events; call `owns_history` first. Raises ValueError for a cursor this API did not make."""
-        after = rows.Cursor.decode(cursor) if cursor is not None else None
+        after = events_table.Cursor.decode(cursor) if cursor is not None else None
         async with self._pool.acquire() as conn:
             page = await events_repository.events_page(
                 conn, livestream_id, after=after, limit=limit, types=types, since=since, until=until
@@ -263,4 +318,10 @@ class LivestreamService:
         if found is None or resources.uid(found) != livestream_id:
             return feeds.DELETED
         phase = resources.phase(found)
-        return _END_REASONS.get(model.Phase(phase)) if phase else None
+        return _END_REASONS.get(Phase(phase)) if phase else None
+
+
+def _invalid(exc: kube.ApiError) -> Invalid:
+    """Our words for the API server's refusal of a spec; its own (resource paths, CEL text) go to the log."""
+    log.warning("kubernetes refused a livestream's spec", extra={"reason": exc.reason, "error": exc.message})
+    return Invalid("the livestream's settings were refused by the cluster's validation")

@@ -53,13 +53,6 @@ def serve(settings: ApiSettings) -> int:
     return 0 if server.started else 1
 
 
-def main(argv: Sequence[str]) -> int:
-    """`tiktok-service api [--flag value ...]`: settings from `API_*` and flags, then serve."""
-    from tiktok_service.cli import load
-
-    return serve(load(ApiSettings, "api", argv))
-
-
 # -- api-keys -----------------------------------------------------------------------------------
 
 
@@ -119,4 +112,9 @@ def keys_main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
     database_url = args.database_url or ApiSettings().database_url
-    return asyncio.run(_keys(args, database_url))
+    try:
+        return asyncio.run(_keys(args, database_url))
+    except asyncpg.InsufficientPrivilegeError:
+        # The API server's own login only reads keys (README, "Credentials and least privilege").
+        print("this login may not manage API keys: use the database owner's URL (--database-url)", file=sys.stderr)
+        return 1

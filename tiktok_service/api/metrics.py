@@ -31,9 +31,29 @@ class ApiMetrics:
         self.sse_entries_read = Counter(
             "tiktok_api_sse_entries_read", "Stream entries read by the feed readers.", registry=registry
         )
+        self.sse_gaps = Counter(
+            "tiktok_api_sse_gaps",
+            "Gap events sent: a subscriber resumed from an entry Redis no longer holds (trimmed or expired).",
+            registry=registry,
+        )
         self.sse_bytes_sent = Counter(
             "tiktok_api_sse_event_bytes", "Event bytes handed to SSE subscribers.", registry=registry
         )
         self.auth_failures = Counter(
             "tiktok_api_auth_failures", "Requests refused for a missing, malformed or unknown key.", registry=registry
+        )
+        self.refusals = Counter(
+            "tiktok_api_refusals",
+            "Requests refused with a reason code (rate_limited, livestream_quota, stream_quota, stream_capacity, "
+            "*_unavailable, ...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.rate_limit_unchecked = Counter(
+            "tiktok_api_rate_limit_unchecked",
+            "Requests let through without a rate-limit check because Redis did not answer (fail open).",
+            registry=registry,
+        )
+        self.sse_revoked = Counter(
+            "tiktok_api_sse_revoked", "SSE streams ended because their API key was revoked.", registry=registry
         )

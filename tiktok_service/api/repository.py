@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
 import orjson
 
-from tiktok_service.persister import livestreams_repository
+from tiktok_service.database import livestreams_repository
 
 _INSERT_KEY: Final = """
 INSERT INTO api_keys (id, workspace_id, name, key_hash, key_prefix) VALUES ($1, $2, $3, $4, $5)
 RETURNING id, workspace_id, name, key_prefix, created_at, revoked_at
 """
 _WORKSPACE_OF_KEY: Final = "SELECT workspace_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+_LIVE_KEYS: Final = "SELECT key_hash FROM api_keys WHERE key_hash = ANY($1::bytea[]) AND revoked_at IS NULL"
 _REVOKE_KEY: Final = """
 UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
 RETURNING id, workspace_id, name, key_prefix, created_at, revoked_at
@@ -61,6 +62,13 @@ async def workspace_of_key(conn: asyncpg.Connection, key_hash: bytes) -> str | N
     """The workspace of a live (not revoked) key, or None."""
     value = await conn.fetchval(_WORKSPACE_OF_KEY, key_hash)
     return str(value) if value is not None else None
+
+
+async def live_keys(conn: asyncpg.Connection, key_hashes: Collection[bytes]) -> set[bytes]:
+    """Which of `key_hashes` are still live keys (one query for every open stream of a process)."""
+    if not key_hashes:
+        return set()
+    return {bytes(record["key_hash"]) for record in await conn.fetch(_LIVE_KEYS, list(key_hashes))}
 
 
 async def revoke_key(conn: asyncpg.Connection, key_id: uuid.UUID) -> ApiKey | None:

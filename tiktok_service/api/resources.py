@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from tiktok_service.operator import model
+from tiktok_service.domain.livestream import API_VERSION, KIND, DesiredState, Phase
 
 USERNAME_PATTERN: Final = r"^[A-Za-z0-9_.]{2,24}$"  # the CRD's pattern for spec.username
 #: A workspace id is also a label value: alphanumeric at both ends, at most 63 characters.
@@ -39,7 +39,7 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGER: Final = "tiktok-api"
 
 #: Phases after which no more events come without a new spec (or that the user asked for).
-FINISHED_PHASES: Final = frozenset({model.Phase.STOPPED, model.Phase.ENDED, model.Phase.FAILED})
+FINISHED_PHASES: Final = frozenset({Phase.STOPPED, Phase.ENDED, Phase.FAILED})
 
 _SLUG_DROP: Final = re.compile(r"[^a-z0-9]+")
 _USERNAME: Final = re.compile(USERNAME_PATTERN)
@@ -180,8 +180,8 @@ def reconnect_patch(
     nothing but the state. Connection options follow `connection_patch`. None when nothing changes.
     """
     patch: dict[str, Any] = {}
-    if (existing.get("state") or model.DesiredState.RUNNING.value) != model.DesiredState.RUNNING.value:
-        patch["state"] = model.DesiredState.RUNNING.value
+    if (existing.get("state") or DesiredState.RUNNING.value) != DesiredState.RUNNING.value:
+        patch["state"] = DesiredState.RUNNING.value
     carried = set(carried)
     if "waitForLive" in carried and bool(existing.get("waitForLive", False)) != bool(desired.get("waitForLive")):
         patch["waitForLive"] = bool(desired.get("waitForLive"))
@@ -206,7 +206,7 @@ def desired_livestream(
     spec: dict[str, Any] = {
         "username": username,
         "workspaceId": workspace_id,
-        "state": model.DesiredState.RUNNING.value,
+        "state": DesiredState.RUNNING.value,
         "waitForLive": wait_for_live,
     }
     if event_types:
@@ -214,8 +214,8 @@ def desired_livestream(
     if connection:
         spec["connection"] = dict(connection)
     return {
-        "apiVersion": model.API_VERSION,
-        "kind": model.KIND,
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {
             "name": livestream_name(workspace_id, username),
             "namespace": namespace,
@@ -245,7 +245,7 @@ def name(livestream: Mapping[str, Any]) -> str:
 
 
 def desired_state(livestream: Mapping[str, Any]) -> str:
-    return str((livestream.get("spec") or {}).get("state") or model.DesiredState.RUNNING.value)
+    return str((livestream.get("spec") or {}).get("state") or DesiredState.RUNNING.value)
 
 
 def phase(livestream: Mapping[str, Any]) -> str | None:
@@ -260,7 +260,7 @@ def is_finished(livestream: Mapping[str, Any]) -> bool:
 
 def is_active(livestream: Mapping[str, Any]) -> bool:
     """Wanted running and not finished (a new Livestream has no phase yet: it is active)."""
-    return desired_state(livestream) == model.DesiredState.RUNNING.value and not is_finished(livestream)
+    return desired_state(livestream) == DesiredState.RUNNING.value and not is_finished(livestream)
 
 
 # -- listing --------------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def select_page(
         if phases is None:
             if not is_active(item):
                 continue
-        elif (phase(item) or model.Phase.PENDING.value) not in phases:
+        elif (phase(item) or Phase.PENDING.value) not in phases:
             continue
         if username is not None and username_key(str(item["spec"]["username"])) != username_key(username):
             continue
@@ -331,7 +331,7 @@ def view(livestream: Mapping[str, Any], row: Any | None, *, detail: bool = False
         "workspace_id": spec.get("workspaceId"),
         "username": spec["username"],
         "state": desired_state(livestream),
-        "phase": status.get("phase") or model.Phase.PENDING.value,
+        "phase": status.get("phase") or Phase.PENDING.value,
         "reason": status.get("reason"),
         "message": status.get("message"),
         "room_id": status.get("roomId"),

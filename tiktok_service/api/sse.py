@@ -11,6 +11,11 @@ process serve a thousand subscribers of a busy room.
 
 When the livestream ends, one last `event: end` (no id) says why; EventSource clients
 should close on it instead of reconnecting.
+
+A resume from a Last-Event-ID older than what Redis still holds (the stream is trimmed to
+its MAXLEN and expires after its TTL) cannot be served whole: the subscriber gets one
+`event: gap` (no id) with `{"after": <its id>, "resume": <first id still held>, "reason":
+"trimmed"}` before the entries that follow, instead of a silent jump.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ StreamId = tuple[int, int]
 ORIGIN: Final[StreamId] = (0, 0)
 LIVE_END: Final = EventType.LIVE_END.value
 END_EVENT: Final = "end"
+GAP_EVENT: Final = "gap"
 KEEPALIVE: Final = KEEPALIVE_COMMENT
 LAST_EVENT_ID_PATTERN: Final = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
 _ID: Final = re.compile(LAST_EVENT_ID_PATTERN)
@@ -69,6 +75,23 @@ def encode_entry(entry_id: str, event_type: str, event_json: str) -> Entry:
 
 def end_event(reason: str) -> bytes:
     return format_sse_event(event=END_EVENT, data_str=orjson.dumps({"reason": reason}).decode())
+
+
+def gap_event(after: StreamId, resume: StreamId) -> bytes:
+    """Entries after `after` and before `resume` are gone from Redis: the subscriber missed them."""
+    data = {"after": format_id(after), "resume": format_id(resume), "reason": "trimmed"}
+    return format_sse_event(event=GAP_EVENT, data_str=orjson.dumps(data).decode())
+
+
+def missed(after: StreamId, first_held: StreamId | None, removed: bool) -> bool:
+    """Whether a subscriber at `after` missed entries: some were removed from the stream's
+    front (trimmed or expired) and the oldest entry still held comes after `after`.
+
+    Removed entries leave no ids behind, so one case cannot be told apart: a subscriber
+    whose last entry was exactly the last one trimmed is told of a gap it did not have.
+    That errs on the side of saying so.
+    """
+    return removed and first_held is not None and after < first_held
 
 
 def hello(retry_ms: int) -> bytes:

@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 from tiktok_service import gc_tuning, logs
+from tiktok_service.connector import redis_client
 from tiktok_service.connector import runner as connector_runner
 from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.domain.exit_codes import ExitCode
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 async def run_connector(settings: ConnectorSettings, *, install_signal_handlers: bool = True) -> int:
     connector_runner.configure_tiktok_urls(settings)
     try:
-        redis = RedisClient.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        redis = RedisClient.from_url(settings.redis_url, **redis_client.redis_options(settings))
     except ValueError as exc:  # a URL no restart will fix
         log.error("invalid Redis URL", extra={"error": str(exc)})
         return int(ExitCode.CONFIG)

@@ -10,7 +10,7 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_DROPPED = Counter(
     "tiktok_connector_events_dropped_total",
-    "Messages not published, by reason (duplicate, filtered, handler_error, buffer_full, malformed_frame)",
+    "Messages not published, by reason (duplicate, filtered, handler_error, buffer_full, malformed_frame, fenced)",
     ["reason"],
 )
 MESSAGES_DROPPED = Counter(
@@ -27,6 +27,26 @@ PUBLISH_ERRORS = Counter("tiktok_connector_publish_errors_total", "Failed Redis 
 BUFFER_DEPTH = Gauge("tiktok_connector_buffer_depth", "Envelopes waiting to be published")
 LAST_EVENT = Gauge("tiktok_connector_last_event_timestamp_seconds", "Time of the last event received")
 VIEWERS = Gauge("tiktok_connector_viewers", "Last viewer count reported by TikTok")
+# Fencing and Redis failover (connector/fencing.py, connector/publisher.py).
+FENCE_EPOCH = Gauge("tiktok_connector_fence_epoch", "Epoch this connector claimed for its Livestream")
+FENCED = Counter("tiktok_connector_fenced_total", "Writes refused because a newer connector claimed the Livestream")
+EVENTS_ALREADY_PUBLISHED = Counter(
+    "tiktok_connector_events_already_published_total",
+    "Events of a resent batch that Redis already had (the first reply was lost); not written twice",
+)
+EVENTS_REPLAYED = Counter(
+    "tiktok_connector_events_replayed_total",
+    "Acknowledged events Redis no longer had (failover, restart without persistence), sent again",
+)
+EVENTS_LOST = Counter(
+    "tiktok_connector_events_lost_total",
+    "Acknowledged events Redis no longer had and the replay window no longer held, by reason",
+    ["reason"],
+)
+REPLICATION_UNCONFIRMED = Counter(
+    "tiktok_connector_replication_unconfirmed_total",
+    "Published events that WAIT did not see on REPLICAS_TO_WAIT replicas within the timeout",
+)
 
 
 class _PerType:

@@ -30,6 +30,8 @@ Failures told apart (see the README's failure table):
   a timeout, the proxy, the network; only what is left is a room lookup failure;
 * a socket that **closes cleanly again and again** counts as a failure unless it lived
   `healthy_after_s`: it backs off instead of reconnecting at once forever.
+* **fenced**: a newer connector claimed the Livestream (`fencing`): exit 18 at once, whatever
+  the streak; it is no failure of this connector and the operator does not count it.
 
 Close codes: TikTokLive 7 does not use EulerStream's WebSocket API (it asks the sign server
 for a signed URL over HTTP, `/webcast/fetch`, and connects to TikTok's push server itself), so a
@@ -87,6 +89,7 @@ class Kind(StrEnum):
     """What happened, as a short bounded label (status reason, metric label)."""
 
     STOPPED = "stopped"
+    FENCED = "fenced"  # a newer connector claimed the Livestream: this one must stop writing
     LIVE_END = "live_end"
     CLOSED = "closed"  # closed cleanly by the server
     STALLED = "stalled"  # no traffic; we closed it (or the server's no-messages timeout)
@@ -322,6 +325,8 @@ def decide(
     kind = outcome.kind
     if kind is Kind.STOPPED:
         return Decision(Action.EXIT, kind.value, exit_code=ExitCode.STOPPED), streak
+    if kind is Kind.FENCED:
+        return Decision(Action.EXIT, kind.value, exit_code=ExitCode.FENCED), streak
     healthy = backoff.lived_long(outcome.lived_s, policy.healthy_after_s)
     if healthy:
         streak = Streak()  # a connection that held wipes the slate

@@ -3,16 +3,21 @@
 Why not redis-py here: importing it costs a connector pod about 6 MB of RSS (redis 8.1 loads
 77 modules on `import redis`: sync and asyncio clients, cluster, sentinel, caching, command
 mixins for modules we never call), which is more than half of all a connector may use above
-the bare TikTokLive client (`make bench`: RSS within 1.10x of it). A connector sends six
-commands (EVALSHA/EVAL, GET, XREVRANGE, MULTI/HSET/EXPIRE/EXEC) over one connection;
-`hiredis`, redis-py's own C protocol library, packs them and parses the replies.
+the bare TikTokLive client (`make bench`: RSS within 1.10x of it). A connector sends a
+handful of commands (EVALSHA, SCRIPT LOAD, WAIT, GET, XREVRANGE, MULTI/HSET/EXPIRE/EXEC) over
+one connection; `hiredis`, redis-py's own C protocol library, packs them and parses the replies.
+
+It sends nothing else: no HELLO, CLIENT SETNAME/SETINFO or health-check PING on connect (the
+connector's ACL user, `domain.access`, may run only its own commands), only AUTH with the URL's
+user and password and SELECT of a database other than 0.
 
 What it keeps from redis-py: `redis://`, `rediss://` (TLS: the system's CAs or
-`ssl_ca_certs`, a client certificate, `ssl_cert_reqs`, `ssl_check_hostname`) and `unix://`
+`ssl_ca_certs`, or the operator's mounted bundle, `redis_options`; a client certificate, `ssl_cert_reqs`, `ssl_check_hostname`) and `unix://`
 URLs with an ACL user and password (or a password only) and a database number; connect and
 command timeouts; a broken connection is dropped and the next command opens a new one. Errors
 are `RedisError`s; a lost or refused connection is also a builtin `ConnectionError`, a timeout
-a builtin `TimeoutError`, so callers that retry on network failures catch them as such.
+a builtin `TimeoutError`, so callers that retry on network failures catch them as such. A full
+Redis (`-OOM`) is `RedisOutOfMemoryError`, retried by the publisher like an outage.
 
 Commands run one at a time (a lock): the publisher and the heartbeat share the connection, and
 a reply is always read right after its command, so a cancelled or timed-out command closes the
@@ -27,10 +32,12 @@ import hashlib
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
+
+from tiktok_service.settings import ConnectorSettings
 
 Arg = str | bytes | int | float
 
@@ -41,6 +48,10 @@ _POOL_PARAMETERS = frozenset(
 )
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 _READ_SIZE = 65536
+
+#: Command and connect timeout of the connector's client: a dead Redis becomes an error the
+#: publisher buffers through.
+TIMEOUT_S: Final = 5
 
 
 class RedisError(Exception):
@@ -65,6 +76,14 @@ class BusyLoadingError(RedisConnectionError):
 
 class RedisTimeoutError(RedisError, TimeoutError):
     """No reply within the command timeout (the connection is dropped)."""
+
+
+class RedisOutOfMemoryError(ReplyError):
+    """A full Redis (maxmemory, noeviction) refused a write (`-OOM`): nothing was written, retry later."""
+
+
+class NoScriptError(ReplyError):
+    """EVALSHA of a script the server does not hold (`-NOSCRIPT`: a restart, a failover's new primary)."""
 
 
 @dataclass(frozen=True)
@@ -162,21 +181,32 @@ def parse_url(url: str) -> Endpoint:
 
 
 class Script:
-    """A Lua script run by its SHA1 (EVALSHA), sent whole (EVAL) when the server does not know it yet."""
+    """A Lua script run by its SHA1 (EVALSHA), loaded (SCRIPT LOAD) when the server does not hold it.
+
+    Never EVAL: the connector's ACL user may run EVALSHA and SCRIPT LOAD only (`domain.access`).
+    A restart or a failover to a new primary empties the server's script cache; the next call
+    meets NOSCRIPT, loads the script and runs it again. Running it again is safe: a script that
+    got NOSCRIPT did not run.
+    """
 
     def __init__(self, client: RedisClient, source: str) -> None:
         self._client = client
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
+    def command(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> tuple[Arg, ...]:
+        """The EVALSHA command, to send in a pipeline (`RedisClient.pipeline`)."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def load(self) -> None:
+        await self._client.execute("SCRIPT", "LOAD", self.source)
+
     async def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Any:
         try:
-            return await self._client.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-        except ReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # EVAL also caches the script: the next call's EVALSHA finds it (until a restart flushes it).
-        return await self._client.execute("EVAL", self.source, len(keys), *keys, *args)
+            return await self._client.execute(*self.command(keys, args))
+        except NoScriptError:
+            await self.load()
+        return await self._client.execute(*self.command(keys, args))
 
 
 class RedisClient:
@@ -191,15 +221,34 @@ class RedisClient:
 
     @classmethod
     def from_url(
-        cls, url: str, *, socket_timeout: float | None = None, socket_connect_timeout: float | None = None
+        cls,
+        url: str,
+        *,
+        socket_timeout: float | None = None,
+        socket_connect_timeout: float | None = None,
+        ssl_ca_certs: str | None = None,
+        ssl_cert_reqs: str | None = None,
+        ssl_check_hostname: bool | None = None,
     ) -> RedisClient:
-        """Timeouts in the URL win over the arguments, as in redis-py."""
+        """Timeouts in the URL win over the arguments, as in redis-py; TLS arguments win over the URL.
+
+        The TLS arguments are the operator's (`redis_options`: the mounted CA bundle): a URL
+        in a Secret must not be able to turn off the verification the operator asked for.
+        """
         endpoint = parse_url(url)
         overrides: dict[str, Any] = {}
         if endpoint.socket_timeout is None and socket_timeout is not None:
             overrides["socket_timeout"] = socket_timeout
         if endpoint.connect_timeout is None and socket_connect_timeout is not None:
             overrides["connect_timeout"] = socket_connect_timeout
+        if ssl_ca_certs is not None:
+            overrides["ssl_ca_certs"] = ssl_ca_certs
+        if ssl_cert_reqs is not None:
+            if ssl_cert_reqs not in _CERT_REQS:
+                raise ValueError(f"ssl_cert_reqs must be none, optional or required, not {ssl_cert_reqs!r}")
+            overrides["ssl_cert_reqs"] = ssl_cert_reqs
+        if ssl_check_hostname is not None:
+            overrides["ssl_check_hostname"] = ssl_check_hostname
         if overrides:
             endpoint = Endpoint(**{**endpoint.__dict__, **overrides})
         return cls(endpoint)
@@ -209,6 +258,16 @@ class RedisClient:
         """Send one command and return its reply (bytes, int, list or None)."""
         replies = await self._round_trip(_pack(args), 1)
         return _checked(replies[0])
+
+    async def pipeline(self, *commands: Sequence[Arg]) -> list[Any]:
+        """Several commands in one round trip, each run on its own (not atomic); their replies.
+
+        Every reply is read before an error reply is raised (the first one), so the connection
+        stays in step.
+        """
+        packed = b"".join(_pack(tuple(c)) for c in commands)
+        replies = await self._round_trip(packed, len(commands))
+        return [_checked(r) for r in replies]
 
     async def transaction(self, *commands: Sequence[Arg]) -> list[Any]:
         """MULTI, the commands, EXEC in one round trip: all applied or none; their replies."""
@@ -339,12 +398,39 @@ def _pack(args: tuple[Arg, ...]) -> bytes:
     return packed
 
 
+#: Error replies by their first word, each its own error (the rest stay `ReplyError`).
+_REPLY_ERRORS: Final[Mapping[str, type[RedisError]]] = {
+    "LOADING": BusyLoadingError,
+    "OOM": RedisOutOfMemoryError,
+    "NOSCRIPT": NoScriptError,
+}
+
+
 def _checked(reply: Any) -> Any:
     if isinstance(reply, ReplyError):
-        if str(reply).startswith("LOADING"):
-            raise BusyLoadingError(str(reply))
+        message = str(reply)
+        error = _REPLY_ERRORS.get(message.split(" ", 1)[0])
+        if error is not None:
+            raise error(message)
         raise reply
     return reply
+
+
+def redis_options(settings: ConnectorSettings) -> dict[str, Any]:
+    """Keyword arguments of `RedisClient.from_url(settings.redis_url, **...)` (pure).
+
+    Short timeouts turn a dead Redis into an error the publisher buffers through. With
+    `redis_ca_file` (a `rediss://` URL, the CA bundle the operator mounts) the client verifies
+    Redis' certificate and host name against that bundle instead of the system's CAs: without
+    it a private CA could not be verified at all, and a connector would have to choose between
+    no TLS and TLS that trusts anyone.
+    """
+    options: dict[str, Any] = {"socket_timeout": TIMEOUT_S, "socket_connect_timeout": TIMEOUT_S}
+    if settings.redis_ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.redis_ca_file)
+        options["ssl_cert_reqs"] = "required"
+        options["ssl_check_hostname"] = True
+    return options
 
 
 def _pairs(values: Sequence[bytes] | None) -> dict[bytes, bytes]:

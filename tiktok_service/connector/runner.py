@@ -5,7 +5,10 @@ Lifecycle (every loop bounded, every task owned by the runner's TaskGroup):
 - the connection loop asks `outcomes` what to do after each attempt (reconnect with
   backoff, wait for the user to go live, or exit with a documented code);
 - `stop()` (SIGTERM) closes the socket, closes open gift streaks, drains the buffer to
-  Redis within `drain_timeout_s` and writes the final status.
+  Redis within `drain_timeout_s` and writes the final status;
+- the connector claims its Livestream first (`fencing`): once a newer connector claims it,
+  the next publish or heartbeat is refused, the runner stops as on SIGTERM (nothing more is
+  written, not even the final status) and exits with `ExitCode.FENCED`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from TikTokLive import TikTokLiveClient
 
 from tiktok_service.connector import (
     client_options,
+    fencing,
     metrics,
     outcomes,
     proxy_failover,
@@ -77,14 +81,25 @@ class ConnectorRunner:
         # end (or an offline answer) the room is looked up by username again.
         self.room_id: int | None = settings.room_id
         self.proxy_rotations = 0  # attempts after which the next proxy of the list was asked for
+        self.fence = fencing.Fence(
+            redis,
+            settings.livestream_id,
+            owner=fencing.new_owner(settings.pod_uid),
+            ttl_s=settings.livestream_stream_ttl_s,
+            on_lost=self._superseded,
+        )
         self.publisher = publisher.Publisher(
             redis,
             livestream_id=settings.livestream_id,
             buffer_size=settings.buffer_size,
             batch_size=settings.publish_batch,
-            type_maxlen=settings.type_stream_maxlen,
             livestream_maxlen=settings.livestream_stream_maxlen,
             ttl_s=settings.livestream_stream_ttl_s,
+            fence=self.fence,
+            replay_window=settings.replay_window,
+            wait_replicas=settings.replicas_to_wait,
+            wait_timeout_ms=settings.replica_wait_timeout_ms,
+            handover_ids=settings.dedupe_window,
         )
         self.router: router.EventRouter | None = None
         self.exit_code: ExitCode | None = None
@@ -101,12 +116,21 @@ class ConnectorRunner:
             else:
                 self._attempt.cancel()
 
+    def _superseded(self, by: fencing.Holder) -> None:
+        """A newer connector claimed the Livestream: stop as on SIGTERM, exit FENCED."""
+        self.status.last_error = f"superseded by the connector of epoch {by.epoch} ({by.owner})"[:500]
+        self.stop()
+
     async def run(self) -> ExitCode:
-        seen = await publisher.recent_ids(self._redis, self.settings.livestream_id, self.settings.dedupe_window)
+        # The duplicate filter learns the livestream's newest ids when the publisher takes the
+        # livestream over (at its first publish, after the claim): a predecessor still running
+        # until then adds to them, and buffered duplicates are dropped then.
+        dedupe = RecentIds(self.settings.dedupe_window)
+        self.publisher.on_take_over = dedupe.add_older
         self.router = router.EventRouter(
             livestream_id=self.settings.livestream_id,
             sink=self.publisher.offer,
-            dedupe=RecentIds(self.settings.dedupe_window, seen),
+            dedupe=dedupe,
             status=self.status,
             event_types=[EventType(t) for t in self.settings.event_types],
             gift_progress=self.settings.gift_progress,
@@ -120,6 +144,7 @@ class ConnectorRunner:
             interval_s=self.settings.heartbeat_interval_s,
             ttl_s=self.settings.heartbeat_ttl_s,
             buffer_depth=lambda: self.publisher.pending,
+            fence=self.fence,
         )
         async with asyncio.TaskGroup() as tasks:
             flusher = tasks.create_task(self.publisher.run(), name="publisher")
@@ -166,7 +191,7 @@ class ConnectorRunner:
                 if self._closed.code not in (None, 1000, 1001):
                     self.status.last_error = f"closed by the server: {self._closed.code} {self._closed.reason}"[:500]
             if self._stopping.is_set():
-                outcome = outcomes.Outcome(outcomes.Kind.STOPPED)
+                outcome = outcomes.Outcome(outcomes.Kind.FENCED if self.fence.lost else outcomes.Kind.STOPPED)
             decision, streak = outcomes.decide(outcome, streak, self._policy, self._rng, now=time.time())
             if self.room_id is not None and outcomes.ends_pinned_room(outcome.kind):
                 log.info(
@@ -204,6 +229,10 @@ class ConnectorRunner:
             self.status.next_retry_at_ms = int((time.time() + decision.delay_s) * 1000)
             await self._sleep(decision.delay_s)
             self.status.next_retry_at_ms = None
+        if self.fence.lost is not None:
+            self.status.phase = ConnectorPhase.STOPPED
+            self.status.reason = outcomes.Kind.FENCED.value
+            return ExitCode.FENCED
         self.status.phase = ConnectorPhase.STOPPED
         self.status.reason = "stopped"
         return ExitCode.STOPPED
@@ -293,7 +322,7 @@ class ConnectorRunner:
 
 
 def _final_phase(code: ExitCode) -> ConnectorPhase:
-    if code is ExitCode.STOPPED:
+    if code in (ExitCode.STOPPED, ExitCode.FENCED):
         return ConnectorPhase.STOPPED
     if code is ExitCode.LIVE_ENDED:
         return ConnectorPhase.ENDED

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from tiktok_service.connector import memory, metrics
+from tiktok_service.connector import fencing, memory, metrics
 from tiktok_service.connector.redis_client import RedisClient, RedisError
 from tiktok_service.domain import naming
-from tiktok_service.domain.connector_status import ConnectorStatus
+from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,12 @@ class StatusReporter:
         interval_s: float,
         ttl_s: int,
         buffer_depth: Callable[[], int] | None = None,
+        fence: fencing.Fence | None = None,
     ) -> None:
         self._buffer_depth = buffer_depth
+        # With a fence, a status is written only while this connector holds its Livestream:
+        # a superseded connector must not overwrite its successor's status (or its final one).
+        self._fence = fence
         self._redis = redis
         self._key = naming.connector_status_key(livestream_id)
         self._status = status
@@ -52,7 +56,10 @@ class StatusReporter:
             metrics.BUFFER_DEPTH.set(self._buffer_depth())
         fields = self._status.to_hash(now_ms=int(time.time() * 1000))
         try:
-            hset = ["HSET", self._key]
+            if self._fence is not None:
+                claim = self._status.phase is not ConnectorPhase.CONNECTING
+                return await self._fence.write_status(self._key, fields, ttl_s, claim=claim)
+            hset: list[str | bytes | int | float] = ["HSET", self._key]
             for name, value in fields.items():
                 hset += (name, value)
             await self._redis.transaction(hset, ("EXPIRE", self._key, ttl_s))
@@ -73,9 +80,9 @@ class StatusReporter:
     def stop(self) -> None:
         """End `run()` once the write in progress is done.
 
-        Cancelling the task alone is not enough: on Python 3.11 `asyncio.wait_for`, which
-        redis-py wraps around every socket write, swallows a cancel that arrives just as the
-        write completes (CPython gh-86296, fixed in 3.12), and the loop would run forever.
+        Cancelling the task alone is not enough: a cancel that arrives just as a write completes
+        can be lost (on Python 3.11 `asyncio.wait_for` swallows it, CPython gh-86296, fixed in
+        3.12), and the loop would run forever.
         """
         self._stopped.set()
 

@@ -32,6 +32,14 @@ class RecentIds:
             self._ids.popitem(last=False)
         return True
 
+    def add_older(self, event_ids: Iterable[str]) -> None:
+        """Remember ids seen before every id known so far (oldest first): they are the first forgotten."""
+        merged: OrderedDict[str, None] = OrderedDict((i, None) for i in event_ids if i not in self._ids)
+        merged.update(self._ids)
+        while len(merged) > self._capacity:
+            merged.popitem(last=False)
+        self._ids = merged
+
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
 

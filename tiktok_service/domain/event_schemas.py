@@ -1,7 +1,7 @@
 """The event contract as JSON Schema (draft 2020-12): the envelope and the `data` of every type.
 
 This module is the source of truth for what each type's `data` holds. The JSON files in
-`tiktok_service/schemas/` are generated from it (`python -m tiktok_service.schemas`), and
+`tiktok_service/schemas/` are generated from it (`tiktok-service-dev schemas`), and
 so are the README's event table and the CRD's list of types; unit tests fail when any of
 them is stale, and every event the test suite publishes is validated against its file.
 

@@ -24,3 +24,4 @@ class ExitCode(IntEnum):
     AGE_RESTRICTED = 15  # the LIVE is age-restricted and no logged-in session was accepted
     SIGN_QUOTA = 16  # the sign server's quota is spent until a reset it announced (final status: next_retry_at_ms)
     PROXY = 17  # the configured proxies could not be opened (refused, auth, timeout)
+    FENCED = 18  # a newer connector claimed this Livestream: this one stopped writing (not a failure)

@@ -18,6 +18,8 @@ FIELD_EVENT: Final = b"event"
 
 #: Consumer group of the persisters on the per-type streams.
 PERSISTER_GROUP: Final = "persister"
+#: Every key the API keeps (rate limits, stream leases, connect locks, id -> name) starts with this.
+API_KEY_PREFIX: Final = "tiktok.api."
 #: Where entries that cannot be decoded go, with the reason, instead of blocking the group.
 DEAD_LETTER_STREAM: Final = "tiktok.deadletter"
 
@@ -49,3 +51,11 @@ def event_counts_key(livestream_id: str) -> str:
 def publish_seq_key(livestream_id: str) -> str:
     """Sequence number of the last event batch a connector published (makes retries idempotent)."""
     return f"tiktok.seq.{livestream_id}"
+
+
+def connector_fence_key(livestream_id: str) -> str:
+    """Redis hash of the livestream's fence: the epoch counter and the owner of the newest claim.
+
+    Only the connector that holds the newest claim may publish or report (see `connector/fencing.py`).
+    """
+    return f"tiktok.fence.{livestream_id}"

@@ -6,5 +6,5 @@ Layers (each only imports those above it):
 * `desired`, `lifecycle`, `status` -- decisions: the pod, the phase and action, the status (pure);
 * `k8s`, `store` -- the only I/O: Kubernetes API, Redis reads, livestreams rows;
 * `reconciler` -- one observe/decide/act loop per Livestream;
-* `handlers`, `main` -- kopf wiring and the entry point (`python -m tiktok_service.operator`).
+* `handlers`, `main` -- kopf wiring and the entry point (`tiktok-service operator`).
 """

@@ -33,7 +33,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from tiktok_service.operator import model
+from tiktok_service.operator import limits, model
 from tiktok_service.settings import OperatorSettings
 
 _HASHED_OUT = frozenset({"state"})
@@ -41,6 +41,10 @@ _HASHED_OUT = frozenset({"state"})
 SESSION_ID_KEY = "sessionid"
 TT_TARGET_IDC_KEY = "tt-target-idc"
 _SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+#: Where the Redis CA bundle is mounted in the connector container (read-only).
+REDIS_CA_DIR = "/etc/tiktok-service/redis-ca"
+REDIS_CA_FILE = "ca.crt"
+_REDIS_CA_VOLUME = "redis-ca"
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
@@ -80,6 +84,8 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
     secret = settings.connector_secret_name
     env: list[dict[str, Any]] = [
         {"name": "CONNECTOR_LIVESTREAM_ID", "value": livestream["metadata"]["uid"]},
+        # Names this pod as the holder of the Livestream's fence (the epoch itself comes from Redis).
+        {"name": "CONNECTOR_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
         {"name": "CONNECTOR_USERNAME", "value": spec["username"]},
         {"name": "CONNECTOR_WAIT_FOR_LIVE", "value": "true" if spec.get("waitForLive") else "false"},
         {
@@ -99,15 +105,30 @@ def connector_env(livestream: Mapping[str, Any], settings: OperatorSettings) -> 
         env.append({"name": "CONNECTOR_EVENT_TYPES", "value": json.dumps(list(spec["eventTypes"]))})
     env += connection_env(spec.get("connection") or {}, settings)
     optional = {
-        "CONNECTOR_TYPE_STREAM_MAXLEN": retention.get("typeStreamMaxLen"),
         "CONNECTOR_LIVESTREAM_STREAM_MAXLEN": retention.get("livestreamStreamMaxLen"),
         "CONNECTOR_LIVESTREAM_STREAM_TTL_S": retention.get("ttlSeconds"),
         "CONNECTOR_SIGN_API_URL": settings.sign_api_url,
         "CONNECTOR_TIKTOK_APP_URL": settings.tiktok_app_url,
         "CONNECTOR_TIKTOK_WEBCAST_URL": settings.tiktok_webcast_url,
+        "CONNECTOR_REDIS_CA_FILE": f"{REDIS_CA_DIR}/{REDIS_CA_FILE}" if redis_ca_volume(settings) else None,
     }
     env += [{"name": name, "value": str(value)} for name, value in optional.items() if value is not None]
     return env
+
+
+def redis_ca_volume(settings: OperatorSettings) -> dict[str, Any] | None:
+    """The volume carrying the Redis CA bundle (its one key as `ca.crt`), or None.
+
+    A CA bundle verifies Redis' certificate (`rediss://`): without one the connector trusts
+    the image's system CAs, which know nothing of a private CA. The bundle is mounted, not
+    put in the environment, because redis-py (ssl's `load_verify_locations`) reads a file.
+    """
+    items = [{"key": settings.connector_redis_ca_key, "path": REDIS_CA_FILE}]
+    if settings.connector_redis_ca_configmap:
+        return {"name": _REDIS_CA_VOLUME, "configMap": {"name": settings.connector_redis_ca_configmap, "items": items}}
+    if settings.connector_redis_ca_secret:
+        return {"name": _REDIS_CA_VOLUME, "secret": {"secretName": settings.connector_redis_ca_secret, "items": items}}
+    return None
 
 
 def _from_secret(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -141,13 +162,6 @@ def connection_env(connection: Mapping[str, Any], settings: OperatorSettings) ->
     return env
 
 
-def resources(settings: OperatorSettings) -> dict[str, Any]:
-    return {
-        "requests": {"cpu": settings.connector_cpu_request, "memory": settings.connector_memory_request},
-        "limits": {"memory": settings.connector_memory_limit},
-    }
-
-
 def desired_pod(
     livestream: Mapping[str, Any], settings: OperatorSettings, *, restarts: int | None = None
 ) -> dict[str, Any]:
@@ -167,7 +181,7 @@ def desired_pod(
         "imagePullPolicy": settings.connector_image_pull_policy,
         "command": ["tiktok-service", "connector"],
         "env": connector_env(livestream, settings),
-        "resources": overrides.get("resources") or resources(settings),
+        "resources": limits.connector_resources(overrides.get("resources"), settings),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -184,6 +198,10 @@ def desired_pod(
             "timeoutSeconds": 5,
             "failureThreshold": 3,
         }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
+    if (ca_volume := redis_ca_volume(settings)) is not None:
+        volumes.append(ca_volume)
+        container["volumeMounts"].append({"name": _REDIS_CA_VOLUME, "mountPath": REDIS_CA_DIR, "readOnly": True})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": settings.connector_grace_period_s,
@@ -196,7 +214,7 @@ def desired_pod(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+        "volumes": volumes,
         "topologySpreadConstraints": [
             {
                 "maxSkew": settings.connector_topology_max_skew,

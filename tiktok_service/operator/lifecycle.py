@@ -16,7 +16,9 @@ Failed at once (a restart would not help; the connector already retried 11 and 1
 16 sign quota -> BackingOff until the reset the sign server announced (the connector's final
 status carries it), not counted as a failure; 14 captcha / 17 proxy / anything else (1,
 OOMKilled, evicted, SIGKILL...) -> restart with backoff, Failed after `maxRestarts`
-consecutive failures. A deleted pod is recreated at once and is not a failure. With
+consecutive failures. A deleted pod is recreated at once and is not a failure; nor is 18
+(fenced: a connector the operator does not know, e.g. of a force-deleted pod, claimed the
+Livestream after ours): the pod is recreated at once and its new claim stops the other one. With
 `waitForLive` the connector itself keeps waiting (same pod) instead of exiting.
 
 While the connector runs, its own reason (why it is reconnecting) becomes the Livestream's,
@@ -33,8 +35,9 @@ from typing import Any
 from tiktok_service.domain import backoff
 from tiktok_service.domain.connector_status import ConnectorPhase
 from tiktok_service.domain.exit_codes import ExitCode
-from tiktok_service.operator import desired, model
+from tiktok_service.operator import desired, limits, model
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
+from tiktok_service.operator.refusals import POD_REFUSED, PodRefusal, refusal_delay
 from tiktok_service.settings import OperatorSettings
 
 #: A heartbeat older than the pod's start (minus clock skew) is the previous pod's.
@@ -94,6 +97,7 @@ REASONS: dict[str, str] = {
     "config": "InvalidConfiguration",
     "offline": "UserOffline",
     "live_end": "LiveEnded",
+    "fenced": "Superseded",
     "error": "Error",
 }
 _FROM_CONNECTOR: dict[ConnectorPhase, tuple[Phase, str]] = {
@@ -154,6 +158,39 @@ def assess(
     now: float,
     settings: OperatorSettings,
 ) -> Assessment:
+    """The phase and the one action; a pod the operator's limits refuse (`limits`) is never created."""
+    found = _assess(livestream, pod, heartbeat, now, settings)
+    if found.action.do in {Do.CREATE_POD, Do.RECREATE_POD}:
+        refused = limits.refusal(_spec(livestream), settings)
+        if refused is not None:
+            return Assessment(Phase.FAILED, refused.reason, refused.message, found.restarts)
+    return found
+
+
+def refused_create(found: Assessment, refusal: PodRefusal, livestream: Mapping[str, Any], now: float) -> Assessment:
+    """`found` after the API server refused the pod it created: BackingOff until the next attempt.
+
+    Not counted against `maxRestarts` (no connector ran); the delay doubles with each refusal
+    in a row, within the Livestream's own backoff bounds (`refusal_delay`).
+    """
+    policy = model.RestartPolicy.from_spec(_spec(livestream))
+    retry_at = now + refusal_delay(refusal.attempts, policy)
+    message = (
+        f"the API server refused the connector pod ({refusal.status} {refusal.api_reason}): {refusal.message}; "
+        f"attempt {refusal.attempts}, next at {model.format_time(retry_at)}"
+    )
+    return Assessment(
+        Phase.BACKING_OFF, POD_REFUSED, message, found.restarts, retry_at, Action(requeue_after=retry_at - now)
+    )
+
+
+def _assess(
+    livestream: Mapping[str, Any],
+    pod: PodObservation | None,
+    heartbeat: Heartbeat | None,
+    now: float,
+    settings: OperatorSettings,
+) -> Assessment:
     spec, status = _spec(livestream), _status(livestream)
     state = model.DesiredState(spec.get("state", model.DesiredState.RUNNING))
     generation = (livestream.get("metadata") or {}).get("generation")
@@ -171,7 +208,10 @@ def assess(
         if settled:
             assert previous is not None
             return Assessment(previous, status.get("reason", ""), status.get("message", ""), restarts)
-        retry_at = model.parse_time(status.get("nextRetryAt")) if previous is Phase.BACKING_OFF else None
+        # A refused create is retried at once after a spec change (the fix may be in the spec).
+        refused_earlier = status.get("reason") == POD_REFUSED and status.get("observedGeneration") != generation
+        waiting = previous is Phase.BACKING_OFF and not refused_earlier
+        retry_at = model.parse_time(status.get("nextRetryAt")) if waiting else None
         if retry_at is not None and now < retry_at:
             message = status.get("message", "")
             return Assessment(
@@ -231,6 +271,11 @@ def _assess_finished(
     settings: OperatorSettings,
     policy: model.RestartPolicy,
 ) -> Assessment:
+    if pod.exit_code == ExitCode.FENCED:
+        message = f"another connector claimed the Livestream (exit code {pod.exit_code}); replacing pod {pod.name}"
+        return Assessment(
+            Phase.PENDING, "Superseded", message, pod.restarts, None, Action(Do.RECREATE_POD, pod.uid, pod.restarts)
+        )
     if pod.exit_code in _FINAL_EXITS:
         phase, reason, message = _FINAL_EXITS[pod.exit_code]
         return Assessment(phase, reason, message, pod.restarts)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sys
-from collections.abc import Sequence
 from typing import Any
 
 import kopf
@@ -101,10 +99,3 @@ def main(settings: OperatorSettings) -> int:
     kopf_tuning.decode_watch_events_with_orjson()
     gc_tuning.tune_for_throughput()  # ~2 watch events per Livestream change, each a fresh object graph
     return asyncio.run(run_operator(settings))
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """`python -m tiktok_service.operator [--flags]` until `tiktok-service operator` is wired in cli.py."""
-    from tiktok_service.cli import load
-
-    return main(load(OperatorSettings, "operator", list(sys.argv[1:] if argv is None else argv)))

@@ -27,7 +27,10 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.pod_actions = Counter(
-            "tiktok_operator_pod_actions_total", "Pods created and deleted, by action", ["action"], registry=registry
+            "tiktok_operator_pod_actions_total",
+            "Pods created and deleted, and creates the API server refused (action=refused), by action",
+            ["action"],
+            registry=registry,
         )
         self.status_patches = Counter(
             "tiktok_operator_status_patches_total", "Livestream status patches sent", registry=registry

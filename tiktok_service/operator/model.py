@@ -13,25 +13,29 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 from tiktok_service.domain.connector_status import ConnectorStatus
 
-GROUP: Final = "tiktok.tiktok-service.io"
-VERSION: Final = "v1alpha1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
-KIND: Final = "Livestream"
-PLURAL: Final = "livestreams"
+# The resource's names, phases and labels are the domain's (the API uses them too); the
+# operator's modules keep reaching them as `model.<name>`.
+from tiktok_service.domain.livestream import API_VERSION as API_VERSION
+from tiktok_service.domain.livestream import CONNECTOR_APP as CONNECTOR_APP
+from tiktok_service.domain.livestream import CONTAINER as CONTAINER
+from tiktok_service.domain.livestream import GROUP as GROUP
+from tiktok_service.domain.livestream import KIND as KIND
+from tiktok_service.domain.livestream import LABEL_COMPONENT as LABEL_COMPONENT
+from tiktok_service.domain.livestream import LABEL_INSTANCE as LABEL_INSTANCE
+from tiktok_service.domain.livestream import LABEL_LIVESTREAM as LABEL_LIVESTREAM
+from tiktok_service.domain.livestream import LABEL_MANAGED_BY as LABEL_MANAGED_BY
+from tiktok_service.domain.livestream import LABEL_NAME as LABEL_NAME
+from tiktok_service.domain.livestream import LABEL_USERNAME as LABEL_USERNAME
+from tiktok_service.domain.livestream import PLURAL as PLURAL
+from tiktok_service.domain.livestream import TERMINAL_PHASES as TERMINAL_PHASES
+from tiktok_service.domain.livestream import VERSION as VERSION
+from tiktok_service.domain.livestream import DesiredState as DesiredState
+from tiktok_service.domain.livestream import Phase as Phase
 
-CONTAINER: Final = "connector"
-CONNECTOR_APP: Final = "tiktok-connector"
-LABEL_NAME: Final = "app.kubernetes.io/name"
-LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
-LABEL_COMPONENT: Final = "app.kubernetes.io/component"
-LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
-LABEL_LIVESTREAM: Final = "tiktok-service.io/livestream"
-LABEL_USERNAME: Final = "tiktok-service.io/username"
 ANNOTATION_SPEC_HASH: Final = "tiktok-service.io/spec-hash"
 ANNOTATION_RESTARTS: Final = "tiktok-service.io/restarts"
 ANNOTATION_USERNAME: Final = "tiktok-service.io/username"
@@ -41,31 +45,6 @@ FINALIZER: Final = "tiktok-service.io/finalizer"
 
 _MAX_NAME: Final = 63
 _LABEL_VALUE_EDGES: Final = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
-
-
-class Phase(StrEnum):
-    """`status.phase` of a Livestream (the CRD's enum)."""
-
-    PENDING = "Pending"
-    WAITING_FOR_LIVE = "WaitingForLive"
-    CONNECTING = "Connecting"
-    LIVE = "Live"
-    RECONNECTING = "Reconnecting"
-    BACKING_OFF = "BackingOff"
-    PAUSED = "Paused"
-    STOPPED = "Stopped"
-    ENDED = "Ended"
-    FAILED = "Failed"
-
-
-#: Phases the operator does not leave on its own: only a spec change (new generation) restarts.
-TERMINAL_PHASES: Final = frozenset({Phase.ENDED, Phase.FAILED})
-
-
-class DesiredState(StrEnum):
-    RUNNING = "Running"
-    PAUSED = "Paused"
-    STOPPED = "Stopped"
 
 
 def short_hash(text: str, length: int = 8) -> str:

@@ -33,7 +33,7 @@ from typing import Any, Final
 import aiohttp
 import kopf
 
-from tiktok_service.operator import desired, k8s, lifecycle, model, status
+from tiktok_service.operator import desired, k8s, lifecycle, model, refusals, status
 from tiktok_service.operator import store as stores
 from tiktok_service.operator.lifecycle import Do
 from tiktok_service.operator.metrics import OperatorMetrics
@@ -122,6 +122,7 @@ class LivestreamLoop:
         self.deleted_uid: str | None = None
         self.expect_events = 0  # `pod_events` when they were sent: the next pod event ends the expectation
         self.expect_since = -math.inf
+        self.refusal: refusals.PodRefusal | None = None  # the API server's last refusal of our pod, if in a row
 
     def snapshot(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The Livestream as a plain dict, with the status we know we wrote (the watch may lag)."""
@@ -158,7 +159,9 @@ class LivestreamLoop:
                 log.warning("redis unavailable; keeping the last report", extra={"error": str(exc)})
         now = time.time()
         found = lifecycle.assess(livestream, pod, self.heartbeat, now, settings)
-        await self.act(livestream, found.action)
+        refused = await self.act(livestream, found.action)
+        if refused is not None:
+            found = lifecycle.refused_create(found, refused, livestream, now)
         wanted = status.desired_status(livestream, pod, self.heartbeat, counts, now, settings, assessment=found)
         running = pod is not None and pod.phase == "Running"
         delays = [settings.resync_interval_s if running else settings.idle_resync_interval_s]
@@ -195,11 +198,12 @@ class LivestreamLoop:
             return _SCHEDULER_GRACE_S - waited
         return None
 
-    async def act(self, livestream: Mapping[str, Any], action: lifecycle.Action) -> None:
+    async def act(self, livestream: Mapping[str, Any], action: lifecycle.Action) -> refusals.PodRefusal | None:
+        """Carry out `action`; a pod create the API server refuses (4xx) is returned, not raised."""
         kube, metrics = self.runtime.kube, self.runtime.metrics
         namespace, name = self.key
         if action.do is Do.NOTHING:
-            return
+            return None
         self.created = self.deleted_uid = None
         self.expect_events, self.expect_since = self.pod_events, time.monotonic()
         if action.do in {Do.DELETE_POD, Do.RECREATE_POD}:
@@ -209,12 +213,33 @@ class LivestreamLoop:
                 self.deleted_uid = action.pod_uid
         if action.do in {Do.CREATE_POD, Do.RECREATE_POD}:
             wanted = desired.desired_pod(livestream, self.runtime.settings, restarts=action.restarts)
-            created = await kube.create_pod(wanted)
+            try:
+                created = await kube.create_pod(wanted)
+            except k8s.ApiError as exc:
+                if not refusals.refuses(exc.status):
+                    raise
+                return await self.refused(livestream, exc)
+            self.refusal = None
             if created is not None:
                 metrics.pod_actions.labels(action="create").inc()
             else:  # it exists and the index has not shown it yet: learn it once rather than retry the create
                 created = await kube.get_pod(namespace, wanted["metadata"]["name"])
             self.created = model.observe_pod(created) if created is not None else None
+        return None
+
+    async def refused(self, livestream: Mapping[str, Any], exc: k8s.ApiError) -> refusals.PodRefusal:
+        """Count the refusal, record it as a Warning Event on the Livestream (every one: they back off)."""
+        self.refusal = refusals.next_refusal(self.refusal, exc.status, exc.reason, exc.message)
+        self.runtime.metrics.pod_actions.labels(action="refused").inc()
+        log.warning("the API server refused the connector pod", extra={"livestream": self.key, "error": str(exc)})
+        await self.runtime.kube.post_event(
+            livestream,
+            type_="Warning",
+            reason=refusals.POD_REFUSED,
+            message=f"the API server refused the connector pod ({exc.status} {self.refusal.api_reason}): {exc.message}",
+            component=COMPONENT,
+        )
+        return self.refusal
 
     async def patch(self, livestream: Mapping[str, Any], wanted: dict[str, Any], patch: Mapping[str, Any]) -> None:
         namespace, name = self.key

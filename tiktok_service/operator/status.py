@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from tiktok_service.operator import lifecycle, model
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
+from tiktok_service.operator.refusals import POD_REFUSED
 from tiktok_service.settings import OperatorSettings
 
 #: Fields that change with every comment or viewer update; alone they do not justify a patch.
@@ -140,7 +141,7 @@ def transition_events(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> 
         events.append(Event("Normal", "Connected", f"connected to room {wanted.get('roomId', '?')}"))
     elif new == Phase.ENDED:
         events.append(Event("Normal", wanted.get("reason") or "LiveEnded", message))
-    elif new == Phase.BACKING_OFF:
+    elif new == Phase.BACKING_OFF and wanted.get("reason") != POD_REFUSED:  # its own Event, per refusal
         events.append(Event("Warning", "RestartScheduled", f"{message}; next attempt at {wanted.get('nextRetryAt')}"))
     elif new == Phase.FAILED:
         events.append(Event("Warning", wanted.get("reason") or "Failed", message))

@@ -18,11 +18,11 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tiktok_service.database import livestreams_repository as repo
 from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import status_from_hash
 from tiktok_service.operator import model
 from tiktok_service.operator.model import Heartbeat, Phase
-from tiktok_service.persister import livestreams_repository as repo
 
 log = logging.getLogger(__name__)
 

@@ -76,11 +76,14 @@ def add_found(batch: Batch, stream: str, found: Iterable[Any]) -> list[DeadLette
     letters: list[DeadLetter] = []
     streams, ids, records = batch.streams, batch.ids, batch.records  # the hot loop appends directly
     for entry_id, fields in found:
-        if fields and len(fields) == 6 and fields[4] == naming.FIELD_EVENT:  # type, id, event: as published
-            record = rows.fast_record(fields[5])
-        else:
-            raw = _event_field(fields)
-            record = rows.fast_record(raw) if raw is not None else None
+        try:
+            if fields and len(fields) == 6 and fields[4] == naming.FIELD_EVENT:  # type, id, event: as published
+                record = rows.fast_record(fields[5])
+            else:
+                raw = _event_field(fields)
+                record = rows.fast_record(raw) if raw is not None else None
+        except Exception:  # anything odd goes the full way, which explains refusals
+            record = None
         if record is not None:
             streams.append(stream)
             ids.append(entry_id)
@@ -103,6 +106,9 @@ def _add_entry(batch: Batch, entry: Entry, letters: list[DeadLetter]) -> None:
         record = rows.record_from_fields(entry.fields)
     except rows.PoisonEntry as exc:
         letters.append(DeadLetter(entry, exc.category, exc.reason))
+        return
+    except Exception as exc:  # a decoder bug must not stop the group: the entry is kept with it
+        letters.append(DeadLetter(entry, "undecodable", f"decoding failed: {exc!r}"[:500]))
         return
     batch.append(entry.stream, entry.id, record)
 

@@ -14,7 +14,14 @@ Failure policy, in one place:
   store the rest, dead-letter the culprits. Retrying them would block the group forever.
 * Undecodable entries: dead-lettered with the reason, then acked.
 * Redis unreachable: retry the operation with the same backoff.
-* Anything else is a bug: it propagates and the process exits non-zero.
+* Anything else is a bug: it propagates and the process exits non-zero. The entries it
+  was storing are delivered again (to the restarted process or a peer); one delivered
+  `max_deliveries` times is stored alone, and whatever fails then, for whatever reason,
+  is dead-lettered with it; past SUSPECT_ATTEMPTS more deliveries (storing it alone kills
+  the process) it is dead-lettered without another try. So no entry wedges the group.
+
+Trimming of the shared streams and the lag of every consumer group: `trimming.py`, run
+every `trim_interval_s` next to the loop.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tiktok_service.database import events_repository, migrate
 from tiktok_service.domain import naming
-from tiktok_service.persister import batches, events_repository, migrate, rows
+from tiktok_service.persister import batches, rows, trimming
 from tiktok_service.persister.batches import Batch
 from tiktok_service.persister.metrics import PersisterMetrics
 from tiktok_service.persister.streams import DeadLetter, Entry, GroupConsumer
@@ -45,12 +53,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: What a lost connection looks like from asyncpg (OSError covers refused and timed out).
-DB_TRANSIENT: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+#: `InternalClientError` is a connection whose protocol state a server shutdown left broken
+#: ("cannot switch to state 21; another operation (2) is in progress", met by the chaos suite
+#: after PostgreSQL was down for a minute): the connection is dropped and the batch retried.
+DB_TRANSIENT: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 REDIS_TRANSIENT: Final = (RedisError, OSError)
 #: Decoded batches waiting for the writer. 2 keeps the database busy while the reader
 #: works ahead, and bounds memory to ~5 batches (queue + one being read + one being stored
 #: + one being acked).
 PIPELINE_DEPTH: Final = 2
+_CANNOT_MIGRATE: Final = (
+    "the schema is older than this persister and its login may not migrate it; "
+    "waiting for `tiktok-service access` (or `migrate`) to run as the schema's owner"
+)
 #: Entries per stream per XREADGROUP. A reply is parsed in one go on the event loop, and
 #: each stream's part is decoded in one go: small replies keep the writer responsive, and
 #: batches are filled from several reads anyway. Larger reads cost more CPU per entry, not
@@ -60,6 +75,9 @@ READ_COUNT: Final = 250
 #: batches are merged right away instead of first attempting a COPY that would fail: where
 #: there is one duplicate, more usually follow.
 MERGE_AFTER_DUPLICATES: Final = 8
+#: Deliveries past `max_deliveries` during which an entry is still stored alone; after
+#: them it is dead-lettered untried (storing it alone ended the process each time).
+SUSPECT_ATTEMPTS: Final = 3
 
 
 class Stopped(Exception):
@@ -121,12 +139,18 @@ class Persister:
 
     async def _migrate(self) -> None:
         async with self.pool.acquire() as conn:
-            applied = await migrate.apply_migrations(conn)
+            try:
+                applied = await migrate.apply_migrations(conn)
+            except asyncpg.InsufficientPrivilegeError:
+                # Its own login (README, "Credentials and least privilege"): retried until the owner migrates.
+                log.warning(_CANNOT_MIGRATE)
+                raise
         if applied:
             log.info("schema migrated", extra={"versions": applied})
 
     async def _drain_own_pending(self) -> None:
         """Finish what a previous process with our consumer name read but never acked."""
+        await self._settle_over_delivered(min_idle_ms=None)
         while not self.stopping:  # each round acks or dead-letters what it read
             entries = await self._retry_redis(lambda: self.group.read_own_pending(count=self.settings.batch_size))
             if not entries:
@@ -142,9 +166,34 @@ class Persister:
         joined by a queue of PIPELINE_DEPTH batches: the Python work of reading and decoding
         overlaps the database work of storing, and memory stays bounded by a few batches."""
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
+        finished = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(self._read_batches(queue, burst=burst), name="persister-reader")
-            tasks.create_task(self._write_batches(queue, reader), name="persister-writer")
+            writer = tasks.create_task(self._write_batches(queue, reader), name="persister-writer")
+            writer.add_done_callback(lambda _: finished.set())
+            tasks.create_task(self._housekeep(finished), name="persister-housekeeping")
+
+    async def _housekeep(self, finished: asyncio.Event) -> None:
+        """Trim the shared streams and export the groups' lag every trim_interval_s, and
+        once more when the loop ends (a drained burst leaves its streams trimmed)."""
+        while not self.stopping:  # no last round on stop: Redis may be what is failing
+            await self.housekeep_once()
+            if finished.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), timeout=self.settings.trim_interval_s)
+
+    async def housekeep_once(self) -> None:
+        """One trimming and lag round; a failure is logged and waits for the next round."""
+        try:
+            await trimming.housekeep(
+                self.group.redis,
+                self.group.streams,
+                metrics=self.metrics,
+                retention_s=self.settings.stream_retention_s,
+            )
+        except REDIS_TRANSIENT as exc:
+            log.warning("could not trim the streams or measure lag", extra={"error": repr(exc)})
 
     async def _read_batches(self, queue: asyncio.Queue[Batch | None], *, burst: bool) -> None:
         """Fill batches of up to batch_size rows from small reads, and hand them to the writer.
@@ -214,6 +263,7 @@ class Persister:
 
     async def _claim_idle(self) -> list[Entry]:
         """Entries idle longer than claim_idle_ms under any consumer (a dead persister's)."""
+        await self._settle_over_delivered(min_idle_ms=self.settings.claim_idle_ms)
         claimed = await self._retry_redis(
             lambda: self.group.claim_idle(min_idle_ms=self.settings.claim_idle_ms, count=self.settings.batch_size)
         )
@@ -221,6 +271,41 @@ class Persister:
             self.metrics.claimed.inc(len(claimed))
             log.info("reclaimed idle entries", extra={"count": len(claimed)})
         return claimed
+
+    async def _settle_over_delivered(self, *, min_idle_ms: int | None) -> None:
+        """Store alone, or dead-letter, the entries delivered max_deliveries times or more
+        (own pending ones when `min_idle_ms` is None, else any consumer's idle ones)."""
+        limit = self.settings.max_deliveries
+        found = await self._retry_redis(
+            lambda: self.group.over_delivered(limit=limit, count=self.settings.batch_size, min_idle_ms=min_idle_ms)
+        )
+        for entry, deliveries in found:
+            if deliveries > limit + SUSPECT_ATTEMPTS:
+                reason = f"delivered {deliveries} times without being stored (limit {limit}); not tried again"
+                await self._dead_letter([DeadLetter(entry, "delivery_limit", reason)])
+                continue
+            log.warning(
+                "entry delivered too often; storing it alone",
+                extra={"stream": entry.stream, "entry_id": entry.id.decode(), "deliveries": deliveries},
+            )
+            batch = Batch()
+            await self._dead_letter(batches.add_entries(batch, [entry]))
+            if batch:
+                await self._store_alone(batch, deliveries)
+
+    async def _store_alone(self, batch: Batch, deliveries: int) -> None:
+        """Store a batch of one suspect entry; whatever fails but a retryable outage (which
+        `_store` retries) dead-letters it with the reason instead of ending the process."""
+        try:
+            rejected = await self._store(batch)
+        except Stopped:
+            raise
+        except Exception as exc:  # the very failure that kept it from being acked: never again
+            reason = f"delivered {deliveries} times; storing it alone failed: {exc!r}"[:500]
+            log.exception("suspect entry could not be stored", extra={"entry_id": batch.ids[0].decode()})
+            await self._dead_letter([DeadLetter(batch.entry(0), "delivery_limit", reason)])
+            return
+        await self._acknowledge(batch, rejected)
 
     async def _store_and_ack(self, batch: Batch) -> None:
         """Commit the batch, dead-letter what PostgreSQL refused, then (only then) ack."""
@@ -253,7 +338,11 @@ class Persister:
             nonlocal started
             started = time.perf_counter()
             async with self.pool.acquire() as conn:
-                return await _insert_or_split(conn, batch, expect_new=expect_new)
+                try:
+                    return await _insert_or_split(conn, batch, expect_new=expect_new)
+                except DB_TRANSIENT:
+                    conn.terminate()  # never hand a connection an operation failed on to the next attempt
+                    raise
 
         inserted, rejected = await self._retry_db(
             "store batch", attempt, on_retry=lambda: self.group.keep_claimed(batch.ids_by_stream())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tiktok_service import logs
-from tiktok_service.persister.migrate import migrate
+from tiktok_service.database.migrate import migrate
 from tiktok_service.persister.runner import run_persister
 from tiktok_service.settings import PersisterSettings
 

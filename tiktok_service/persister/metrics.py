@@ -25,6 +25,10 @@ class PersisterMetrics:
     redis_retries: Counter
     claimed: Counter
     last_commit: Gauge
+    lag_entries: Gauge
+    lag_seconds: Gauge
+    stream_length: Gauge
+    trimmed: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> PersisterMetrics:
@@ -74,6 +78,30 @@ class PersisterMetrics:
             last_commit=Gauge(
                 "tiktok_persister_last_commit_timestamp_seconds",
                 "Unix time of the last committed batch (alert when it stops moving under load).",
+                registry=registry,
+            ),
+            lag_entries=Gauge(
+                "tiktok_persister_stream_lag_entries",
+                "Entries of a shared stream a consumer group has not acknowledged yet (pending + undelivered).",
+                ["stream", "group"],
+                registry=registry,
+            ),
+            lag_seconds=Gauge(
+                "tiktok_persister_stream_lag_seconds",
+                "Age of the oldest entry of a shared stream a consumer group has not acknowledged (0: none).",
+                ["stream", "group"],
+                registry=registry,
+            ),
+            stream_length=Gauge(
+                "tiktok_persister_stream_length",
+                "Entries a shared stream holds in Redis (acknowledged ones within retention, and the rest).",
+                ["stream"],
+                registry=registry,
+            ),
+            trimmed=Counter(
+                "tiktok_persister_stream_trimmed_entries",
+                "Entries trimmed from a shared stream after every consumer group acknowledged them.",
+                ["stream"],
                 registry=registry,
             ),
         )

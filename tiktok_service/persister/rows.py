@@ -1,4 +1,4 @@
-"""Pure decisions of the persister: stream entry -> `events` row, keys, cursors, backoff.
+"""Pure decisions of the persister: stream entry -> `events` row, keys, backoff.
 
 Nothing here does I/O, so every rule about what gets stored (and what is a poison entry)
 is unit-tested without Redis or PostgreSQL.
@@ -9,36 +9,26 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import json
 import random
+import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 from asyncpg.pgproto import pgproto
 
+# The row shape is the table's (shared with the API); named here too for the persister's code.
+from tiktok_service.database.events_table import COLUMNS as COLUMNS
+from tiktok_service.database.events_table import PAYLOAD as PAYLOAD
+from tiktok_service.database.events_table import Cursor as Cursor
+from tiktok_service.database.events_table import Record as Record
 from tiktok_service.domain import events, naming
 
 #: Namespaces of the deterministic keys. Changing either re-keys every row: never do it.
 EVENTS_NAMESPACE: Final = uuid.UUID("6d0f8a52-3f5e-4c1b-9a57-2f1c1d5e8b01")
 LIVESTREAMS_NAMESPACE: Final = uuid.UUID("0b8e5a4c-7d1f-4e2a-8c3b-5a9d6e7f1c02")
-
-#: Column order of a record, as given to COPY.
-COLUMNS: Final = (
-    "id",
-    "livestream_id",
-    "event_id",
-    "event_type",
-    "room_id",
-    "user_id",
-    "username",
-    "payload",
-    "timestamp",
-)
-Record = tuple[uuid.UUID, uuid.UUID, str, str, int, int | None, str | None, str, dt.datetime]
-#: Position of the payload (the envelope as published) in a record.
-PAYLOAD: Final = 7
 
 #: Values of the `type` attribute the fast path accepts (exactly those events.decode accepts).
 _TYPE_VALUES: Final = frozenset(t.value for t in events.EventType)
@@ -51,7 +41,6 @@ _UUID5_MARK: Final = (0x50 << 72) | (0x80 << 56)
 _UUID5_KEEP: Final = ((1 << 128) - 1) ^ ((0xF0 << 72) | (0xC0 << 56))
 _BIGINT_MIN: Final = -(2**63)
 _BIGINT_MAX: Final = 2**63 - 1
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_SHIFT: Final = 62  # 2**62 * base exceeds any sane cap; avoids float overflow
 
 
@@ -128,7 +117,14 @@ def record_from_fields(fields: Mapping[bytes, bytes]) -> Record:
     try:
         envelope = events.decode(raw)
     except events.MalformedEnvelope as exc:
-        raise PoisonEntry("malformed_envelope", str(exc)) from exc
+        repaired = without_lone_surrogates(raw) if "surrogate" in str(exc) else None
+        if repaired is None:
+            raise PoisonEntry("malformed_envelope", str(exc)) from exc
+        raw = repaired
+        try:
+            envelope = events.decode(raw)
+        except events.MalformedEnvelope as again:
+            raise PoisonEntry("malformed_envelope", str(again)) from again
     try:
         return record_from_envelope(envelope, raw)
     except PoisonEntry:
@@ -293,6 +289,57 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
+def without_lone_surrogates(raw: bytes) -> bytes | None:
+    """`raw` with every lone surrogate escape (`\\ud83d` without its pair: an emoji cut in
+    half by a client that counts UTF-16 units) replaced by U+FFFD, or None if it is not
+    JSON for another reason too.
+
+    JSON allows such escapes; orjson, UTF-8 and PostgreSQL's jsonb do not. The standard
+    library's parser accepts them; numbers are kept exactly as written (no float
+    round trip), and NaN/Infinity stay refused, so only the broken text changes.
+    """
+    try:
+        doc = json.loads(raw, parse_constant=_refuse_constant, parse_float=_exact_number, parse_int=_exact_number)
+        return orjson.dumps(_replace_lone_surrogates(doc), default=_number_text, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except (ValueError, RecursionError, TypeError, orjson.JSONEncodeError):
+        return None
+
+
+class _Number(str):
+    """A JSON number as written, re-emitted verbatim (see `_number_text`)."""
+
+
+def _exact_number(text: str) -> _Number:
+    return _Number(text)
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _number_text(value: object) -> orjson.Fragment:
+    if isinstance(value, _Number):
+        return orjson.Fragment(str.__str__(value).encode())
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """`value` (decoded JSON) with lone surrogates in its strings, keys included, replaced.
+    (The parser joins valid pairs into one code point, so every surrogate left is lone.)"""
+    if isinstance(value, _Number):
+        return value
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub(NUL_REPLACEMENT, value)
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(key): _replace_lone_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(item) for item in value]
+    return value
+
+
 def next_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Seconds to wait before retry number `attempt` (0-based): exponential, full jitter.
 
@@ -301,28 +348,3 @@ def next_delay(attempt: int, base: float, cap: float, rng: random.Random) -> flo
     """
     ceiling = min(cap, base * 2 ** min(max(attempt, 0), _MAX_SHIFT))
     return rng.uniform(0.0, ceiling)
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Keyset position in "events of a livestream by time": the last row's (timestamp, id)."""
-
-    timestamp: dt.datetime
-    id: uuid.UUID
-
-    def encode(self) -> str:
-        """An opaque, URL-safe token for API clients."""
-        micros = (self.timestamp - _EPOCH) // dt.timedelta(microseconds=1)
-        return f"{micros}_{self.id.hex}"
-
-    @classmethod
-    def decode(cls, token: str) -> Cursor:
-        """Inverse of `encode`; raises ValueError on a token we did not make."""
-        micros, sep, hex_id = token.partition("_")
-        if not sep or not micros.lstrip("-").isdigit():
-            raise ValueError(f"invalid cursor {token!r}")
-        try:
-            moment = _EPOCH + dt.timedelta(microseconds=int(micros))
-        except OverflowError as exc:
-            raise ValueError(f"invalid cursor {token!r}") from exc
-        return cls(timestamp=moment, id=uuid.UUID(hex=hex_id))

@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 from redis.typing import KeyT, StreamIdT
 
 from tiktok_service.domain import naming
+from tiktok_service.persister import retention
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,50 @@ class GroupConsumer:
                     extra={"stream": stream, "lost": len(rest[0])},
                 )
         return claimed
+
+    async def over_delivered(self, *, limit: int, count: int, min_idle_ms: int | None) -> list[tuple[Entry, int]]:
+        """Take the pending entries delivered `limit` times or more, with their delivery count.
+
+        `min_idle_ms` None: this consumer's own pending entries (a previous life under the
+        same name); otherwise entries of any consumer idle that long. Each is claimed
+        (XCLAIM counts one more delivery, included in the count returned), so the caller
+        owns it; an entry trimmed meanwhile is dropped from the group by Redis and not
+        returned. Two pipelined round trips for all streams.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.xpending_range(
+                    stream,
+                    self.group,
+                    min="-",
+                    max="+",
+                    count=count,
+                    consumername=self.consumer if min_idle_ms is None else None,
+                    idle=min_idle_ms,
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        wanted: dict[str, dict[bytes, int]] = {}
+        for stream, reply in zip(self.streams, replies, strict=True):
+            if isinstance(reply, ResponseError):  # NOGROUP: nothing pending there
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            over = retention.over_delivered(((r["message_id"], int(r["times_delivered"])) for r in reply), limit)
+            if over:
+                counts = {r["message_id"]: int(r["times_delivered"]) for r in reply}
+                wanted[stream] = {entry_id: counts[entry_id] for entry_id in over}
+        if not wanted:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, ids in wanted.items():
+                pipe.xclaim(stream, self.group, self.consumer, min_idle_ms or 0, list(ids))
+            claimed = await pipe.execute()
+        return [
+            (Entry(stream, entry_id, fields or {}), wanted[stream][entry_id] + 1)
+            for stream, found in zip(wanted, claimed, strict=True)
+            for entry_id, fields in found
+            if entry_id in wanted[stream]
+        ]
 
     async def ack(self, by_stream: Mapping[str, Sequence[StreamIdT]]) -> None:
         """XACK entry ids, given per stream; one round trip."""

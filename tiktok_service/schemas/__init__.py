@@ -2,7 +2,7 @@
 
 `envelope.schema.json` accepts any event; `<type>.schema.json` (e.g.
 `tiktok.comment.schema.json`) accepts the events of one type. They are generated from
-`tiktok_service.domain.event_schemas` by `python -m tiktok_service.schemas` (or
+`tiktok_service.domain.event_schemas` by `tiktok-service-dev schemas` (or
 `make schemas`); a unit test fails when they are stale.
 """
 

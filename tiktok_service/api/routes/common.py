@@ -11,6 +11,7 @@ NOT_FOUND: Final = "livestream not found"
 
 AUTH_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     401: {"description": "Missing, malformed, unknown or revoked API key."},
+    429: {"description": "`rate_limited`: too many requests with this API key; retry after `Retry-After` seconds."},
 }
 NOT_FOUND_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     404: {"description": "No such livestream in the API key's workspace (another workspace's included)."},

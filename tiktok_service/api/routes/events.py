@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.sse import EventSourceResponse
 from starlette.responses import StreamingResponse
 
-from tiktok_service.api import deps, schemas, sse
+from tiktok_service.api import deps, errors, schemas, sse, stream_guard
 from tiktok_service.api.routes import common
 from tiktok_service.domain.events import EventType
 
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/api/livestreams", tags=["events"], responses=common.
 
 Types = Annotated[list[EventType] | None, Query(description="Only these event types (repeatable); absent = all.")]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_CAPACITY_RETRY_S = 5
 
 
 class _EventStream(StreamingResponse):
@@ -38,15 +39,18 @@ _SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
     **common.NOT_FOUND_RESPONSES,
+    429: {"description": "`rate_limited`, or `stream_quota`: the workspace or key has its most open streams."},
+    503: {"description": "`stream_capacity`: this server streams its most livestreams; retry after Retry-After."},
 }
 
 
 @router.get("/{livestream_id}/events", response_class=_EventStream, responses=_SSE_RESPONSES)
 async def stream_events(
     livestream_id: uuid.UUID,
-    workspace_id: deps.CurrentWorkspace,
+    caller: deps.CurrentCaller,
     service: deps.Livestreams,
     all_feeds: deps.Feeds,
+    guard: deps.Streams,
     types: Types = None,
     last_event_id: Annotated[
         str | None,
@@ -63,9 +67,10 @@ async def stream_events(
     query parameter) to continue exactly after that event; without one the stream starts
     with the next event. Comment lines keep idle streams open. The stream ends with an
     `end` event (`{"reason": "live_end" | "stopped" | "ended" | "failed" | "deleted"}`) when
-    the livestream does; it closes without one at server shutdown (reconnect then).
+    the livestream does; it closes without one at server shutdown (reconnect then). When the
+    API key is revoked the stream ends within seconds with an `end` event of reason `revoked`.
     """
-    if await service.find(workspace_id, livestream_id) is None:
+    if await service.find(caller.workspace_id, livestream_id) is None:
         raise common.not_found()
     if all_feeds.closing:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "shutting down", headers={"Retry-After": "1"})
@@ -74,8 +79,18 @@ async def stream_events(
         after = sse.parse_id(resume) if resume is not None else None
     except ValueError as exc:
         raise common.unprocessable(str(exc), ("header", "Last-Event-ID")) from exc
+    if not all_feeds.admits(str(livestream_id)):
+        raise errors.Refusal(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            errors.STREAM_CAPACITY,
+            "this server streams as many livestreams as it can; retry later",
+            retry_after_s=_CAPACITY_RETRY_S,
+        )
+    ticket = await guard.admit(caller.workspace_id, caller.key_digest)
     wanted = frozenset(t.value for t in types) if types else None
-    return EventSourceResponse(all_feeds.stream(str(livestream_id), after, wanted), headers=_SSE_HEADERS)
+    return stream_guard.GuardedEventStream(
+        all_feeds.stream(str(livestream_id), after, wanted), guard=guard, ticket=ticket, headers=_SSE_HEADERS
+    )
 
 
 @router.get("/{livestream_id}/events/history", responses=common.NOT_FOUND_RESPONSES)

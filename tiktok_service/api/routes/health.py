@@ -6,6 +6,7 @@ Unauthenticated, for probes and Prometheus; they reveal nothing about any worksp
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -14,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tiktok_service.api import deps, repository, schemas
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 _CHECK_TIMEOUT_S: Final = 2.0
@@ -33,7 +35,7 @@ async def readyz(api: deps.ApiResources, response: Response) -> schemas.Health:
             await repository.ping(conn)
 
     async def redis() -> None:
-        await api.redis.ping()
+        await api.ready_redis.ping()  # its own connection: a full SSE pool does not make the API unready
 
     checks: dict[str, Callable[[], Awaitable[None]]] = {
         "postgresql": postgres,
@@ -52,8 +54,9 @@ async def _check(check: Callable[[], Awaitable[None]]) -> str:
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             await check()
-    except Exception as exc:  # any failure means "not ready"; its kind is the report
-        return f"error: {type(exc).__name__}"
+    except Exception as exc:  # any failure means "not ready"; what failed is logged, not answered
+        log.warning("readiness check failed", extra={"check": getattr(check, "__name__", "?"), "error": repr(exc)})
+        return "unavailable"
     return "ok"
 
 

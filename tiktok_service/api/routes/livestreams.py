@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from tiktok_service.api import deps, livestreams, resources, schemas
 from tiktok_service.api.routes import common
-from tiktok_service.operator.model import Phase
+from tiktok_service.domain.livestream import Phase
 
 router = APIRouter(prefix="/api/livestreams", tags=["livestreams"], responses=common.AUTH_RESPONSES)
 
@@ -21,7 +21,8 @@ router = APIRouter(prefix="/api/livestreams", tags=["livestreams"], responses=co
         200: {"model": schemas.LivestreamConnected, "description": "The workspace was already connected to that user."},
         403: {
             "description": "`workspace_id` is not the API key's workspace, or a Secret named is not its own "
-            "(`<workspace id>--<name>`; workspace ids other than lower-case words joined by dashes own none)."
+            "(`<workspace id>--<name>`; workspace ids other than lower-case words joined by dashes own none); "
+            "or `livestream_quota`: the workspace has its most active livestreams (`reason` says which)."
         },
     },
 )

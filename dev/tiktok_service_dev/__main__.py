@@ -1,0 +1,5 @@
+import sys
+
+from tiktok_service_dev.cli import main
+
+sys.exit(main())
