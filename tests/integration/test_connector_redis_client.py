@@ -95,7 +95,9 @@ async def test_a_script_unknown_to_the_server_is_loaded_then_run_by_its_digest_a
         assert await redis.ping()
 
 
-async def test_a_full_redis_is_told_apart_from_other_error_replies(redis_url: str, redis_client: aioredis.Redis) -> None:
+async def test_a_full_redis_is_told_apart_from_other_error_replies(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
     async with client(redis_url) as redis:
         await redis_client.config_set("maxmemory", 1)
         try:

@@ -17,7 +17,6 @@ def test_a_buffered_event_holds_about_its_json_and_no_more() -> None:
         livestream_id="ls-1",
         buffer_size=10_000,
         batch_size=2_000,
-        type_maxlen=100,
         livestream_maxlen=100,
         ttl_s=60,
     )

@@ -11,10 +11,11 @@ It sends nothing else: no HELLO, CLIENT SETNAME/SETINFO or health-check PING on 
 connector's ACL user, `domain.access`, may run only its own commands), only AUTH with the URL's
 user and password and SELECT of a database other than 0.
 
-What it keeps from redis-py: `redis://`, `rediss://` (TLS: the system's CAs or
-`ssl_ca_certs`, or the operator's mounted bundle, `redis_options`; a client certificate, `ssl_cert_reqs`, `ssl_check_hostname`) and `unix://`
-URLs with an ACL user and password (or a password only) and a database number; connect and
-command timeouts; a broken connection is dropped and the next command opens a new one. Errors
+What it keeps from redis-py: `redis://`, `rediss://` (TLS: the system's CAs, `ssl_ca_certs`
+or the operator's mounted bundle (`redis_options`), a client certificate, `ssl_cert_reqs`,
+`ssl_check_hostname`) and `unix://` URLs with an ACL user and password (or a password only)
+and a database number; connect and command timeouts; a broken connection is dropped and the
+next command opens a new one. Errors
 are `RedisError`s; a lost or refused connection is also a builtin `ConnectionError`, a timeout
 a builtin `TimeoutError`, so callers that retry on network failures catch them as such. A full
 Redis (`-OOM`) is `RedisOutOfMemoryError`, retried by the publisher like an outage.
