@@ -5,6 +5,9 @@
   50,000 messages sent as fast as the simulator can;
 - latency: simulator send -> entry readable in Redis, p50/p99 at 500 events/s, against
   simulator send -> the bare client's handler.
+
+Both sides run as the same Python, each in its own process, with the garbage-collector
+settings `tiktok-service connector` uses (`connector_worker.tune_gc`), on the same stream.
 """
 
 from __future__ import annotations
@@ -62,10 +65,28 @@ def worker(mode: str, sim: Simulator, username: str, redis_url: str = "", latenc
         args += ["--redis-url", redis_url]
     if latency:
         args.append("--latency")
-    out = subprocess.run(args, check=False, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(args, check=False, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} worker failed:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def measured(mode: str, sim: Simulator, room: str, scenario: dict[str, Any], redis_url: str = "") -> dict[str, Any]:
+    """One run on a fresh room; a run that failed is run again once on another, and said so.
+
+    On a loaded machine a client still decoding a 50,000-message backlog may outlive the
+    simulator's close handshake (60 s) and see its socket torn down: that run measured nothing.
+    """
+    for attempt in range(2):
+        name = room if attempt == 0 else f"{room}_again"
+        sim.room(name, **scenario)
+        try:
+            return worker(mode, sim, name, redis_url)
+        except RuntimeError as exc:
+            if attempt:
+                raise
+            print(f"# {mode} run failed, running it again: {str(exc).splitlines()[-1]}", file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")
 
 
 def run(events: int = 50_000, latency_seconds: float = 10.0, repeats: int = 2) -> list[str]:
@@ -87,10 +108,8 @@ def run(events: int = 50_000, latency_seconds: float = 10.0, repeats: int = 2) -
             # Interleaved and repeated: the machine is shared, so each side keeps its best run.
             bare_runs, our_runs = [], []
             for attempt in range(repeats):
-                sim.room(f"bare_room{attempt}", **scenario)
-                bare_runs.append(worker("bare", sim, f"bare_room{attempt}"))
-                sim.room(f"conn_room{attempt}", **scenario)
-                our_runs.append(worker("connector", sim, f"conn_room{attempt}", redis.url))
+                bare_runs.append(measured("bare", sim, f"bare_room{attempt}", scenario))
+                our_runs.append(measured("connector", sim, f"conn_room{attempt}", scenario, redis.url))
             bare_seconds = min(r["seconds"] for r in bare_runs)
             our_seconds = min(r["seconds"] for r in our_runs)
             bare_cpu = min(r["cpu_s"] for r in bare_runs)

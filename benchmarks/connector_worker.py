@@ -20,6 +20,8 @@ from TikTokLive.client.web.web_settings import WebDefaults
 from TikTokLive.events import proto_events as pe
 from TikTokLive.events.custom_events import LiveEndEvent
 
+from tiktok_service import gc_tuning
+
 
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
@@ -34,8 +36,19 @@ def configure(url: str) -> None:
     WebDefaults.tiktok_webcast_url = url + "/webcast"
 
 
+def tune_gc() -> None:
+    """The garbage collector as `tiktok-service connector` sets it, in both processes.
+
+    The baseline runs with the same settings: the young-generation threshold trades memory
+    for CPU, and comparing processes that make that trade differently would measure the
+    trade, not the connector.
+    """
+    gc_tuning.tune_for_throughput(gc_tuning.CONNECTOR_YOUNG_THRESHOLD)
+
+
 async def bare(url: str, username: str, latency: bool) -> dict[str, Any]:
     configure(url)
+    tune_gc()
     client = TikTokLiveClient(unique_id=username, web_kwargs={"signer_kwargs": {"sign_api_base": url}})
     delays: list[float] = []
     if latency:
@@ -58,9 +71,7 @@ async def bare(url: str, username: str, latency: bool) -> dict[str, Any]:
 
 
 async def connector(url: str, username: str, redis_url: str, latency: bool) -> dict[str, Any]:
-    import redis.asyncio as aioredis
-
-    from tiktok_service import gc_tuning
+    from tiktok_service.connector.redis_client import RedisClient
     from tiktok_service.connector.runner import ConnectorRunner, configure_tiktok_urls
     from tiktok_service.settings import ConnectorSettings
 
@@ -75,8 +86,8 @@ async def connector(url: str, username: str, redis_url: str, latency: bool) -> d
     )
     configure_tiktok_urls(settings)
 
-    gc_tuning.tune_for_throughput(gc_tuning.CONNECTOR_YOUNG_THRESHOLD)  # as `tiktok-service connector` does
-    redis = aioredis.from_url(redis_url)
+    tune_gc()
+    redis = RedisClient.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)  # as `connector.main`
     runner = ConnectorRunner(settings, redis=redis)
     cpu0, t0 = time.process_time(), time.perf_counter()
     code = await runner.run()

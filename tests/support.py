@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from tiktok_service.connector import runner as connector_runner
+from tiktok_service.connector.redis_client import RedisClient, redis_options
 from tiktok_service.domain import naming
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
@@ -86,13 +87,25 @@ async def tiktok_ids(redis: aioredis.Redis, livestream_id: str) -> list[str]:
 
 
 class Running:
-    """A connector running in this process as a task, as its pod would run it."""
+    """A connector running in this process as a task, as its pod would run it.
+
+    It talks to Redis with its own client, made from `settings.redis_url` as the pod makes it;
+    `redis` is the test's client, for reading what the connector wrote.
+    """
 
     def __init__(self, settings: ConnectorSettings, redis: aioredis.Redis) -> None:
         connector_runner.configure_tiktok_urls(settings)
         self.settings = settings
-        self.runner = connector_runner.ConnectorRunner(settings, redis=redis, seed=1)
-        self.task: asyncio.Task[ExitCode] = asyncio.create_task(self.runner.run())
+        self.redis = redis
+        self.connector_redis = RedisClient.from_url(settings.redis_url, **redis_options(settings))
+        self.runner = connector_runner.ConnectorRunner(settings, redis=self.connector_redis, seed=1)
+        self.task: asyncio.Task[ExitCode] = asyncio.create_task(self._run())
+
+    async def _run(self) -> ExitCode:
+        try:
+            return await self.runner.run()
+        finally:
+            await self.connector_redis.aclose()
 
     async def stop(self, timeout: float = 30) -> ExitCode:
         self.runner.stop()

@@ -31,6 +31,7 @@ from tiktok_service.api.ratelimit import RateLimiter
 from tiktok_service.api.stream_guard import StreamGuard
 from tiktok_service.connector import fencing
 from tiktok_service.connector.publisher import Publisher, newest_ids
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.database import livestreams_repository, migrate
 from tiktok_service.domain import access, naming
 from tiktok_service.domain.access import Role
@@ -60,10 +61,18 @@ async def refused(call: Callable[[], Awaitable[Any]]) -> str:
     return message
 
 
-async def publish_as_connector(client: aioredis.Redis, livestream_id: str, n: int) -> None:
+@pytest.fixture
+async def connector_client(redis_roles: dict[Role, str]) -> AsyncIterator[RedisClient]:
+    """The connector's own client, as its pod makes it, on the connector's user."""
+    client = RedisClient.from_url(redis_roles[Role.CONNECTOR], socket_timeout=5, socket_connect_timeout=5)
+    yield client
+    await client.aclose()
+
+
+async def publish_as_connector(client: RedisClient, livestream_id: str, n: int) -> None:
     """Publish as a connector does with every option on: its fence, the take-over's read of the
-    newest ids, and WAIT for a replica after each batch (pipelined with the script, which
-    makes redis-py ask SCRIPT EXISTS first); then a fenced heartbeat."""
+    newest ids, and WAIT for a replica after each batch (pipelined with the script); then a
+    fenced heartbeat."""
     fence = fencing.Fence(client, livestream_id, owner=fencing.new_owner("pod"), ttl_s=600)
     publisher = Publisher(
         client,
@@ -87,19 +96,20 @@ async def publish_as_connector(client: aioredis.Redis, livestream_id: str, n: in
 
 
 async def test_the_connector_publishes_with_its_script_and_reaches_nothing_else(
-    clients: dict[Role, aioredis.Redis], redis_client: aioredis.Redis
+    clients: dict[Role, aioredis.Redis], connector_client: RedisClient, redis_client: aioredis.Redis
 ) -> None:
-    connector = clients[Role.CONNECTOR]
-    await publish_as_connector(connector, LIVESTREAM, 30)
-    assert len(await newest_ids(connector, naming.livestream_stream(LIVESTREAM), 100)) == 30
+    await redis_client.script_flush()  # the connector's client loads its scripts itself (SCRIPT LOAD)
+    await publish_as_connector(connector_client, LIVESTREAM, 30)
+    assert len(await newest_ids(connector_client, naming.livestream_stream(LIVESTREAM), 100)) == 30
     # A second connector of the livestream takes the fence over (the claim script).
-    successor = fencing.Fence(connector, LIVESTREAM, owner=fencing.new_owner("pod-2"), ttl_s=600)
+    successor = fencing.Fence(connector_client, LIVESTREAM, owner=fencing.new_owner("pod-2"), ttl_s=600)
     assert await successor.claim() == 2
-    async with connector.pipeline(transaction=True) as pipe:  # the status reporter's write
-        pipe.hset(naming.connector_status_key(LIVESTREAM), mapping={"phase": "Live"})
-        pipe.expire(naming.connector_status_key(LIVESTREAM), 15)
-        await pipe.execute()
+    status_key = naming.connector_status_key(LIVESTREAM)  # the status reporter's write without a fence
+    await connector_client.transaction(("HSET", status_key, "phase", "Live"), ("EXPIRE", status_key, 15))
     assert await redis_client.xlen(naming.livestream_stream(LIVESTREAM)) == 30
+
+    # The connector's own redis-py client, for the refusals: the server's ACL decides them.
+    connector = clients[Role.CONNECTOR]
 
     # Appends to the shared streams, never reads them (other tenants' events are there).
     await refused(lambda: connector.xrange("tiktok.comment"))
@@ -137,11 +147,12 @@ async def test_the_connector_publishes_with_its_script_and_reaches_nothing_else(
 
 async def test_the_persister_consumes_trims_and_dead_letters_and_reaches_nothing_else(
     clients: dict[Role, aioredis.Redis],
+    connector_client: RedisClient,
     redis_roles: dict[Role, str],
     database_roles: dict[Role, str],
     database_url: str,
 ) -> None:
-    await publish_as_connector(clients[Role.CONNECTOR], LIVESTREAM, 40)
+    await publish_as_connector(connector_client, LIVESTREAM, 40)
     await run_burst(quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER]))
     assert await stored_events(database_url) == 40
 
@@ -164,9 +175,9 @@ async def test_the_persister_consumes_trims_and_dead_letters_and_reaches_nothing
 
 
 async def test_the_api_reads_livestream_streams_and_writes_only_its_own_keys(
-    clients: dict[Role, aioredis.Redis], redis_roles: dict[Role, str]
+    clients: dict[Role, aioredis.Redis], connector_client: RedisClient, redis_roles: dict[Role, str]
 ) -> None:
-    await publish_as_connector(clients[Role.CONNECTOR], LIVESTREAM, 5)
+    await publish_as_connector(connector_client, LIVESTREAM, 5)
     api = clients[Role.API]
     key = naming.livestream_stream(LIVESTREAM)
     assert len(await api.xrange(key)) == 5
@@ -209,8 +220,10 @@ async def test_the_api_reads_livestream_streams_and_writes_only_its_own_keys(
     await refused(lambda: api.flushall())
 
 
-async def test_the_operator_reads_heartbeats_and_counts_only(clients: dict[Role, aioredis.Redis]) -> None:
-    await publish_as_connector(clients[Role.CONNECTOR], LIVESTREAM, 5)
+async def test_the_operator_reads_heartbeats_and_counts_only(
+    clients: dict[Role, aioredis.Redis], connector_client: RedisClient
+) -> None:
+    await publish_as_connector(connector_client, LIVESTREAM, 5)
     operator = clients[Role.OPERATOR]
     assert sum(int(v) for v in (await operator.hgetall(naming.event_counts_key(LIVESTREAM))).values()) == 5
     await refused(lambda: operator.hset(naming.connector_status_key(LIVESTREAM), "phase", "Live"))
@@ -372,9 +385,9 @@ async def test_the_access_command_refuses_a_url_that_names_another_components_us
 
 
 async def test_a_persister_whose_login_may_not_migrate_waits_for_the_owner_then_stores(
-    clients: dict[Role, aioredis.Redis], redis_roles: dict[Role, str], database_url: str
+    clients: dict[Role, aioredis.Redis], connector_client: RedisClient, redis_roles: dict[Role, str], database_url: str
 ) -> None:
-    await publish_as_connector(clients[Role.CONNECTOR], LIVESTREAM, 20)
+    await publish_as_connector(connector_client, LIVESTREAM, 20)
     settings = quick_settings(redis_roles[Role.PERSISTER], database_as(database_url, Role.PERSISTER))
     registry = CollectorRegistry()
     async with running(settings, registry=registry) as persister:

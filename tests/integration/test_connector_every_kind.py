@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 
 from tests.support import livestream_entries
 from tiktok_service.connector import runner as connector_runner
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.domain import catalogue
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
@@ -75,8 +76,12 @@ async def test_each_method_the_library_maps_arrives_once_as_its_documented_type(
     )
     connector_runner.configure_tiktok_urls(settings)
     dropped_before = dropped_total()
-    runner = connector_runner.ConnectorRunner(settings, redis=redis_client, seed=1)
-    assert await asyncio.wait_for(runner.run(), 120) == ExitCode.LIVE_ENDED
+    connector_redis = RedisClient.from_url(redis_url)
+    runner = connector_runner.ConnectorRunner(settings, redis=connector_redis, seed=1)
+    try:
+        assert await asyncio.wait_for(runner.run(), 120) == ExitCode.LIVE_ENDED
+    finally:
+        await connector_redis.aclose()
 
     sent = [m for m in simulator.room(username).sent_json()["messages"] if m["kind"] == EVERY_KIND]
     assert {m["method"] for m in sent} == set(kinds.EVERY_KIND_METHODS)

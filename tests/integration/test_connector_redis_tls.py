@@ -11,7 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tiktok_service.connector.redis_client import redis_options
+from tiktok_service.connector.redis_client import RedisClient, redis_options
+from tiktok_service.connector.redis_client import RedisConnectionError as ConnectorConnectionError
 from tiktok_service.settings import ConnectorSettings
 from tiktok_service_dev import processes
 
@@ -54,28 +55,35 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
         processes.terminate(proc)
 
 
-def connector_settings(port: int, ca_file: Path) -> ConnectorSettings:
+def connector_settings(port: int, ca_file: Path, query: str = "") -> ConnectorSettings:
     return ConnectorSettings(
-        livestream_id="tls-test", username="alice", redis_url=f"rediss://localhost:{port}/0", redis_ca_file=ca_file
+        livestream_id="tls-test",
+        username="alice",
+        redis_url=f"rediss://localhost:{port}/0{query}",
+        redis_ca_file=ca_file,
     )
 
 
 async def test_the_connector_trusts_redis_signed_by_its_ca_bundle(tls_redis: tuple[int, Path, Path]) -> None:
     port, ca_cert, _ = tls_redis
     settings = connector_settings(port, ca_cert)
-    client = aioredis.from_url(settings.redis_url, **redis_options(settings))
+    client = RedisClient.from_url(settings.redis_url, **redis_options(settings))  # as connector.main makes it
     try:
         assert await client.ping()
     finally:
         await client.aclose()
 
 
-async def test_the_connector_refuses_redis_its_ca_bundle_did_not_sign(tls_redis: tuple[int, Path, Path]) -> None:
+@pytest.mark.parametrize("query", ["", "?ssl_cert_reqs=none&ssl_check_hostname=false"], ids=["plain", "url-relaxed"])
+async def test_the_connector_refuses_redis_its_ca_bundle_did_not_sign(
+    tls_redis: tuple[int, Path, Path], query: str
+) -> None:
+    """Also when the URL in the Secret asks for no verification: the operator's bundle wins."""
     port, _, other_ca = tls_redis
-    settings = connector_settings(port, other_ca)
-    client = aioredis.from_url(settings.redis_url, **redis_options(settings))
+    settings = connector_settings(port, other_ca, query)
+    client = RedisClient.from_url(settings.redis_url, **redis_options(settings))
     try:
-        with pytest.raises(RedisConnectionError, match="certificate verify failed"):
+        with pytest.raises(ConnectorConnectionError, match="certificate verify failed"):
             await client.ping()
     finally:
         await client.aclose()

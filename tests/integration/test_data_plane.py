@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from tests.support import expected_events, tiktok_ids, wait_until
 from tiktok_service.connector import runner as connector_runner
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.domain.access import Role
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
@@ -68,7 +69,8 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
     connector_runner.configure_tiktok_urls(settings)
     persister_settings = persister_harness.quick_settings(redis_roles[Role.PERSISTER], database_roles[Role.PERSISTER])
     async with persister_harness.running(persister_settings, name="e2e"):
-        runner = connector_runner.ConnectorRunner(settings, redis=redis_client)
+        connector_redis = RedisClient.from_url(redis_roles[Role.CONNECTOR])
+        runner = connector_runner.ConnectorRunner(settings, redis=connector_redis)
         task = asyncio.create_task(runner.run())
         await wait_until(
             lambda: len(simulator.room(username).sent_json()["messages"]) >= 500, timeout=30, what="500 events sent"
@@ -82,7 +84,10 @@ async def test_every_sent_event_is_stored_once_in_redis_and_postgresql_across_dr
             )
         finally:
             postgres_server.start()
-        assert await asyncio.wait_for(task, 60) == ExitCode.LIVE_ENDED
+        try:
+            assert await asyncio.wait_for(task, 60) == ExitCode.LIVE_ENDED
+        finally:
+            await connector_redis.aclose()
         expected = expected_events(simulator.room(username).sent_json()["messages"])
 
         async def all_stored() -> bool:

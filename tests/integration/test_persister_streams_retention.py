@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.access_support import database_as, redis_as
 from tiktok_service.connector.publisher import Publisher
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.database import migrate
 from tiktok_service.domain import events, naming
 from tiktok_service.domain.access import Role
@@ -45,10 +46,11 @@ def as_persister(redis_url: str, database_url: str, **overrides: object) -> Pers
     return quick_settings(redis_as(redis_url, Role.PERSISTER), database_as(database_url, Role.PERSISTER), **overrides)
 
 
-async def publish_as_a_connector(redis_client: aioredis.Redis, count: int) -> None:
-    """`count` comments through the connector's own publisher (its Lua script), then drained."""
+async def publish_as_a_connector(redis_url: str, count: int) -> None:
+    """`count` comments through the connector's own publisher (its Lua script and client), then drained."""
+    client = RedisClient.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     publisher = Publisher(
-        redis_client,
+        client,
         livestream_id=CR_UID,
         buffer_size=count,
         batch_size=200,
@@ -61,7 +63,10 @@ async def publish_as_a_connector(redis_client: aioredis.Redis, count: int) -> No
         )
     flusher = asyncio.create_task(publisher.run())
     publisher.close()
-    await asyncio.wait_for(flusher, 60)
+    try:
+        await asyncio.wait_for(flusher, 60)
+    finally:
+        await client.aclose()
     assert publisher.published == count
 
 
@@ -70,7 +75,7 @@ async def test_a_stopped_persister_loses_nothing_however_far_connectors_publish_
 ) -> None:
     published = 30 * OLD_SMALLEST_CAP
 
-    await publish_as_a_connector(redis_client, published)  # no persister running meanwhile
+    await publish_as_a_connector(redis_url, published)  # no persister running meanwhile
     assert await redis_client.xlen(naming.type_stream(events.EventType.COMMENT)) == published
 
     registry = await run_burst(as_persister(redis_url, database_url), within_s=120)
@@ -86,7 +91,7 @@ async def test_acknowledged_entries_are_trimmed_but_another_groups_unread_ones_a
 ) -> None:
     stream = naming.type_stream(events.EventType.COMMENT)
     await redis_client.xgroup_create(stream, "analytics", id="0", mkstream=True)
-    await publish_as_a_connector(redis_client, 1000)
+    await publish_as_a_connector(redis_url, 1000)
     analytics_read = await redis_client.xreadgroup("analytics", "a1", {stream: ">"}, count=400)
     await redis_client.xack(stream, "analytics", *[entry_id for entry_id, _ in analytics_read[0][1][:300]])
 
@@ -108,7 +113,7 @@ async def test_acknowledged_entries_are_trimmed_but_another_groups_unread_ones_a
 async def test_acknowledged_entries_within_the_retention_window_stay(
     redis_client: aioredis.Redis, redis_url: str, database_url: str
 ) -> None:
-    await publish_as_a_connector(redis_client, 500)
+    await publish_as_a_connector(redis_url, 500)
 
     await run_burst(as_persister(redis_url, database_url, stream_retention_s=3600), within_s=120)
 
@@ -122,7 +127,7 @@ async def test_a_running_persister_trims_what_it_stored_as_it_goes_and_reports_n
     registry = CollectorRegistry()
     settings = as_persister(redis_url, database_url, stream_retention_s=0, trim_interval_s=0.1)
     async with running(settings, registry=registry):
-        await publish_as_a_connector(redis_client, 1000)
+        await publish_as_a_connector(redis_url, 1000)
         await wait_until(lambda: _is(stored_events(database_url), 1000), what="1000 rows")
 
         async def trimmed() -> bool:

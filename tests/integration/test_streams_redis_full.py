@@ -9,6 +9,7 @@ import asyncio
 import redis.asyncio as aioredis
 
 from tiktok_service.connector.publisher import Publisher
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.domain import events, naming
 from tiktok_service_dev import sample_events
 from tiktok_service_dev.persister_harness import wait_until
@@ -17,10 +18,11 @@ CR_UID = "2b3c4d5e-6f70-4812-9a3b-4c5d6e7f8091"
 
 
 async def test_a_full_redis_makes_the_publisher_buffer_and_flush_everything_once_there_is_room(
-    redis_client: aioredis.Redis,
+    redis_client: aioredis.Redis, redis_url: str
 ) -> None:
+    connector_redis = RedisClient.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     publisher = Publisher(
-        redis_client,
+        connector_redis,
         livestream_id=CR_UID,
         buffer_size=1000,
         batch_size=50,
@@ -41,7 +43,10 @@ async def test_a_full_redis_makes_the_publisher_buffer_and_flush_everything_once
     finally:
         await redis_client.config_set("maxmemory", 0)
     publisher.close()
-    await asyncio.wait_for(flusher, 30)
+    try:
+        await asyncio.wait_for(flusher, 30)
+    finally:
+        await connector_redis.aclose()
 
     assert publisher.published == 200 and publisher.dropped == 0
     assert await redis_client.xlen(naming.type_stream(events.EventType.LIKE)) == 200

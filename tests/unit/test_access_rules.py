@@ -70,7 +70,7 @@ def test_the_connector_writes_its_key_families_and_appends_to_type_streams_witho
     assert allowed(Role.CONNECTOR, "R", naming.livestream_stream(OWN))  # the duplicate filter's seed
     assert allowed(Role.CONNECTOR, "R", naming.publish_seq_key(OWN))  # the publish script's sequence
     assert allowed(Role.CONNECTOR, "R", naming.connector_fence_key(OWN))  # every write checks the fence
-    assert {"evalsha", "script|load", "script|exists", "wait", "hmget"} <= set(access.redis_commands(Role.CONNECTOR))
+    assert {"evalsha", "script|load", "wait", "hmget"} <= set(access.redis_commands(Role.CONNECTOR))
     # The heartbeat script is given the status hash as a key: EVALSHA needs read and write there.
     assert allowed(Role.CONNECTOR, "R", naming.connector_status_key(OWN))
     for key in (naming.DEAD_LETTER_STREAM, "tiktok", "other", "tiktok.anything", quotas.connect_lock_key("w")):

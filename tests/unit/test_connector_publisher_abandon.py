@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
-
 from tiktok_service.connector.publisher import Publisher
+from tiktok_service.connector.redis_client import Endpoint, RedisClient
 from tiktok_service.domain import events
 from tiktok_service_dev.ports import free_ports
 
 
 async def test_an_abandoned_publisher_stops_retrying_an_unreachable_redis() -> None:
     (port,) = free_ports(1)  # nothing listens there: every flush fails and is retried
-    redis = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    redis = RedisClient(Endpoint(host="127.0.0.1", port=port, connect_timeout=0.5))
     publisher = Publisher(
         redis,
         livestream_id="ls-1",

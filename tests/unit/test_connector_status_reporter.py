@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 from typing import cast
 
-import redis.asyncio as aioredis
-
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.connector.status_reporter import StatusReporter
 from tiktok_service.domain.connector_status import ConnectorStatus
 
@@ -20,7 +19,7 @@ class SwallowingReporter(StatusReporter):
     """
 
     def __init__(self) -> None:
-        super().__init__(cast(aioredis.Redis, None), "ls", ConnectorStatus(), interval_s=0.01, ttl_s=15)
+        super().__init__(cast(RedisClient, None), "ls", ConnectorStatus(), interval_s=0.01, ttl_s=15)
         self.writes = 0
         self.writing = asyncio.Event()
         self.wrote_three = asyncio.Event()

@@ -37,9 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from tiktok_service.connector import metrics
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.domain import naming
 
 log = logging.getLogger(__name__)
@@ -111,7 +110,7 @@ class Fence:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         livestream_id: str,
         *,
         owner: str,

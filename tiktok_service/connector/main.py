@@ -7,11 +7,10 @@ import logging
 import signal
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from tiktok_service import gc_tuning, logs
 from tiktok_service.connector import redis_client
 from tiktok_service.connector import runner as connector_runner
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.health_server import HealthServer
 from tiktok_service.settings import ConnectorSettings
@@ -21,7 +20,11 @@ log = logging.getLogger(__name__)
 
 async def run_connector(settings: ConnectorSettings, *, install_signal_handlers: bool = True) -> int:
     connector_runner.configure_tiktok_urls(settings)
-    redis = aioredis.from_url(settings.redis_url, **redis_client.redis_options(settings))
+    try:
+        redis = RedisClient.from_url(settings.redis_url, **redis_client.redis_options(settings))
+    except ValueError as exc:  # a URL no restart will fix
+        log.error("invalid Redis URL", extra={"error": str(exc)})
+        return int(ExitCode.CONFIG)
     runner = connector_runner.ConnectorRunner(settings, redis=redis)
 
     def probe() -> tuple[bool, dict[str, Any]]:

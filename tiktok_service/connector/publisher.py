@@ -35,15 +35,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, cast
-
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
-from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import Any
 
 from tiktok_service.connector import fencing, metrics
+from tiktok_service.connector.redis_client import (
+    NoScriptError,
+    RedisClient,
+    RedisConnectionError,
+    RedisOutOfMemoryError,
+    RedisTimeoutError,
+)
 from tiktok_service.domain import backoff, naming
 from tiktok_service.domain.events import Envelope
 
@@ -138,7 +139,7 @@ class Publisher:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         livestream_id: str,
         buffer_size: int,
@@ -200,7 +201,9 @@ class Publisher:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("publish buffer full, dropping events", extra={"dropped": self.dropped})
             return False
-        self._buffer.append((envelope.type.value, envelope.id, envelope.encode()))
+        # A copy of exactly the JSON's size: orjson returns its 8 KiB working buffer with the
+        # JSON at its start, and a burst's backlog of those (~0.8 KB events) weighed 10x its size.
+        self._buffer.append((envelope.type.value, envelope.id, memoryview(envelope.encode()).tobytes()))
         self._wakeup.set()
         return True
 
@@ -308,19 +311,14 @@ class Publisher:
         """Run the publish script; with `wait_replicas`, WAIT on the same connection (one round trip)."""
         if not self._wait_replicas:
             return await self._script(keys=self._keys, args=args), None
-        for attempt in (1, 2):
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    await self._script(keys=self._keys, args=args, client=pipe)
-                    pipe.wait(self._wait_replicas, self._wait_timeout_ms)
-                    reply, replicas = await pipe.execute()
-                break
-            except NoScriptError:
-                # A pipeline retried on a new connection (a failover's new primary) does not load
-                # its scripts again; the script itself is idempotent, so it is loaded and sent again.
-                if attempt == 2:
-                    raise
-                await self._redis.script_load(self._script.script)
+        wait = ("WAIT", self._wait_replicas, self._wait_timeout_ms)
+        try:
+            reply, replicas = await self._redis.pipeline(self._script.command(self._keys, args), wait)
+        except NoScriptError:
+            # A new connection to a failover's new primary, whose script cache is empty: the
+            # script did not run (WAIT waited for nothing). It is loaded and the pair sent again.
+            await self._script.load()
+            reply, replicas = await self._redis.pipeline(self._script.command(self._keys, args), wait)
         return reply, int(replicas)
 
     def _confirmed(self, replicas: int, count: int) -> None:
@@ -372,14 +370,31 @@ class Publisher:
         """Stop flushing after the batch in progress, with events still buffered (drain timed out).
 
         The caller also cancels the task; this flag ends the loop even if that cancel is lost
-        (see `StatusReporter.stop`: redis-py's writes can swallow a cancel on Python 3.11).
+        (see `StatusReporter.stop`: a cancel can be lost on Python 3.11).
         """
         self._abandoned = True
         self._wakeup.set()
 
 
-async def newest_ids(redis: aioredis.Redis, stream: str, count: int) -> list[str]:
-    """Ids of the newest `count` entries of `stream`, oldest first (raises when Redis fails)."""
-    entries = await redis.xrevrange(stream, count=count)
-    rows = cast(list[tuple[bytes, dict[bytes, bytes]]], entries or [])
-    return [fields[naming.FIELD_ID].decode() for _, fields in reversed(rows) if naming.FIELD_ID in fields]
+#: Entries read per XREVRANGE when learning the newest ids: each entry comes with its whole
+#: event, so reading a 5,000-id window at once briefly held ~8 MB at take-over.
+NEWEST_IDS_PAGE = 500
+
+
+async def newest_ids(redis: RedisClient, stream: str, count: int, page: int = NEWEST_IDS_PAGE) -> list[str]:
+    """Ids of the newest `count` entries of `stream`, oldest first (raises when Redis fails).
+
+    Read newest first in pages of `page` entries, keeping only the ids.
+    """
+    newest_first: list[str] = []
+    upper = "+"
+    while len(newest_first) < count:
+        rows = await redis.xrevrange(stream, max=upper, count=min(page, count - len(newest_first)))
+        for entry_id, fields in rows:
+            if naming.FIELD_ID in fields:
+                newest_first.append(fields[naming.FIELD_ID].decode())
+            upper = "(" + entry_id.decode()  # exclusive: the next page starts below this entry
+        if len(rows) < page:
+            break
+    newest_first.reverse()
+    return newest_first

@@ -19,7 +19,6 @@ import logging
 import random
 import time
 
-import redis.asyncio as aioredis
 from TikTokLive import TikTokLiveClient
 
 from tiktok_service.connector import (
@@ -37,6 +36,7 @@ from tiktok_service.connector import (
     transport,
     verify_pages,
 )
+from tiktok_service.connector.redis_client import RedisClient
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 from tiktok_service.domain.dedupe import RecentIds
 from tiktok_service.domain.events import EventType
@@ -52,7 +52,7 @@ def configure_tiktok_urls(settings: ConnectorSettings) -> None:
 
 
 class ConnectorRunner:
-    def __init__(self, settings: ConnectorSettings, *, redis: aioredis.Redis, seed: int | None = None) -> None:
+    def __init__(self, settings: ConnectorSettings, *, redis: RedisClient, seed: int | None = None) -> None:
         self.settings = settings
         self.status = ConnectorStatus()
         self._redis = redis

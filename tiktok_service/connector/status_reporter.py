@@ -12,10 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from tiktok_service.connector import fencing, memory, metrics
+from tiktok_service.connector.redis_client import RedisClient, RedisError
 from tiktok_service.domain import naming
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
 
@@ -28,7 +26,7 @@ FINAL_STATUS_TTL_S = 3600
 class StatusReporter:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         livestream_id: str,
         status: ConnectorStatus,
         *,
@@ -61,10 +59,10 @@ class StatusReporter:
             if self._fence is not None:
                 claim = self._status.phase is not ConnectorPhase.CONNECTING
                 return await self._fence.write_status(self._key, fields, ttl_s, claim=claim)
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self._key, mapping=fields)  # type: ignore[arg-type]
-                pipe.expire(self._key, ttl_s)
-                await pipe.execute()
+            hset: list[str | bytes | int | float] = ["HSET", self._key]
+            for name, value in fields.items():
+                hset += (name, value)
+            await self._redis.transaction(hset, ("EXPIRE", self._key, ttl_s))
         except (RedisError, OSError) as exc:
             log.debug("status write failed", extra={"error": repr(exc)})
             return False
@@ -82,9 +80,9 @@ class StatusReporter:
     def stop(self) -> None:
         """End `run()` once the write in progress is done.
 
-        Cancelling the task alone is not enough: on Python 3.11 `asyncio.wait_for`, which
-        redis-py wraps around every socket write, swallows a cancel that arrives just as the
-        write completes (CPython gh-86296, fixed in 3.12), and the loop would run forever.
+        Cancelling the task alone is not enough: a cancel that arrives just as a write completes
+        can be lost (on Python 3.11 `asyncio.wait_for` swallows it, CPython gh-86296, fixed in
+        3.12), and the loop would run forever.
         """
         self._stopped.set()
 

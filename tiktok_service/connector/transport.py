@@ -11,7 +11,8 @@ stays the library's.
 Two classes, as in the library: `TolerantWebcastConnect` (direct) and
 `TolerantWebcastProxyConnect` (through an HTTP CONNECT or SOCKS5 proxy: the library's
 `WebcastProxyConnect`, which opens the socket through python-socks). `install` picks the
-one matching the client's proxy setting, as the library itself does.
+one matching the client's proxy setting, as the library itself does. Between two frames it
+yields to the event loop, so the publisher drains the buffer during a burst (see below).
 
 A rejected handshake is translated as the library translates it: status 400 or 200 with a
 `Handshake-Msg` header is TikTok refusing us (`WebcastBlockedError`), not a network error.
@@ -19,6 +20,7 @@ A rejected handshake is translated as the library translates it: status 400 or 2
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -69,6 +71,11 @@ class TolerantReader:
                         )
                         continue
                     yield frame, response
+                    # Let the other tasks run between frames. While frames are queued the
+                    # library's loop never waits, so without this the publisher (and the
+                    # watchdog) only ran when the socket went quiet: a burst piled up in
+                    # the publish buffer and was written to Redis in one large batch.
+                    await asyncio.sleep(0)
         except InvalidStatusCode as exc:
             blocked = blocked_error(exc)
             if blocked is None:

@@ -52,15 +52,15 @@ _SETINFO_SINCE: Final = (7, 2)
 #: script calls are checked against the caller's rights too, so they are listed here.
 _COMMANDS: Final[Mapping[Role, tuple[str, ...]]] = {
     # connector/publisher.py: the publish script (fence check: HMGET, HSET, EXPIRE; then GET,
-    # XADD, HINCRBY, SET, EXPIRE), run with EVALSHA after SCRIPT LOAD; with REPLICAS_TO_WAIT in
-    # a pipeline with WAIT (a pipeline asks SCRIPT EXISTS first); the take-over reads GET and
+    # XADD, HINCRBY, SET, EXPIRE), run with EVALSHA (SCRIPT LOAD when the server answers
+    # NOSCRIPT, connector/redis_client.py); with REPLICAS_TO_WAIT in a pipeline with WAIT; the
+    # connector's client sends no HELLO, CLIENT or PING of its own; the take-over reads GET and
     # XREVRANGE. connector/fencing.py: the claim script (HINCRBY, HGET, HSET, EXPIRE) and the
     # heartbeat script (fence check, EXPIRE of the sequence, HSET + EXPIRE of the status).
     # status_reporter.py without a fence: HSET + EXPIRE in MULTI/EXEC.
     Role.CONNECTOR: (
         "evalsha",
         "script|load",
-        "script|exists",
         "wait",
         "get",
         "set",
