@@ -101,8 +101,8 @@ class LocalPostgres:
     """A PostgreSQL cluster in a temp dir: trust auth on 127.0.0.1, fsync off (tests/dev)."""
 
     def __init__(self, *, port: int | None = None, cache_dir: Path | None = None, host: str | None = None) -> None:
-        """`host`: an extra listen address (e.g. a test node's bridge), where every role but the
-        superuser proves its password, from any address of that subnet (`samenet`)."""
+        """`host`: an extra listen address (e.g. a test node's bridge), where every role, the
+        superuser too, proves its password, from any address of that subnet (`samenet`)."""
         self.port = port or processes.free_port()
         self.host = host
         self._bin = postgres_bin_dir()
