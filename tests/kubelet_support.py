@@ -35,9 +35,10 @@ from tests.node_runtime import (
     NodeUnavailableError,
     cni_config,
     host_bridge,
+    node_cgroup,
     wait_running,
 )
-from tiktok_service_dev.controlplane import ControlPlane, default_settings, load_versions
+from tiktok_service_dev.controlplane import SERVICE_CLUSTER_IP_RANGE, ControlPlane, default_settings, load_versions
 from tiktok_service_dev.ports import free_ports
 
 __all__ = [
@@ -106,7 +107,7 @@ def node_prerequisites() -> str | None:
 
 
 def kubelet_config(
-    *, work: Path, address: str, port: int, healthz_port: int, runtime_socket: Path
+    *, work: Path, address: str, port: int, healthz_port: int, runtime_socket: Path, cgroup_root: str = "/"
 ) -> dict[str, object]:
     """KubeletConfiguration for a test node on a cgroup v1 host without swap accounting."""
     return {
@@ -121,6 +122,7 @@ def kubelet_config(
         "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
         "authorization": {"mode": "AlwaysAllow"},
         "cgroupDriver": "cgroupfs",
+        "cgroupRoot": cgroup_root,
         "failSwapOn": False,
         "failCgroupV1": False,
         "containerRuntimeEndpoint": f"unix://{runtime_socket}",
@@ -150,6 +152,7 @@ class KubeletNode:
         self.kubelet_log = self.work / "kubelet.log"
         self._kubelet: subprocess.Popen[bytes] | None = None
         self._stack = contextlib.ExitStack()
+        self._cgroup_root = "/"
 
     @property
     def ip(self) -> str:
@@ -160,9 +163,17 @@ class KubeletNode:
     def start(self, timeout: float = 90) -> KubeletNode:
         try:
             self.address = self._stack.enter_context(host_bridge(self.bridge))
+            # Removed after containerd stopped (the stack unwinds in reverse).
+            self._cgroup_root = self._stack.enter_context(node_cgroup(f"tiktok-node-{self.bridge}"))
             cni_dir = self.work / "net.d"
             cni_dir.mkdir()
-            network = cni_config(bridge=self.bridge, address=self.address, ipam_dir=self.work / "ipam")
+            # The Service range through the bridge: a relay on the node may stand in for kube-proxy.
+            network = cni_config(
+                bridge=self.bridge,
+                address=self.address,
+                ipam_dir=self.work / "ipam",
+                routes=[SERVICE_CLUSTER_IP_RANGE],
+            )
             (cni_dir / "10-tiktok-e2e.conflist").write_text(json.dumps(network, indent=1))
             self.containerd = Containerd(
                 self.work / "containerd", pause_image=self.build.pause_image, cni_conf_dir=cni_dir
@@ -180,7 +191,12 @@ class KubeletNode:
         assert self.containerd is not None
         port, healthz = free_ports(2)
         config = kubelet_config(
-            work=self.work, address=self.ip, port=port, healthz_port=healthz, runtime_socket=self.containerd.socket
+            work=self.work,
+            address=self.ip,
+            port=port,
+            healthz_port=healthz,
+            runtime_socket=self.containerd.socket,
+            cgroup_root=self._cgroup_root,
         )
         config_path = self.work / "kubelet.json"
         config_path.write_text(json.dumps(config, indent=1))

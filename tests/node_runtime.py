@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
@@ -123,8 +123,11 @@ state = "{work / "state"}"
 """
 
 
-def cni_config(*, bridge: str, address: ipaddress.IPv4Interface, ipam_dir: Path) -> dict[str, object]:
-    """Pods on `bridge`, addressed from its /24, routed through the bridge's address (no NAT)."""
+def cni_config(
+    *, bridge: str, address: ipaddress.IPv4Interface, ipam_dir: Path, routes: Sequence[str] = ()
+) -> dict[str, object]:
+    """Pods on `bridge`, addressed from its /24, routed through the bridge's address (no NAT);
+    `routes`: more destinations the pods reach through the bridge (the Service range)."""
     return {
         "cniVersion": "1.0.0",
         "name": "tiktok-e2e",
@@ -139,6 +142,7 @@ def cni_config(*, bridge: str, address: ipaddress.IPv4Interface, ipam_dir: Path)
                     "type": "host-local",
                     "ranges": [[{"subnet": str(address.network), "gateway": str(address.ip)}]],
                     "dataDir": str(ipam_dir),
+                    "routes": [{"dst": route} for route in routes],
                 },
             }
         ],
@@ -220,3 +224,38 @@ class Containerd:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+
+# -- the node's own cgroup -------------------------------------------------------------------------
+
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+
+
+@contextlib.contextmanager
+def node_cgroup(name: str, mount: Path = CGROUP_MOUNT) -> Iterator[str]:
+    """A cgroup `/<name>` in every mounted hierarchy, for the kubelet's `cgroupRoot`.
+
+    Two kubelets under the same root (two test nodes at once) each take the other's pod cgroups
+    for orphans and kill their processes (exit 137): each node gets a root of its own. Removed
+    deepest first on exit, once the kubelet and containerd are gone.
+    """
+    hierarchies = [path for path in sorted(mount.iterdir()) if path.is_dir() and os.path.ismount(path)]
+    if not hierarchies and os.path.ismount(mount):
+        hierarchies = [mount]  # cgroup v2 only
+    created = []
+    try:
+        for hierarchy in hierarchies:
+            own = hierarchy / name
+            own.mkdir(exist_ok=True)
+            created.append(own)
+            for inherited in ("cpuset.cpus", "cpuset.mems"):  # an empty cpuset cgroup takes no task
+                if (own / inherited).exists() and not (own / inherited).read_text().strip():
+                    (own / inherited).write_text((hierarchy / inherited).read_text())
+        yield f"/{name}"
+    finally:
+        for own in created:
+            for path in sorted((p for p in own.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            with contextlib.suppress(OSError):
+                own.rmdir()

@@ -242,6 +242,7 @@ class ControlPlane:
         stop_timeout: float = 10.0,
         wait_for_controllers: bool = True,
         keep_work_dir: bool = False,
+        service_account_tokens: bool = False,
     ) -> None:
         """Configure, without starting anything.
 
@@ -249,6 +250,8 @@ class ControlPlane:
         ``start`` so a missing build surfaces as a clear error there.
         ``wait_for_controllers`` also waits until kube-controller-manager has published
         ``kube-root-ca.crt``, i.e. its controllers are really running.
+        ``service_account_tokens`` keeps the ServiceAccount admission plugin, so pods get a
+        projected service-account token (for a real kubelet, which mounts it).
         """
         if ADMIN_USER in extra_users or len(set(extra_users)) != len(extra_users):
             raise ValueError(f"extra_users must be unique and must not contain {ADMIN_USER!r}")
@@ -259,6 +262,7 @@ class ControlPlane:
         self._stop_timeout = stop_timeout
         self._wait_for_controllers = wait_for_controllers
         self._keep_work_dir = keep_work_dir
+        self._service_account_tokens = service_account_tokens
         self._components: list[_Component] = []
         self._work_dir: Path | None = None
         self._tokens: dict[str, StaticToken] = {}
@@ -440,8 +444,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={sa_key}",
                 "--authorization-mode=RBAC",
                 f"--token-auth-file={token_file}",
-                # No kubelet mounts tokens here, and pods must not wait for the SA controller.
-                "--disable-admission-plugins=ServiceAccount",
+                # The node agent mounts no tokens, and its pods must not wait for the SA controller.
+                *([] if self._service_account_tokens else ["--disable-admission-plugins=ServiceAccount"]),
                 "--allow-privileged=true",
                 # Logs and exec reach a kubelet at its node IP (test nodes have no resolvable name).
                 "--kubelet-preferred-address-types=InternalIP",

@@ -100,8 +100,11 @@ def _template_dir(cache_dir: Path, bin_dir: Path) -> Path:
 class LocalPostgres:
     """A PostgreSQL cluster in a temp dir: trust auth on 127.0.0.1, fsync off (tests/dev)."""
 
-    def __init__(self, *, port: int | None = None, cache_dir: Path | None = None) -> None:
+    def __init__(self, *, port: int | None = None, cache_dir: Path | None = None, host: str | None = None) -> None:
+        """`host`: an extra listen address (e.g. a test node's bridge), where every role, the
+        superuser too, proves its password, from any address of that subnet (`samenet`)."""
         self.port = port or processes.free_port()
+        self.host = host
         self._bin = postgres_bin_dir()
         self._cache_dir = cache_dir or Path.home() / ".cache" / "tiktok-service"
         self._root = Path(tempfile.mkdtemp(prefix="tiktok-pg-"))
@@ -122,7 +125,8 @@ class LocalPostgres:
             return
         if not self._created:
             shutil.copytree(_template_dir(self._cache_dir, self._bin), self._data)
-            (self._root / "pg_hba.conf").write_text(_HBA)
+            extra = "" if self.host is None else "host  all all samenet scram-sha-256\n"
+            (self._root / "pg_hba.conf").write_text(_HBA + extra)
             os.chmod(self._root, 0o755)
             self._data.chmod(0o700)
             _chown_to_server_user(self._root)
@@ -138,7 +142,7 @@ class LocalPostgres:
                 "-k",
                 str(self._root),
                 "-c",
-                "listen_addresses=127.0.0.1",
+                "listen_addresses=127.0.0.1" + ("" if self.host is None else f",{self.host}"),
                 "-c",
                 "fsync=off",
                 "-c",

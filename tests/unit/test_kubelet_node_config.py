@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kubelet_support import kubelet_config
 from tests.node_runtime import NodeUnavailableError, cni_config, containerd_config, pick_subnet
 
 
@@ -42,3 +43,18 @@ def test_pods_are_routed_through_the_bridge_address_without_nat(tmp_path: Path) 
     (bridge,) = cni_config(bridge="tkt1", address=address, ipam_dir=tmp_path)["plugins"]  # type: ignore[misc]
     assert (bridge["bridge"], bridge["isGateway"], bridge["ipMasq"]) == ("tkt1", True, False)
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.213.9.0/24", "gateway": "10.213.9.1"}]]
+
+
+def test_the_service_range_is_routed_through_the_bridge_when_asked(tmp_path: Path) -> None:
+    address = ipaddress.IPv4Interface("10.213.9.1/24")
+    (bare,) = cni_config(bridge="tkt1", address=address, ipam_dir=tmp_path)["plugins"]  # type: ignore[misc]
+    (routed,) = cni_config(bridge="tkt1", address=address, ipam_dir=tmp_path, routes=["10.0.0.0/24"])["plugins"]  # type: ignore[misc]
+    assert bare["ipam"]["routes"] == []  # only the bridge's own /24: nothing else is reachable
+    assert routed["ipam"]["routes"] == [{"dst": "10.0.0.0/24"}]  # through the ipam gateway, the bridge
+
+
+def test_a_kubelet_gets_its_own_cgroup_root(tmp_path: Path) -> None:
+    config = kubelet_config(
+        work=tmp_path, address="10.213.9.1", port=1, healthz_port=2, runtime_socket=tmp_path / "s", cgroup_root="/n1"
+    )
+    assert config["cgroupRoot"] == "/n1"

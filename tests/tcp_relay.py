@@ -1,0 +1,98 @@
+"""A TCP relay for the test node: what kube-proxy does for the `kubernetes` Service, for one address.
+
+The test control plane's API server listens on loopback, which a pod (its own network
+namespace on the node's bridge) cannot reach. Pods find the API server at the `kubernetes`
+Service's cluster IP (`KUBERNETES_SERVICE_HOST`), which the API server's own certificate names;
+there is no kube-proxy here, so the test puts that IP on the node's bridge (an address it
+creates on this machine) and relays its port to the API server's loopback port. TLS goes
+through untouched: the pods verify the API server's certificate and present their tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+
+_CHUNK = 65536
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    """Copy until either side closes, then close both (the other pump then ends too)."""
+    try:
+        while data := source.recv(_CHUNK):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+
+class TcpRelay:
+    """Accepts on `listen` and relays every connection to `target`, a thread per direction."""
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.target = target
+        self._server = socket.create_server(listen, reuse_port=False)
+        self._server.settimeout(0.5)
+        self._closing = threading.Event()
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, name=f"relay-{listen[0]}:{listen[1]}", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closing.is_set():
+            try:
+                inbound, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                outbound = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                inbound.close()
+                continue
+            outbound.settimeout(None)
+            inbound.settimeout(None)
+            with self._lock:
+                self.accepted += 1
+                self._connections += [inbound, outbound]
+            threading.Thread(target=_pump, args=(inbound, outbound), daemon=True).start()
+            threading.Thread(target=_pump, args=(outbound, inbound), daemon=True).start()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._server.close()
+        self._thread.join(5)
+        with self._lock:
+            for end in self._connections:
+                with contextlib.suppress(OSError):
+                    end.close()
+
+
+@contextlib.contextmanager
+def address_on(device: str, ip: str) -> Iterator[None]:
+    """`ip`/32 on `device` for the duration (removed even if the device is already gone)."""
+    subprocess.run(["ip", "addr", "add", f"{ip}/32", "dev", device], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", device], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def service_relay(device: str, listen: tuple[str, int], target: tuple[str, int]) -> Iterator[TcpRelay]:
+    """The Service's IP on `device`, and a relay from its port to `target`."""
+    with address_on(device, listen[0]):
+        relay = TcpRelay(listen, target)
+        try:
+            yield relay
+        finally:
+            relay.close()
