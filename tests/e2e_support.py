@@ -29,7 +29,7 @@ from tiktok_service.database import livestreams_repository as repo
 from tiktok_service.database.migrate import migrate
 from tiktok_service.operator import model
 from tiktok_service.settings import PersisterSettings
-from tiktok_service_dev import operator_harness, persister_harness
+from tiktok_service_dev import event_loops, operator_harness, persister_harness
 from tiktok_service_dev.simulator.config import SimulatorConfig
 from tiktok_service_dev.simulator.room import Room
 from tiktok_service_dev.simulator.scenario import Scenario
@@ -46,7 +46,7 @@ class BackgroundLoop:
     """An asyncio event loop in a daemon thread; `run(coro)` executes a coroutine on it."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loops.TrackingLoop()
         self._thread = threading.Thread(target=self._main, name="e2e-services", daemon=True)
         self._thread.start()
 
@@ -66,14 +66,13 @@ class BackgroundLoop:
         return self.run(invoke(), timeout)
 
     def close(self) -> None:
-        self.run(self._drain())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(DEADLINE_S)
-        self.loop.close()
-
-    async def _drain(self) -> None:
-        await self.loop.shutdown_asyncgens()
-        await self.loop.shutdown_default_executor()
+        """Cancel what still runs, close every connection (see `event_loops`), then the loop."""
+        try:
+            self.run(event_loops.finish(self.loop))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(DEADLINE_S)
+            self.loop.close()
 
 
 class Background:

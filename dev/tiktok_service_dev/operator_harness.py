@@ -8,7 +8,6 @@ operator reacts; `install_crds`, `apply` and `grant_role` prepare a control plan
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from tiktok_service import crds
 from tiktok_service.operator.metrics import OperatorMetrics
 from tiktok_service.settings import OperatorSettings
+from tiktok_service_dev import event_loops
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEPLOY_DIR: Final = REPO_ROOT / "deploy"
@@ -146,7 +146,8 @@ class OperatorThread:
         from tiktok_service.operator import main
 
         try:
-            self.exit_code = asyncio.run(
+            # Not asyncio.run: its loop closes with kopf's TLS watch connections still closing.
+            self.exit_code = event_loops.run(
                 main.run_operator(self.settings, stop_flag=self._stop, ready_flag=self._ready, metrics=self.metrics)
             )
         except BaseException as exc:  # surfaced to the test by stop()/start()

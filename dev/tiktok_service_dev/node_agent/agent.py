@@ -27,6 +27,7 @@ from typing import Any, Self
 import httpx
 
 from tiktok_service.kube_rest import ApiError
+from tiktok_service_dev import event_loops
 from tiktok_service_dev.node_agent import node as nodes
 from tiktok_service_dev.node_agent.container import RestartBackoff
 from tiktok_service_dev.node_agent.env import NodeResources
@@ -205,7 +206,7 @@ class NodeAgent:
 
     def _thread_main(self) -> None:
         try:
-            asyncio.run(self.run())
+            event_loops.run(self.run())  # no API server connection outlives the thread's loop
         except BaseException as exc:  # reported by start()/stop() in the caller's thread
             log.exception("node agent %s failed", self.node_name)
             self._error = exc
