@@ -21,12 +21,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from kubernetes import client, config
 
-from tests.e2e_support import Background, BackgroundLoop, Cluster, connector_bin_dir, prepared_namespace
+from tests.e2e_support import (
+    Background,
+    BackgroundLoop,
+    Cluster,
+    connector_bin_dir,
+    create_database,
+    prepared_namespace,
+)
 from tests.redis_failover import RedisPair
-from tiktok_service.database.migrate import migrate
 from tiktok_service.settings import OperatorSettings, PersisterSettings
 from tiktok_service_dev import operator_harness, persister_harness
 from tiktok_service_dev.controlplane import ControlPlane
@@ -57,17 +62,6 @@ def _connector_bin(root: Path) -> Path:
     )
     script.write_text(text)
     return bin_dir
-
-
-async def _create_database(dsn: str, name: str) -> str:
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = dsn.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    return url
 
 
 async def _serve_persister(settings: PersisterSettings, stop: asyncio.Event) -> None:
@@ -194,7 +188,7 @@ def running_stack() -> Iterator[Stack]:
         postgres = stack.enter_context(LocalPostgres())
         bg = BackgroundLoop()
         stack.callback(bg.close)
-        database_url = bg.run(_create_database(postgres.dsn, f"chaos_{uuid.uuid4().hex[:8]}"))
+        database_url = bg.run(create_database(postgres.dsn, f"chaos_{uuid.uuid4().hex[:8]}"))
         simulator = SimulatorServer(SimulatorConfig(port=0))
         bg.run(simulator.start())
         stack.callback(lambda: bg.run(simulator.stop()))
