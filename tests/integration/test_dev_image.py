@@ -52,7 +52,10 @@ def images() -> tuple[str, str]:
     return PRODUCT, DEV
 
 
-HAS_DEV = "import importlib.util as u, shutil; print(u.find_spec('tiktok_service_dev') is not None, bool(shutil.which('tiktok-service-dev')))"
+HAS_DEV = (
+    "import importlib.util as u, shutil; "
+    "print(u.find_spec('tiktok_service_dev') is not None, bool(shutil.which('tiktok-service-dev')))"
+)
 
 
 def test_only_the_simulator_image_carries_the_dev_distribution(images: tuple[str, str]) -> None:
