@@ -244,6 +244,9 @@ def cluster_networking(
     give it a Service, e.g. kube-system/kube-dns, so the API server allocates it to nothing else)."""
     router = ServiceRouter(api, device, fixed=fixed)
     try:
+        # Cluster IPs are host-wide: another test node on this machine may hold the same one.
+        if router.errors:
+            raise AssertionError("Service routing failed: " + "; ".join(router.errors))
         if dns_ip not in router.services.values():
             raise AssertionError(f"no Service holds the cluster DNS address {dns_ip}")
         dns_server = ClusterDns(dns_ip, router.services)
