@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane kubelet helm manifests dev test unit bench chaos lint fmt schemas clean image kind-up kind-down
+.PHONY: venv deps controlplane kubelet helm manifests dev test unit bench chaos lint fmt schemas clean image image-dev standins kind-up kind-down
 
 # The product (`tiktok_service`) and, beside it, the developer tooling (`dev/`: `tiktok-service-dev`),
 # which the product's wheel and image never contain.
@@ -48,21 +48,29 @@ dev: venv deps controlplane
 # --- For users with Docker: the same stack on a kind cluster -----------------------------
 KIND_CLUSTER ?= tiktok-service
 IMAGE ?= tiktok-service:dev
+IMAGE_DEV ?= tiktok-service-dev:dev
 
 # The product image: Docker where a daemon answers, podman otherwise (a local stand-in for the
 # base image is made from Debian packages when no registry is reachable). See scripts/build-image.sh.
 image:
 	IMAGE=$(IMAGE) CACHE_DIR=$(CACHE_DIR) bash scripts/build-image.sh
 
-# The chart with values-dev.yaml: Redis, PostgreSQL and the TikTok LIVE simulator in the cluster.
-kind-up: image
+# The simulator image (Dockerfile.dev): the product image plus the dev distribution, same engine.
+image-dev: image
+	TARGET=dev IMAGE=$(IMAGE_DEV) PRODUCT_IMAGE=$(IMAGE) CACHE_DIR=$(CACHE_DIR) bash scripts/build-image.sh
+
+# Where no registry is reachable (podman): stand-ins for the dev install's redis and postgres
+# images, made from Debian packages and tagged with the official names (scripts/build-standins.sh).
+standins:
+	CACHE_DIR=$(CACHE_DIR) bash scripts/build-standins.sh
+
+# The chart with values-dev.yaml: Redis, PostgreSQL and the TikTok LIVE simulator in the cluster
+# (scripts/dev-install.sh, which the dev install's test runs on a real kubelet node too).
+kind-up: image image-dev
 	@command -v $(HELM) >/dev/null || bash scripts/build-helm.sh
 	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
-	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	$(HELM) upgrade --install tiktok-service charts/tiktok-service --namespace tiktok-service --create-namespace \
-		--kube-context kind-$(KIND_CLUSTER) --values charts/tiktok-service/values-dev.yaml \
-		--set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
-		--wait --timeout 5m
+	kind load docker-image $(IMAGE) $(IMAGE_DEV) --name $(KIND_CLUSTER)
+	HELM=$(HELM) IMAGE=$(IMAGE) IMAGE_DEV=$(IMAGE_DEV) KUBE_CONTEXT=kind-$(KIND_CLUSTER) bash scripts/dev-install.sh
 
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)

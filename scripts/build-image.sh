@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Builds the product image (the Dockerfile at the repository root) as ${IMAGE:-tiktok-service:dev}.
+# Builds the product image (the Dockerfile at the repository root) as ${IMAGE:-tiktok-service:dev},
+# or with TARGET=dev the simulator image (Dockerfile.dev: the product image PRODUCT_IMAGE plus the
+# dev distribution) as ${IMAGE:-tiktok-service-dev:dev}. `build-image.sh base` only makes sure the
+# base image (or its stand-in) is present, for other images built on it (scripts/build-standins.sh).
 #
 # * With Docker where a Docker daemon answers; with podman (buildah) otherwise.
 # * podman never pulls (--pull=never): when the base image (BASE_IMAGE, the Dockerfile's default)
@@ -12,11 +15,18 @@
 # * podman runs with runc (crun refuses hybrid cgroup hosts) and ulimits within common hard
 #   limits (podman's defaults can exceed them).
 #
-# Environment: IMAGE, BASE_IMAGE, CACHE_DIR, DEBIAN_MIRROR, CONTAINER_ENGINE (docker|podman).
+# Environment: TARGET (product|dev), IMAGE, PRODUCT_IMAGE, BASE_IMAGE, CACHE_DIR, DEBIAN_MIRROR,
+# CONTAINER_ENGINE (docker|podman).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-IMAGE="${IMAGE:-tiktok-service:dev}"
+TARGET="${TARGET:-product}"
+PRODUCT_IMAGE="${PRODUCT_IMAGE:-tiktok-service:dev}"
+case "$TARGET" in
+  product) IMAGE="${IMAGE:-tiktok-service:dev}" DOCKERFILE="$ROOT/Dockerfile" ;;
+  dev) IMAGE="${IMAGE:-tiktok-service-dev:dev}" DOCKERFILE="$ROOT/Dockerfile.dev" ;;
+  *) echo "error: unknown TARGET=$TARGET (product|dev)" >&2; exit 1 ;;
+esac
 BASE_IMAGE="${BASE_IMAGE:-$(sed -n 's/^ARG BASE_IMAGE=//p' "$ROOT/Dockerfile")}"
 CACHE_DIR="${CACHE_DIR:-$HOME/.cache/tiktok-service}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -128,18 +138,35 @@ pip_secrets() {
 main() {
   local engine_name secrets="$SCRATCH"
   engine_name="$(engine)"
+  if [ "${1:-}" = base ]; then
+    [ "$engine_name" = podman ] || return 0  # Docker pulls the base itself
+    podman image exists "$(qualified "$BASE_IMAGE")" || make_standin
+    return 0
+  fi
   pip_secrets "$secrets"
-  local args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE" --secret "id=pip.conf,src=$secrets/pip.conf")
+  local args=(-f "$DOCKERFILE" -t "$IMAGE" --secret "id=pip.conf,src=$secrets/pip.conf")
+  if [ "$TARGET" = dev ]; then
+    args+=(--build-arg "PRODUCT_IMAGE=$PRODUCT_IMAGE")
+  else
+    args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+  fi
   [ -s "$secrets/ca-bundle.pem" ] && args+=(--secret "id=ca-bundle.pem,src=$secrets/ca-bundle.pem")
   local started=$SECONDS
   case "$engine_name" in
     docker)
       log "building $IMAGE with Docker"
+      # BuildKit reads Dockerfile.dev.dockerignore next to Dockerfile.dev by itself.
       DOCKER_BUILDKIT=1 docker build "${args[@]}" "$ROOT"
       ;;
     podman)
-      podman image exists "$(qualified "$BASE_IMAGE")" || make_standin
-      log "building $IMAGE with podman (base $BASE_IMAGE)"
+      if [ "$TARGET" = dev ]; then
+        podman image exists "$PRODUCT_IMAGE" \
+          || { echo "error: $PRODUCT_IMAGE not built (run: make image)" >&2; exit 1; }
+        args+=(--ignorefile "$DOCKERFILE.dockerignore")
+      else
+        podman image exists "$(qualified "$BASE_IMAGE")" || make_standin
+      fi
+      log "building $IMAGE with podman ($TARGET)"
       podman --runtime runc build --pull=never "${ULIMITS[@]}" --layers "${args[@]}" "$ROOT"
       ;;
     *)

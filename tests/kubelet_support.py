@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CLUSTER_DOMAIN = "cluster.local"
 _POLL_S = 0.1
 
 
@@ -107,10 +108,20 @@ def node_prerequisites() -> str | None:
 
 
 def kubelet_config(
-    *, work: Path, address: str, port: int, healthz_port: int, runtime_socket: Path, cgroup_root: str = "/"
+    *,
+    work: Path,
+    address: str,
+    port: int,
+    healthz_port: int,
+    runtime_socket: Path,
+    cgroup_root: str = "/",
+    cluster_dns: str | None = None,
 ) -> dict[str, object]:
-    """KubeletConfiguration for a test node on a cgroup v1 host without swap accounting."""
+    """KubeletConfiguration for a test node on a cgroup v1 host without swap accounting; with
+    `cluster_dns`, pods get it as nameserver and the cluster's search path (`cluster.local`)."""
+    dns: dict[str, object] = {"clusterDNS": [cluster_dns], "clusterDomain": CLUSTER_DOMAIN} if cluster_dns else {}
     return {
+        **dns,
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "address": address,
@@ -141,8 +152,11 @@ def kubelet_config(
 class KubeletNode:
     """The node: a bridge, containerd and a kubelet registered as `name` with `control_plane`."""
 
-    def __init__(self, control_plane: ControlPlane, name: str, *, build: NodeBuild | None = None) -> None:
+    def __init__(
+        self, control_plane: ControlPlane, name: str, *, build: NodeBuild | None = None, cluster_dns: str | None = None
+    ) -> None:
         self.control_plane = control_plane
+        self.cluster_dns = cluster_dns
         self.node_name = name
         self.build = build or node_build()
         self.work = Path(tempfile.mkdtemp(prefix=f"tiktok-node-{name}-"))
@@ -197,6 +211,7 @@ class KubeletNode:
             healthz_port=healthz,
             runtime_socket=self.containerd.socket,
             cgroup_root=self._cgroup_root,
+            cluster_dns=self.cluster_dns,
         )
         config_path = self.work / "kubelet.json"
         config_path.write_text(json.dumps(config, indent=1))

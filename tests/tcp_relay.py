@@ -14,9 +14,11 @@ import contextlib
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _CHUNK = 65536
+
+Address = tuple[str, int]
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:
@@ -33,10 +35,13 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
 
 
 class TcpRelay:
-    """Accepts on `listen` and relays every connection to `target`, a thread per direction."""
+    """Accepts on `listen` and relays every connection to `target`, a thread per direction.
 
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
-        self.target = target
+    `target` may be a function, asked at each connection (a Service's endpoints change as its
+    pods come and go); when it answers None the connection is refused (closed at once)."""
+
+    def __init__(self, listen: Address, target: Address | Callable[[], Address | None]) -> None:
+        self._target: Callable[[], Address | None] = target if callable(target) else (lambda: target)
         self._server = socket.create_server(listen, reuse_port=False)
         self._server.settimeout(0.5)
         self._closing = threading.Event()
@@ -55,7 +60,10 @@ class TcpRelay:
             except OSError:
                 return
             try:
-                outbound = socket.create_connection(self.target, timeout=10)
+                target = self._target()
+                if target is None:
+                    raise ConnectionRefusedError("no endpoint")
+                outbound = socket.create_connection(target, timeout=10)
             except OSError:
                 inbound.close()
                 continue
@@ -88,7 +96,7 @@ def address_on(device: str, ip: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def service_relay(device: str, listen: tuple[str, int], target: tuple[str, int]) -> Iterator[TcpRelay]:
+def service_relay(device: str, listen: Address, target: Address | Callable[[], Address | None]) -> Iterator[TcpRelay]:
     """The Service's IP on `device`, and a relay from its port to `target`."""
     with address_on(device, listen[0]):
         relay = TcpRelay(listen, target)
