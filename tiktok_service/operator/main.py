@@ -1,6 +1,7 @@
 """Entry points: `run_operator(settings)` (programmatic, tests) and `main(argv)` (process).
 
-The operator is started through kopf's API (`kopf.operator`), never `kopf run file.py`:
+The operator is started through kopf's API (`kopf.spawn_tasks` + `kopf.run_tasks`, what
+`kopf.operator` does, with our own SIGTERM handling in between), never `kopf run file.py`:
 settings, clients and the handler registry are built here, once, and passed down.
 """
 
@@ -62,14 +63,17 @@ async def _relay(flag: Any, stopping: asyncio.Event) -> None:
     stopping.set()
 
 
-def _handle_signals(stopping: asyncio.Event) -> None:
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _handle_signals(stopping: asyncio.Event) -> bool:
     """SIGTERM/SIGINT set `stopping` (replacing kopf's own handlers, which only kopf could see).
 
     The operator's code needs to know it is stopping: a login refused while stopping gives
-    up at once instead of retrying (see `login`).
+    up at once instead of retrying (see `login`). False (nothing installed) outside the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
-        return
+        return False
     loop = asyncio.get_running_loop()
 
     def on_signal(number: signal.Signals) -> None:
@@ -77,8 +81,9 @@ def _handle_signals(stopping: asyncio.Event) -> None:
             log.info("signal received: the operator is stopping", extra={"signal": number.name})
         stopping.set()
 
-    for number in (signal.SIGTERM, signal.SIGINT):
+    for number in _SIGNALS:
         loop.add_signal_handler(number, on_signal, number)
+    return True
 
 
 async def run_operator(
@@ -135,8 +140,12 @@ async def run_operator(
                     stop_flag=stopping,
                     ready_flag=ready_flag,
                 )
-                _handle_signals(stopping)
-                await kopf.run_tasks(tasks, ignored=existing)
+                handled = _handle_signals(stopping)
+                try:
+                    await kopf.run_tasks(tasks, ignored=existing)
+                finally:
+                    for number in _SIGNALS if handled else ():
+                        asyncio.get_running_loop().remove_signal_handler(number)
             finally:
                 await health.stop()
     finally:
