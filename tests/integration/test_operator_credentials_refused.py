@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,9 +170,9 @@ def in_peering(api: client.ApiClient, namespace: str) -> bool:
 
 @pytest.fixture
 def operator_process(
-    control_plane: ControlPlane, api: client.ApiClient, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest
+    control_plane: ControlPlane, api: client.ApiClient, redis_url: str, tmp_path: Path
 ) -> Iterator[tuple[OperatorProcess, str]]:
-    namespace = "creds-" + request.node.name.split("_")[-1].replace("[", "").replace("]", "")[:20]
+    namespace = f"creds-{uuid.uuid4().hex[:8]}"
     kubeconfig = service_account_kubeconfig(control_plane, api, namespace, tmp_path / "kubeconfig")
     operator = OperatorProcess(kubeconfig, namespace, redis_url, tmp_path / "operator.log")
     try:
@@ -196,6 +197,7 @@ def test_sigterm_once_the_service_account_is_deleted(
 
     assert operator.process.returncode == 0, log_tail(operator.log, 40)
     assert took < EXIT_DEADLINE_S
+    print(f"\nexited {took:.2f} s after SIGTERM with its credentials refused")
 
 
 def test_refused_credentials_are_reported_then_sigterm_is_prompt(
@@ -222,3 +224,4 @@ def test_refused_credentials_are_reported_then_sigterm_is_prompt(
 
     assert operator.process.returncode == 0, log_tail(operator.log, 40)
     assert took < EXIT_DEADLINE_S
+    print(f"\nexited {took:.2f} s after SIGTERM with its credentials refused")
