@@ -10,7 +10,6 @@ import time and two operators can run side by side in one process (tests, peerin
   being deleted is finalized (pod removed, row closed) before the event handler returns.
 * `reconcile` (daemon): the per-Livestream loop; stopped by kopf when this replica is
   paused by peering or exits, and by itself when its Livestream is being deleted.
-
 * `log_in` (activity): credentials for kopf's own requests, checked first (`login`).
 
 No change-detecting handler (`on.create/update/delete`) on purpose: each would make kopf
