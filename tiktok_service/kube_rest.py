@@ -87,6 +87,10 @@ class Credentials:
             self._exec = self.run_plugin(plugin)
         return self._exec
 
+    def forget_token(self) -> None:
+        """Re-read a token file at the next `authorization()` (after the API server refused the token)."""
+        self._token = None
+
     def authorization(self) -> str | None:
         """The Authorization header's value (token files re-read at most every minute), or None."""
         access = self.access

@@ -38,6 +38,7 @@ from tests.integration.test_api_stack import (
 )
 from tests.support import wait_until
 from tiktok_service.api import keys, main, quotas, repository
+from tiktok_service.database import migrate
 from tiktok_service.domain import naming
 from tiktok_service.domain.access import Role
 from tiktok_service.domain.events import Envelope, EventType
@@ -440,6 +441,29 @@ async def test_a_kubernetes_refusal_is_answered_in_our_words_not_the_api_servers
     assert_our_words(refused, "kubernetes_unavailable")
     assert ready.status_code == 503
     assert ready.json()["checks"]["kubernetes"] == "unavailable"
+
+
+async def test_readiness_fails_until_the_database_is_migrated(
+    control_plane: ControlPlane, namespace: str, redis_url: str, database_url: str, postgres_server: LocalPostgres
+) -> None:
+    """A database the owner has not migrated yet: 503 with the reason, then ready once `migrate` has run."""
+    admin = await asyncpg.connect(postgres_server.dsn)
+    try:
+        await admin.execute('DROP DATABASE IF EXISTS "api_unmigrated"')
+        await admin.execute('CREATE DATABASE "api_unmigrated"')
+    finally:
+        await admin.close()
+    fresh = postgres_server.dsn.rsplit("/", 1)[0] + "/api_unmigrated"
+    async with api(settings(control_plane, namespace, redis_url, fresh)) as http:
+        before = await http.get("/readyz")
+        await migrate.migrate(fresh)  # by the owner, as `tiktok-service migrate` does
+        after = await http.get("/readyz")
+
+    assert before.status_code == 503, before.text
+    assert before.json()["reason"] == "database_schema_outdated"
+    assert before.json()["checks"] == {"postgresql": "schema_outdated", "redis": "ok", "kubernetes": "ok"}
+    assert after.status_code == 200, after.text
+    assert after.json()["reason"] is None
 
 
 async def test_unreachable_redis_and_postgresql_are_answered_in_our_words(

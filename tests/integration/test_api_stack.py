@@ -854,7 +854,11 @@ async def test_readiness_checks_postgresql_redis_and_kubernetes_and_metrics_are_
     metrics = await stack.api.http.get("/metrics")
 
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"postgresql": "ok", "redis": "ok", "kubernetes": "ok"}}
+    assert ready.json() == {
+        "status": "ok",
+        "checks": {"postgresql": "ok", "redis": "ok", "kubernetes": "ok"},
+        "reason": None,
+    }
     assert "tiktok_api_requests_total" in metrics.text
     assert 'route="/api/livestreams/{livestream_id}"' in metrics.text
 

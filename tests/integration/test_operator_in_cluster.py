@@ -483,6 +483,47 @@ async def test_a_pod_the_api_server_refuses_backs_off_with_its_reason_and_an_eve
     )
 
 
+async def test_a_restarted_operator_goes_on_counting_refusals_where_the_status_says(
+    operator_settings: operator_harness.config.OperatorSettings, cluster: Cluster
+) -> None:
+    """The count of refusals in a row is in the status: a new operator's first refusal is the next one, not 1."""
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-pods-again"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})
+    )
+    cluster.core.create_namespaced_resource_quota(cluster.namespace, quota)
+    try:
+
+        def quota_counted() -> bool:
+            found = cluster.core.read_namespaced_resource_quota("no-pods-again", cluster.namespace)
+            return bool(found.status and found.status.hard)
+
+        await wait_until(quota_counted, timeout=DEADLINE_S, what="the quota's status")
+        policy = {"maxRestarts": 1, "backoffBaseSeconds": 2, "backoffCapSeconds": 60}
+        with operator_harness.OperatorThread(operator_settings):
+            cluster.create(livestream("kim", restartPolicy=policy))
+            await wait_until(
+                lambda: cluster.status("kim").get("podRefusals") == 2,
+                timeout=DEADLINE_S,
+                what="a second refusal in the status",
+            )
+        recorded = cluster.status("kim")
+
+        with operator_harness.OperatorThread(operator_settings):
+            await wait_until(
+                lambda: cluster.status("kim").get("message") != recorded["message"],
+                timeout=DEADLINE_S,
+                what="the new operator's first refusal",
+            )
+            following = cluster.status("kim")
+    finally:
+        cluster.core.delete_namespaced_resource_quota("no-pods-again", cluster.namespace)
+
+    assert "attempt 2," in recorded["message"]
+    assert following["reason"] == "PodRefused"
+    assert "attempt 3," in following["message"], following["message"]
+    assert following["podRefusals"] == 3
+
+
 async def assert_finalized(cluster: Cluster, name: str, *, database: str, uid: str) -> None:
     """The deleted Livestream's pod is gone, kopf released it, and its row is closed as Deleted."""
     await wait_until(lambda: cluster.pod(name) is None, timeout=DEADLINE_S, what="the pod to be removed")

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import python_socks
+from httpx_socks import AsyncProxyTransport
 from pydantic import ValidationError
 from TikTokLive.client.errors import (
     AgeRestrictedError,
@@ -285,14 +286,28 @@ def settings(**values: Any) -> ConnectorSettings:
 
 
 def test_a_proxy_goes_to_both_transports_and_no_proxy_to_neither() -> None:
+    configured = settings(proxies=f"http://bob:{QUOTED}@10.0.0.9:3128")
+    (endpoint,) = configured.proxy_endpoints
+
+    kwargs = client_options.client_kwargs(configured, endpoint)
+    assert str(kwargs["web_proxy"].url) == "http://10.0.0.9:3128"
+    assert kwargs["web_proxy"].auth == ("bob", SECRET)
+    assert kwargs["ws_proxy"].auth == ("bob", SECRET)
+    unproxied = client_options.client_kwargs(configured, None)
+    assert "web_proxy" not in unproxied and "ws_proxy" not in unproxied
+    assert "transport" not in unproxied["web_kwargs"]["httpx_kwargs"]
+
+
+def test_a_socks5_proxy_carries_web_requests_through_python_socks() -> None:
+    """httpcore's SOCKS connection leaves its socket open when the proxy refuses the login."""
     configured = settings(proxies=f"socks5://bob:{QUOTED}@10.0.0.9:1080")
     (endpoint,) = configured.proxy_endpoints
 
     kwargs = client_options.client_kwargs(configured, endpoint)
-    assert str(kwargs["web_proxy"].url) == "socks5://10.0.0.9:1080"
-    assert kwargs["web_proxy"].auth == ("bob", SECRET)
+
+    assert "web_proxy" not in kwargs
+    assert isinstance(kwargs["web_kwargs"]["httpx_kwargs"]["transport"], AsyncProxyTransport)
     assert kwargs["ws_proxy"].auth == ("bob", SECRET)
-    assert "web_proxy" not in client_options.client_kwargs(configured, None)
 
 
 def test_settings_never_show_credentials() -> None:

@@ -101,3 +101,62 @@ def test_the_refusal_event_is_posted_by_the_loop_so_the_transition_adds_no_resta
 
     assert status.transition_events(current, wanted) == []
     assert [event.reason for event in status.transition_events(current, crash)] == ["RestartScheduled"]
+
+
+def test_the_refusals_in_a_row_are_recorded_in_the_status_while_the_reason_is_pod_refused() -> None:
+    body = livestream()
+    creating = lifecycle.assess(body, None, None, NOW, SETTINGS)
+    refusal = refusals.PodRefusal(403, "Forbidden", QUOTA, attempts=4)
+    found = lifecycle.refused_create(creating, refusal, body, NOW)
+
+    wanted = status.desired_status(body, None, None, None, NOW, SETTINGS, assessment=found, refusal=refusal)
+
+    assert wanted["podRefusals"] == 4
+    created = status.desired_status(body, None, None, None, NOW, SETTINGS, assessment=creating, refusal=None)
+    assert "podRefusals" not in created
+    # A pass that no longer shows PodRefused drops the field (a merge patch nulls it).
+    assert status.status_patch(wanted, created)["podRefusals"] is None
+
+
+def test_an_operator_that_restarts_goes_on_counting_from_the_status() -> None:
+    """It used to start again at one: the backoff fell back to its base after every operator restart."""
+    recorded = {"phase": "BackingOff", "reason": "PodRefused", "podRefusals": 4, "observedGeneration": 1}
+
+    taken_over = refusals.from_status(recorded)
+    following = refusals.next_refusal(taken_over, 403, "Forbidden", QUOTA)
+
+    assert following.attempts == 5
+    assert refusals.refusal_delay(following.attempts, POLICY) == 60.0  # not 5 s again
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {},
+        {"reason": "Error", "podRefusals": 3},  # stale: only PodRefused carries it
+        {"reason": "PodRefused"},
+        {"reason": "PodRefused", "podRefusals": 0},
+        {"reason": "PodRefused", "podRefusals": "many"},
+    ],
+)
+def test_a_status_without_a_count_of_refusals_starts_from_none(recorded: dict[str, Any]) -> None:
+    assert refusals.from_status(recorded) is None
+
+
+def test_a_livestream_waiting_after_a_refusal_keeps_its_count_in_the_status() -> None:
+    recorded = {
+        "phase": "BackingOff",
+        "reason": "PodRefused",
+        "podRefusals": 3,
+        "nextRetryAt": model.format_time(NOW + 10),
+        "observedGeneration": 1,
+    }
+    body = livestream(recorded)
+    waiting = lifecycle.assess(body, None, None, NOW, SETTINGS)
+
+    wanted = status.desired_status(
+        body, None, None, None, NOW, SETTINGS, assessment=waiting, refusal=refusals.from_status(recorded)
+    )
+
+    assert wanted["podRefusals"] == 3
+    assert "podRefusals" not in status.status_patch(recorded, wanted)  # unchanged: not patched

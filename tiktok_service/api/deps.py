@@ -9,7 +9,7 @@ key never reaches PostgreSQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
@@ -27,6 +27,7 @@ from tiktok_service.api import (
     quotas,
     ratelimit,
     repository,
+    schema_check,
     stream_guard,
 )
 from tiktok_service.settings import ApiSettings
@@ -47,6 +48,8 @@ class Resources:
     streams: stream_guard.StreamGuard
     #: A connection of its own for /readyz: streams cannot take it away.
     ready_redis: aioredis.Redis
+    #: For /readyz: the database holds the migrations this code needs (kept once true).
+    schema: schema_check.SchemaCheck = field(default_factory=schema_check.SchemaCheck)
 
 
 def resources(request: Request) -> Resources:

@@ -176,3 +176,8 @@ class EventsPage(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+    reason: str | None = Field(
+        default=None,
+        description="Why not ready: `database_schema_outdated` (run `tiktok-service migrate`) "
+        "or `dependency_unavailable`; null when ready.",
+    )

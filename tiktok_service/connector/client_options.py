@@ -7,8 +7,10 @@
   every pod would look like it comes from a different country. We overwrite those client
   parameters with stable, configured values (`locale_params`, pure). Device and screen
   presets stay the library's pick: they vary per process, as browsers do.
-* **Proxies**: `web_proxy` (httpx) and `ws_proxy` (python-socks, via the library's
-  `WebcastProxyConnect`), both from the same `ProxyEndpoint`.
+* **Proxies**: web requests through httpx (`web_proxy` for HTTP CONNECT; for SOCKS5 an
+  httpx-socks transport, i.e. python-socks, because httpcore's own SOCKS connection leaves its
+  socket to the proxy open when the proxy refuses the login) and the WebSocket through `ws_proxy`
+  (python-socks, via the library's `WebcastProxyConnect`), all from the same `ProxyEndpoint`.
 * **Session**: `client.web.set_session(sessionid, tt_target_idc)`, exactly as the library
   documents it: the cookies go to TikTok's web routes and WebSocket, and the library sends
   them to the sign server with the WebSocket fetch. The library refuses that unless
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_socks import AsyncProxyTransport
 from TikTokLive import TikTokLiveClient
 from TikTokLive.client.logger import TikTokLiveLogHandler
 from TikTokLive.client.web.web_settings import WebDefaults
@@ -136,8 +139,11 @@ def client_kwargs(settings: ConnectorSettings, proxy: ProxyEndpoint | None) -> d
         "ws_kwargs": {"max_size": settings.max_frame_bytes, "close_timeout": 5},
     }
     if proxy is not None:
-        # One httpx.Proxy for both: the library converts it for the WebSocket (credentials kept).
-        kwargs["web_proxy"] = httpx.Proxy(proxy.url)
+        if proxy.scheme == "socks5":
+            kwargs["web_kwargs"]["httpx_kwargs"]["transport"] = AsyncProxyTransport.from_url(proxy.url)
+        else:
+            kwargs["web_proxy"] = httpx.Proxy(proxy.url)
+        # The library converts an httpx.Proxy for the WebSocket (credentials kept).
         kwargs["ws_proxy"] = httpx.Proxy(proxy.url)
         kwargs["ws_kwargs"]["proxy_conn_timeout"] = settings.http_timeout_s
     return kwargs

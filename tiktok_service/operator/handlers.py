@@ -10,6 +10,7 @@ import time and two operators can run side by side in one process (tests, peerin
   being deleted is finalized (pod removed, row closed) before the event handler returns.
 * `reconcile` (daemon): the per-Livestream loop; stopped by kopf when this replica is
   paused by peering or exits, and by itself when its Livestream is being deleted.
+* `log_in` (activity): credentials for kopf's own requests, checked first (`login`).
 
 No change-detecting handler (`on.create/update/delete`) on purpose: each would make kopf
 write its last-handled state onto every Livestream (one more API write per object, and a
@@ -25,18 +26,20 @@ from typing import Any
 
 import kopf
 
-from tiktok_service.operator import k8s, model, reconciler
+from tiktok_service.operator import model, reconciler
+from tiktok_service.operator.login import Login
 
 _PODS_SELECTOR = {model.LABEL_NAME: model.CONNECTOR_APP}
-_KOPF_CONNECTIONS = 64  # 3-4 long watches + finalizer patches; our own calls have their own pool
+#: 3-4 long watches + finalizer patches; our own calls have their own pool.
+KOPF_CONNECTIONS = 64
 
 
-def register(registry: kopf.OperatorRegistry, runtime: reconciler.Runtime, credentials: k8s.Credentials) -> None:
+def register(registry: kopf.OperatorRegistry, runtime: reconciler.Runtime, login: Login) -> None:
     livestreams = (model.GROUP, model.VERSION, model.PLURAL)
 
-    @kopf.on.login(registry=registry)
-    async def login(**_: Any) -> kopf.AiohttpSession:
-        return k8s.kopf_session(credentials, max_connections=_KOPF_CONNECTIONS)
+    @kopf.on.login(id="login", registry=registry)
+    async def log_in(**_: Any) -> kopf.AiohttpSession | None:
+        return await login()  # None (no credentials) only when refused while stopping: see `login`
 
     @kopf.index("pods", labels=_PODS_SELECTOR, id="connector_pods", registry=registry)
     async def connector_pods(body: kopf.Body, **_: Any) -> dict[reconciler.Key, model.PodObservation]:

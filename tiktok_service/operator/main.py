@@ -1,6 +1,7 @@
 """Entry points: `run_operator(settings)` (programmatic, tests) and `main(argv)` (process).
 
-The operator is started through kopf's API (`kopf.operator`), never `kopf run file.py`:
+The operator is started through kopf's API (`kopf.spawn_tasks` + `kopf.run_tasks`, what
+`kopf.operator` does, with our own SIGTERM handling in between), never `kopf run file.py`:
 settings, clients and the handler registry are built here, once, and passed down.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import signal
+import threading
 from typing import Any
 
 import kopf
@@ -17,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from tiktok_service import gc_tuning, kube_rest, logs
 from tiktok_service.health_server import HealthServer
 from tiktok_service.operator import handlers, k8s, kopf_tuning, model, reconciler, store
+from tiktok_service.operator.login import Login
 from tiktok_service.operator.metrics import OperatorMetrics
 from tiktok_service.settings import OperatorSettings
 
@@ -46,6 +50,42 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     return tuned
 
 
+async def _relay(flag: Any, stopping: asyncio.Event) -> None:
+    """Set `stopping` once a caller's flag is set (asyncio or threading Event, or a Future)."""
+    if isinstance(flag, asyncio.Event):
+        await flag.wait()
+    elif isinstance(flag, asyncio.Future):
+        await asyncio.wait([flag])
+    else:
+        # A threading.Event has no awaitable side; a thread blocked in wait() would outlive a crash.
+        while not flag.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    stopping.set()
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _handle_signals(stopping: asyncio.Event) -> bool:
+    """SIGTERM/SIGINT set `stopping` (replacing kopf's own handlers, which only kopf could see).
+
+    The operator's code needs to know it is stopping: a login refused while stopping gives
+    up at once instead of retrying (see `login`). False (nothing installed) outside the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    loop = asyncio.get_running_loop()
+
+    def on_signal(number: signal.Signals) -> None:
+        if not stopping.is_set():
+            log.info("signal received: the operator is stopping", extra={"signal": number.name})
+        stopping.set()
+
+    for number in _SIGNALS:
+        loop.add_signal_handler(number, on_signal, number)
+    return True
+
+
 async def run_operator(
     settings: OperatorSettings,
     *,
@@ -53,42 +93,64 @@ async def run_operator(
     ready_flag: Any = None,
     metrics: OperatorMetrics | None = None,
 ) -> int:
-    """Run until `stop_flag` is set (or SIGTERM in the main thread); returns the exit code.
+    """Run until `stop_flag` is set (or SIGTERM/SIGINT in the main thread); returns the exit code.
 
-    `stop_flag`/`ready_flag` are kopf flags (asyncio or threading Events or Futures).
+    `stop_flag` is an asyncio or threading Event or an asyncio Future; `ready_flag` any kopf flag.
     """
     credentials = kube_rest.load_credentials(settings.kubeconfig)
     registry = kopf.OperatorRegistry()
     metrics = metrics if metrics is not None else OperatorMetrics(CollectorRegistry())
     priority = settings.peering_priority if settings.peering_priority is not None else random.randint(1, 2**31 - 1)
-    async with (
-        k8s.KubeClient(credentials) as kube,
-        store.Store(redis_url=settings.redis_url, database_url=settings.database_url) as stores,
-    ):
-        runtime = reconciler.Runtime(settings=settings, kube=kube, store=stores, metrics=metrics)
-        handlers.register(registry, runtime, credentials)
-        health = HealthServer(
-            host="0.0.0.0",
-            port=settings.http_port,
-            probe=lambda: (True, {"livestreams": metrics.served, "priority": priority}),
-            registry=metrics.registry,
-        )
-        await health.start()
-        log.info("operator starting", extra={"namespaces": settings.namespaces or "*", "priority": priority})
-        try:
-            await kopf.operator(
-                registry=registry,
-                settings=kopf_settings(settings),
-                clusterwide=not settings.namespaces,
-                namespaces=settings.namespaces,
-                standalone=settings.peering_name is None,
-                peering_name=settings.peering_name,
-                priority=priority,
-                stop_flag=stop_flag,
-                ready_flag=ready_flag,
+    stopping = asyncio.Event()
+    login = Login(credentials, metrics, stopping, max_connections=handlers.KOPF_CONNECTIONS)
+    relay = asyncio.create_task(_relay(stop_flag, stopping), name="stop-flag relay") if stop_flag is not None else None
+    try:
+        async with (
+            k8s.KubeClient(credentials) as kube,
+            store.Store(redis_url=settings.redis_url, database_url=settings.database_url) as stores,
+        ):
+            runtime = reconciler.Runtime(settings=settings, kube=kube, store=stores, metrics=metrics)
+            handlers.register(registry, runtime, login)
+            health = HealthServer(
+                host="0.0.0.0",
+                port=settings.http_port,
+                probe=lambda: (
+                    not login.refused,
+                    {
+                        "livestreams": metrics.served,
+                        "priority": priority,
+                        "credentials": "refused" if login.refused else "accepted",
+                    },
+                ),
+                registry=metrics.registry,
             )
-        finally:
-            await health.stop()
+            await health.start()
+            log.info("operator starting", extra={"namespaces": settings.namespaces or "*", "priority": priority})
+            try:
+                # kopf.operator() is spawn_tasks + run_tasks; split to install our signal handlers in between.
+                existing = asyncio.all_tasks()
+                tasks = await kopf.spawn_tasks(
+                    registry=registry,
+                    settings=kopf_settings(settings),
+                    clusterwide=not settings.namespaces,
+                    namespaces=settings.namespaces,
+                    standalone=settings.peering_name is None,
+                    peering_name=settings.peering_name,
+                    priority=priority,
+                    stop_flag=stopping,
+                    ready_flag=ready_flag,
+                )
+                handled = _handle_signals(stopping)
+                try:
+                    await kopf.run_tasks(tasks, ignored=existing)
+                finally:
+                    for number in _SIGNALS if handled else ():
+                        asyncio.get_running_loop().remove_signal_handler(number)
+            finally:
+                await health.stop()
+    finally:
+        if relay is not None:
+            relay.cancel()
     return 0
 
 

@@ -44,6 +44,16 @@ class OperatorMetrics:
             ["phase"],
             registry=registry,
         )
+        self.credentials_refused = Gauge(
+            "tiktok_operator_credentials_refused",
+            "1 while the API server refuses the operator's credentials (HTTP 401), else 0",
+            registry=registry,
+        )
+        self.logins_refused = Counter(
+            "tiktok_operator_logins_refused",
+            "Logins the API server refused (HTTP 401); retried with backoff",
+            registry=registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
         for phase in Phase:
             self.livestreams.labels(phase=phase.value).set(0)

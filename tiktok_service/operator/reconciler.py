@@ -123,6 +123,7 @@ class LivestreamLoop:
         self.expect_events = 0  # `pod_events` when they were sent: the next pod event ends the expectation
         self.expect_since = -math.inf
         self.refusal: refusals.PodRefusal | None = None  # the API server's last refusal of our pod, if in a row
+        self.refusal_read = False  # whether `refusal` was taken over from the status (first held pass)
 
     def snapshot(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The Livestream as a plain dict, with the status we know we wrote (the watch may lag)."""
@@ -150,6 +151,8 @@ class LivestreamLoop:
         if not self.held:
             return settings.idle_resync_interval_s  # the finalizer's event wakes the loop
         livestream = self.snapshot(body)
+        if not self.refusal_read:  # a restarted operator goes on counting where the status says
+            self.refusal, self.refusal_read = refusals.from_status(livestream["status"]), True
         pod = self.observe(indexed)
         counts: dict[str, int] | None = None
         if pod is not None and pod.phase != "Pending":
@@ -162,7 +165,9 @@ class LivestreamLoop:
         refused = await self.act(livestream, found.action)
         if refused is not None:
             found = lifecycle.refused_create(found, refused, livestream, now)
-        wanted = status.desired_status(livestream, pod, self.heartbeat, counts, now, settings, assessment=found)
+        wanted = status.desired_status(
+            livestream, pod, self.heartbeat, counts, now, settings, assessment=found, refusal=self.refusal
+        )
         running = pod is not None and pod.phase == "Running"
         delays = [settings.resync_interval_s if running else settings.idle_resync_interval_s]
         if found.action.requeue_after is not None:

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tiktok_service.operator import lifecycle, model
+from tiktok_service.operator import lifecycle, model, refusals
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
-from tiktok_service.operator.refusals import POD_REFUSED
+from tiktok_service.operator.refusals import POD_REFUSED, PodRefusal
 from tiktok_service.settings import OperatorSettings
 
 #: Fields that change with every comment or viewer update; alone they do not justify a patch.
@@ -64,8 +64,12 @@ def desired_status(
     settings: OperatorSettings,
     *,
     assessment: lifecycle.Assessment | None = None,
+    refusal: PodRefusal | None = None,
 ) -> dict[str, Any]:
-    """The full status for `livestream`; `counts`/`heartbeat` None keep the last reported values."""
+    """The full status for `livestream`; `counts`/`heartbeat` None keep the last reported values.
+
+    `refusal`: the API server's refusals of the pod in a row, recorded while the reason is PodRefused.
+    """
     found = assessment or lifecycle.assess(livestream, pod, heartbeat, now, settings)
     current: Mapping[str, Any] = livestream.get("status") or {}
     generation = int((livestream.get("metadata") or {}).get("generation") or 0)
@@ -97,6 +101,7 @@ def desired_status(
         status["podName"] = pod.name
     if found.next_retry_at is not None:
         status["nextRetryAt"] = model.format_time(found.next_retry_at)
+    status.update(refusals.status_fields(found.reason, refusal))
     previous = {c.get("type"): c for c in current.get("conditions") or []}
     ready = found.phase in _READY_PHASES
     live = found.phase is Phase.LIVE

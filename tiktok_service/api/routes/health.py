@@ -13,7 +13,7 @@ from typing import Final
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tiktok_service.api import deps, repository, schemas
+from tiktok_service.api import deps, repository, schema_check, schemas
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -26,13 +26,23 @@ async def healthz() -> schemas.Health:
     return schemas.Health(status="ok")
 
 
-@router.get("/readyz", responses={503: {"model": schemas.Health, "description": "A dependency does not answer."}})
+_OUTDATED: Final = "schema_outdated"
+
+
+@router.get(
+    "/readyz",
+    responses={
+        503: {"model": schemas.Health, "description": "A dependency does not answer, or the schema is not migrated."}
+    },
+)
 async def readyz(api: deps.ApiResources, response: Response) -> schemas.Health:
-    """PostgreSQL, Redis and the Kubernetes API (a one-item list of Livestreams: our RBAC too)."""
+    """PostgreSQL (with the migrations this code needs), Redis and the Kubernetes API (a one-item list of
+    Livestreams: our RBAC too)."""
 
     async def postgres() -> None:
         async with api.pool.acquire() as conn:
             await repository.ping(conn)
+            await api.schema(conn)
 
     async def redis() -> None:
         await api.ready_redis.ping()  # its own connection: a full SSE pool does not make the API unready
@@ -45,15 +55,20 @@ async def readyz(api: deps.ApiResources, response: Response) -> schemas.Health:
     results = await asyncio.gather(*(_check(check) for check in checks.values()))
     report = dict(zip(checks, results, strict=True))
     ready = all(result == "ok" for result in results)
-    if not ready:
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return schemas.Health(status="ok" if ready else "unavailable", checks=report)
+    if ready:
+        return schemas.Health(status="ok", checks=report)
+    response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    reason = schema_check.SCHEMA_OUTDATED if _OUTDATED in results else "dependency_unavailable"
+    return schemas.Health(status="unavailable", checks=report, reason=reason)
 
 
 async def _check(check: Callable[[], Awaitable[None]]) -> str:
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_S):
             await check()
+    except schema_check.SchemaOutdatedError as exc:
+        log.warning("not ready: the database schema is outdated", extra={"missing": exc.missing})
+        return _OUTDATED
     except Exception as exc:  # any failure means "not ready"; what failed is logged, not answered
         log.warning("readiness check failed", extra={"check": getattr(check, "__name__", "?"), "error": repr(exc)})
         return "unavailable"
