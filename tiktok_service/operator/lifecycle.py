@@ -15,11 +15,18 @@ Connector exits (the README's failure table): 10 live ended -> Ended; 12 offline
 Failed at once (a restart would not help; the connector already retried 11 and 13 itself);
 16 sign quota -> BackingOff until the reset the sign server announced (the connector's final
 status carries it), not counted as a failure; 14 captcha / 17 proxy / anything else (1,
-OOMKilled, evicted, SIGKILL...) -> restart with backoff, Failed after `maxRestarts`
-consecutive failures. A deleted pod is recreated at once and is not a failure; nor is 18
-(fenced: a connector the operator does not know, e.g. of a force-deleted pod, claimed the
-Livestream after ours): the pod is recreated at once and its new claim stops the other one. With
-`waitForLive` the connector itself keeps waiting (same pod) instead of exiting.
+OOMKilled, evicted for exceeding its own limits, SIGKILL...) -> restart with backoff, Failed
+after `maxRestarts` consecutive failures. A deleted pod is recreated at once and is not a
+failure; nor is 18 (fenced: a connector the operator does not know, e.g. of a force-deleted pod,
+claimed the Livestream after ours): the pod is recreated at once and its new claim stops the
+other one. Nor is a pod its node ended (`evictions`: node-pressure eviction, node shutdown, a
+drain): replaced at once, the Livestream saying why. With `waitForLive` the connector itself
+keeps waiting (same pod) instead of exiting.
+
+Every restart is announced once: a scheduled one by its `BackingOff` status (and the Event
+that status change deserves); one already due when the operator first sees the exit (a kubelet
+that reported it late) by a `Restarting` status written on the pass that recreates the pod
+(`Assessment.news`), so `kubectl describe` shows each restart and why.
 
 While the connector runs, its own reason (why it is reconnecting) becomes the Livestream's,
 in CamelCase (`REASONS`), so a room that keeps hitting captchas says so before it exits.
@@ -35,7 +42,7 @@ from typing import Any
 from tiktok_service.domain import backoff
 from tiktok_service.domain.connector_status import ConnectorPhase
 from tiktok_service.domain.exit_codes import ExitCode
-from tiktok_service.operator import desired, limits, model
+from tiktok_service.operator import desired, evictions, limits, model
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
 from tiktok_service.operator.refusals import POD_REFUSED, PodRefusal, refusal_delay
 from tiktok_service.settings import OperatorSettings
@@ -75,6 +82,8 @@ _RESTART_REASONS: dict[int, tuple[str, str]] = {
     ExitCode.PROXY: ("ProxyFailed", "the proxies could not be opened"),
 }
 _QUOTA_REASON = "SignQuotaExhausted"
+#: The reason of a pass that recreates a failed connector's pod now.
+RESTARTING = "Restarting"
 #: The connector's reasons (`outcomes.Kind`) as Livestream reasons while it retries.
 REASONS: dict[str, str] = {
     "user_not_found": "UserNotFound",
@@ -136,6 +145,9 @@ class Assessment:
     action: Action = Action()
     #: The scheduler has not decided on the pod yet: news follows within moments (bound, or Unschedulable).
     awaiting_scheduler: bool = False
+    #: A pass that creates a pod normally writes no status ("creating" is not news); this one is
+    #: (an eviction, a restart nothing announced yet): written at once.
+    news: bool = False
 
 
 def _spec(livestream: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -234,6 +246,10 @@ def _assess(
         )
 
     if pod.deleting:
+        gone = evictions.deleted_disruption(pod.disruption, pod.disruption_message)
+        if gone is not None:
+            message = f"pod {pod.name} {gone.why}; replaced once it has stopped, not counted toward maxRestarts"
+            return Assessment(Phase.PENDING, gone.reason, message, pod.restarts)
         return Assessment(Phase.PENDING, "PodTerminating", f"waiting for pod {pod.name} to terminate", pod.restarts)
 
     if pod.spec_hash != desired.spec_hash(spec):
@@ -276,34 +292,51 @@ def _assess_finished(
         return Assessment(
             Phase.PENDING, "Superseded", message, pod.restarts, None, Action(Do.RECREATE_POD, pod.uid, pod.restarts)
         )
-    if pod.exit_code in _FINAL_EXITS:
+    ran = (pod.finished_at or now) - (pod.started_at or now)
+    ran_long = ran >= settings.restart_reset_after_s
+    disrupted = evictions.finished_disruption(pod.reason, pod.message, pod.disruption)
+    if disrupted is not None and disrupted.fault is evictions.Fault.NODE:
+        restarts = 0 if ran_long else pod.restarts
+        message = f"pod {pod.name} {disrupted.why}; replaced at once, not counted toward maxRestarts"
+        return Assessment(
+            Phase.PENDING,
+            disrupted.reason,
+            message,
+            restarts,
+            None,
+            Action(Do.RECREATE_POD, pod.uid, restarts),
+            news=True,
+        )
+    if pod.exit_code in _FINAL_EXITS and disrupted is None:
         phase, reason, message = _FINAL_EXITS[pod.exit_code]
         return Assessment(phase, reason, message, pod.restarts)
-    ran = (pod.finished_at or now) - (pod.started_at or now)
-    failures = 1 if ran >= settings.restart_reset_after_s else pod.restarts + 1
+    failures = 1 if ran_long else pod.restarts + 1
     cause = pod.reason or "Error"
     detail = f"exit code {pod.exit_code}" if pod.exit_code is not None else cause
-    if pod.exit_code in _RESTART_REASONS:
+    if disrupted is not None:
+        cause, detail = disrupted.reason, disrupted.why
+    elif pod.exit_code in _RESTART_REASONS:
         cause, why = _RESTART_REASONS[pod.exit_code]
         detail = f"{why}, exit code {pod.exit_code}"
     if failures > policy.max_restarts:
         message = f"connector failed {failures} times in a row ({detail}); restart limit is {policy.max_restarts}"
         return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1)
     known = model.parse_time(status.get("nextRetryAt"))
-    if previous is Phase.BACKING_OFF and int(status.get("restarts") or 0) == failures and known is not None:
-        retry_at = known
-    else:
-        retry_at = (pod.finished_at or now) + restart_delay(failures, policy)
+    announced = previous is Phase.BACKING_OFF and int(status.get("restarts") or 0) == failures
+    scheduled = (pod.finished_at or now) + restart_delay(failures, policy)
+    retry_at = known if announced and known is not None else scheduled
     if now < retry_at:
         message = f"connector stopped ({detail}); restart {failures} of {policy.max_restarts} scheduled"
         return Assessment(Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now))
+    # Due already: announced by the BackingOff status, or (an exit reported late) by this one.
     return Assessment(
         Phase.PENDING,
-        "Restarting",
-        f"restart {failures} of {policy.max_restarts}",
+        RESTARTING,
+        f"connector stopped ({detail}); restart {failures} of {policy.max_restarts}",
         failures,
         None,
         Action(Do.RECREATE_POD, pod.uid, failures),
+        news=not announced,
     )
 
 
@@ -345,7 +378,7 @@ def _assess_quota(
         )
     return Assessment(
         Phase.PENDING,
-        "Restarting",
+        RESTARTING,
         "the sign server's quota reset has passed",
         restarts,
         None,

@@ -186,13 +186,14 @@ class LivestreamLoop:
     def status_hold_s(self, found: lifecycle.Assessment) -> float | None:
         """None when this pass has news for the status; else how long to hold it back.
 
-        Not news: the pod this pass is creating, nor that pod's first echo. A new pod's watch
+        Not news: the pod this pass is creating (unless the assessment says its reason is news:
+        an eviction, a restart not yet announced), nor that pod's first echo. A new pod's watch
         event wakes the loop within moments, and the scheduler's verdict (a node, or
         Unschedulable) follows: the status is written once, from that, instead of "creating"
         then "scheduling" then the verdict (two API writes fewer per Livestream). If the
         verdict takes longer than `_SCHEDULER_GRACE_S`, "scheduling" is written after all.
         """
-        if found.action.do in _CREATES:
+        if found.action.do in _CREATES and not found.news:
             return math.inf  # the pod's own event wakes the loop
         if found.awaiting_scheduler and (waited := time.monotonic() - self.expect_since) < _SCHEDULER_GRACE_S:
             return _SCHEDULER_GRACE_S - waited
