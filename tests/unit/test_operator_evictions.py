@@ -109,3 +109,16 @@ def test_an_eviction_counted_as_a_failure_posts_the_eviction_and_the_scheduled_r
     events = status.transition_events({"phase": "Live", "reason": "Connected"}, wanted)
 
     assert [e.reason for e in events] == ["Evicted", "RestartScheduled"]
+
+
+def test_an_eviction_that_left_only_its_condition_is_still_the_nodes_fault() -> None:
+    """Seen on a real kubelet: the connector exited 0 on SIGTERM, so the pod is Succeeded with no reason."""
+    message = "The node was low on resource: memory. Threshold quantity: 24421628Ki, available: 18103160Ki. "
+
+    found = evictions.finished_disruption("Completed", "", "TerminationByKubelet", message)
+    shutdown = evictions.finished_disruption(
+        "Completed", "", "TerminationByKubelet", "Pod was terminated in response to imminent node shutdown."
+    )
+
+    assert found is not None and (found.fault, found.reason) == (Fault.NODE, "Evicted") and message in found.why
+    assert shutdown is not None and shutdown.reason == "NodeShutdown"

@@ -439,3 +439,22 @@ def test_a_restart_the_backing_off_status_announced_is_not_announced_again() -> 
 
     assert (found.reason, found.news) == ("Restarting", False)
     assert status.transition_events(backing_off, restarting) == []
+
+
+def test_a_succeeded_pod_the_kubelet_stopped_for_node_pressure_is_replaced_uncounted() -> None:
+    """The phase follows the exit code (0 after draining on SIGTERM); only the DisruptionTarget condition says why."""
+    body = livestream(restartPolicy={"maxRestarts": 0})
+    evicted = pod(
+        body,
+        phase="Succeeded",
+        exit_code=0,
+        reason="Completed",
+        finished_at=NOW - 1,
+        disruption="TerminationByKubelet",
+        disruption_message=NODE_PRESSURE,
+    )
+
+    found = assess(body, evicted)
+
+    assert (found.phase, found.reason, found.action.do) == (Phase.PENDING, "Evicted", Do.RECREATE_POD)
+    assert NODE_PRESSURE in found.message

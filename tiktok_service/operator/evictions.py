@@ -24,6 +24,12 @@ kubelet that finds the node short of what the scheduler counted refuses the pod 
 neither family counts as the pod's failure unless the kubelet marked it `TerminationByKubelet`:
 a failure we cannot place is retried with backoff, never forever at once.
 
+Since Kubernetes 1.27 the phase of a pod the kubelet stopped follows its containers' exit codes
+(kubernetes/kubernetes#118310): a connector that drains and exits 0 on the eviction's SIGTERM
+leaves a pod `Succeeded` with neither reason nor message (seen on a real v1.37 kubelet). Only
+the ``DisruptionTarget`` condition still says what happened (reason ``TerminationByKubelet``,
+the eviction or shutdown message), so that condition is read as well.
+
 Pods deleted by others carry ``DisruptionTarget`` too (`deleted_disruption`): the Eviction API
 (``EvictionByEvictionAPI``: `kubectl drain`, the cluster autoscaler, node upgrades), the
 scheduler's preemption, the taint manager (``DeletionByTaintManager``: an unreachable node's
@@ -53,6 +59,7 @@ _OWN_CONTAINER_LIMIT: Final = "exceeded its local ephemeral storage limit"
 _NODE_MESSAGES: Final = ("The node was low on resource:", "The node had condition:")
 _KUBELET_TERMINATION: Final = "TerminationByKubelet"
 _NODE_SHUTDOWN_REASON: Final = "Terminated"
+_NODE_SHUTDOWN_MESSAGE: Final = "Pod was terminated in response to imminent node shutdown"
 _ADMISSION_SHORT_PREFIX: Final = "OutOf"
 
 _DELETIONS: Final[dict[str, tuple[str, str]]] = {
@@ -76,22 +83,28 @@ class Disruption:
     why: str  # in our words, for the status message and the Event
 
 
-def finished_disruption(reason: str, message: str, condition_reason: str = "") -> Disruption | None:
+def finished_disruption(
+    reason: str, message: str, condition_reason: str = "", condition_message: str = ""
+) -> Disruption | None:
     """Why a finished pod was ended by its node, if it was (None: its process simply exited).
 
-    `reason`/`message` are the pod's status reason and message, `condition_reason` the reason
-    of its ``DisruptionTarget`` condition ("" when it has none).
+    `reason`/`message` are the pod's status reason and message, `condition_reason` and
+    `condition_message` those of its ``DisruptionTarget`` condition ("" when it has none).
     """
+    kubelet_stopped = condition_reason == _KUBELET_TERMINATION
     if reason == EVICTED:
         if message.startswith(_OWN_LIMIT_MESSAGES) or _OWN_CONTAINER_LIMIT in message:
             return Disruption(Fault.OWN, EVICTED, f"evicted by the kubelet for exceeding its own limits: {message}")
-        if message.startswith(_NODE_MESSAGES) or condition_reason == _KUBELET_TERMINATION:
+        if message.startswith(_NODE_MESSAGES) or kubelet_stopped:
             return Disruption(Fault.NODE, EVICTED, f"evicted by the kubelet, its node was under pressure: {message}")
         return Disruption(Fault.OWN, EVICTED, f"evicted by the kubelet: {message}")
-    if reason == _NODE_SHUTDOWN_REASON:
-        return Disruption(Fault.NODE, NODE_SHUTDOWN, f"stopped by its node's shutdown: {message}")
+    if reason == _NODE_SHUTDOWN_REASON or (kubelet_stopped and condition_message.startswith(_NODE_SHUTDOWN_MESSAGE)):
+        return Disruption(Fault.NODE, NODE_SHUTDOWN, f"stopped by its node's shutdown: {message or condition_message}")
     if reason.startswith(_ADMISSION_SHORT_PREFIX):
         return Disruption(Fault.NODE, NODE_SHORT, f"refused by the kubelet, its node lacked the resource: {message}")
+    if kubelet_stopped:  # an eviction whose pod took its phase from an exit code: the condition is all that is left
+        why = f"evicted by the kubelet, its node was under pressure: {condition_message}"
+        return Disruption(Fault.NODE, EVICTED, why)
     return None
 
 

@@ -294,7 +294,7 @@ def _assess_finished(
         )
     ran = (pod.finished_at or now) - (pod.started_at or now)
     ran_long = ran >= settings.restart_reset_after_s
-    disrupted = evictions.finished_disruption(pod.reason, pod.message, pod.disruption)
+    disrupted = evictions.finished_disruption(pod.reason, pod.message, pod.disruption, pod.disruption_message)
     if disrupted is not None and disrupted.fault is evictions.Fault.NODE:
         restarts = 0 if ran_long else pod.restarts
         message = f"pod {pod.name} {disrupted.why}; replaced at once, not counted toward maxRestarts"
