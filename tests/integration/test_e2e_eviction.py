@@ -12,7 +12,9 @@ waits for the product to converge:
   config. The Livestream allows no restart at all (`maxRestarts: 0`): an eviction counted as a
   failure would fail it;
 * `kubectl drain` evicts through the Eviction API (the connector gets SIGTERM and drains); the
-  replacement waits while the node is cordoned and goes `Live` after `uncordon`;
+  replacement waits while the node is cordoned and goes `Live` after `uncordon`. This one also
+  runs on a node agent (the node of `make dev`) in the same cluster: the Eviction API is the
+  API server's, so both kinds of node must take it the same way;
 * a connector beyond its own ephemeral-storage limit is evicted too, and that one counts.
 
 Nothing is lost that a connector held, nothing is doubled: TikTok (the simulator) replays its
@@ -22,6 +24,7 @@ last messages to each new connection, and the replacement's duplicate filter dro
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -36,6 +39,7 @@ from tests.e2e_support import (
     Cluster,
     Livestreams,
     Services,
+    connector_bin_dir,
     prepared_namespace,
     started_services,
     unique,
@@ -47,6 +51,7 @@ from tiktok_service.operator import model
 from tiktok_service.settings import OperatorSettings
 from tiktok_service_dev import operator_harness
 from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.node_agent import NodeAgent
 from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis
 from tiktok_service_dev.simulator.scenario import Scenario
@@ -60,6 +65,8 @@ pytestmark = [
 
 OPERATOR_USER = "operator"
 NODE = "e2e-eviction"
+AGENT = "e2e-eviction-agent"
+VENV_BIN = Path(sys.executable).parent
 IMAGE = os.environ.get("TEST_IMAGE", "tiktok-service:test")
 #: One message = one event id (no gift streaks), so "doubled" is simply a repeated id.
 MIX = {"comment": 50, "like": 30, "join": 20}
@@ -94,6 +101,22 @@ def node(control_plane: ControlPlane, product_image: str) -> Iterator[KubeletNod
 
 
 @pytest.fixture(scope="module")
+def agent(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeAgent]:
+    """A second node, of the kind `make dev` runs: pods as local processes."""
+    work = tmp_path_factory.mktemp(AGENT)
+    bin_dir = connector_bin_dir(work / "bin", VENV_BIN)
+    with NodeAgent(
+        control_plane.kubeconfig_path,
+        AGENT,
+        python_bin_dir=bin_dir,
+        work_dir=work,
+        heartbeat_interval_s=2.0,
+        stop_grace_s=1.0,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def services(node: KubeletNode, postgres_server: LocalPostgres) -> Iterator[Services]:
     if not postgres_server.running:
         postgres_server.start()
@@ -106,7 +129,7 @@ def services(node: KubeletNode, postgres_server: LocalPostgres) -> Iterator[Serv
 
 @pytest.fixture(scope="module")
 def cluster(
-    control_plane: ControlPlane, node: KubeletNode, services: Services, product_image: str
+    control_plane: ControlPlane, node: KubeletNode, agent: NodeAgent, services: Services, product_image: str
 ) -> Iterator[Cluster]:
     with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as admin:
         namespace = prepared_namespace(
@@ -125,7 +148,7 @@ def cluster(
             connector_image_pull_policy="Never",
         )
         with operator_harness.OperatorThread(settings):
-            yield Cluster(admin, namespace, [node])
+            yield Cluster(admin, namespace, [node, agent])
 
 
 @pytest.fixture
@@ -180,6 +203,11 @@ def replayed(services: Services, username: str) -> int:
     return int(services.bg.call(lambda: services.simulator.room(username).stats_json()["history_replayed"]))
 
 
+def on(node_name: str) -> dict[str, Any]:
+    """`spec.connector` pinning the connector to one node (an administrator's field; the tests are admin)."""
+    return {"nodeSelector": {"kubernetes.io/hostname": node_name}}
+
+
 def memory_pressure() -> dict[str, object]:
     """Kubelet config under which this machine is always short of memory.
 
@@ -231,7 +259,7 @@ def test_a_node_short_of_memory_evicts_the_connector_and_its_livestream_recovers
 ) -> None:
     name, username = "pressed", unique("pressed_")
     services.add_room(username, Scenario(rate=10, mix=MIX))
-    uid = livestreams.create(name, username, restartPolicy=NEVER_RESTART)["metadata"]["uid"]
+    uid = livestreams.create(name, username, restartPolicy=NEVER_RESTART, connector=on(NODE))["metadata"]["uid"]
     wait_phase(cluster, name, "Live")
     first = running_pod(cluster, name)
     wait_for(lambda: len(stream_ids(redis_reader, uid)) >= 20, what="events from the first connector")
@@ -270,12 +298,18 @@ def test_a_node_short_of_memory_evicts_the_connector_and_its_livestream_recovers
     assert "RestartScheduled" not in cluster.events(name)
 
 
+@pytest.mark.parametrize("target", [NODE, AGENT], ids=["kubelet", "node-agent"])
 def test_a_drain_evicts_the_connector_and_the_replacement_waits_for_the_uncordon(
-    node: KubeletNode, cluster: Cluster, services: Services, livestreams: Livestreams, redis_reader: redis.Redis
+    target: str,
+    node: KubeletNode,
+    cluster: Cluster,
+    services: Services,
+    livestreams: Livestreams,
+    redis_reader: redis.Redis,
 ) -> None:
-    name, username = "drained", unique("drained_")
+    name, username = f"drained-{target}", unique("drained_")
     services.add_room(username, Scenario(rate=10, mix=MIX))
-    uid = livestreams.create(name, username, restartPolicy=NEVER_RESTART)["metadata"]["uid"]
+    uid = livestreams.create(name, username, restartPolicy=NEVER_RESTART, connector=on(target))["metadata"]["uid"]
     wait_phase(cluster, name, "Live")
     first = running_pod(cluster, name)
     wait_for(lambda: len(stream_ids(redis_reader, uid)) >= 20, what="events from the first connector")
@@ -283,9 +317,9 @@ def test_a_drain_evicts_the_connector_and_the_replacement_waits_for_the_uncordon
 
     try:
         # The connector's /tmp is an emptyDir: kubectl drain refuses it unless told that is fine.
-        refused = node.kubectl("drain", NODE, "--ignore-daemonsets", "--timeout=30s", check=False)
+        refused = node.kubectl("drain", target, "--ignore-daemonsets", "--timeout=30s", check=False)
         assert refused.returncode != 0 and "--delete-emptydir-data" in refused.stderr, refused.stderr
-        node.kubectl("drain", NODE, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=90s", timeout=120)
+        node.kubectl("drain", target, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=90s", timeout=120)
 
         ours = wait_for(
             lambda: events_of(cluster, "Livestream", name, "Evicted"),
@@ -294,12 +328,13 @@ def test_a_drain_evicts_the_connector_and_the_replacement_waits_for_the_uncordon
         )
         assert "Eviction API" in ours[0].message
         waiting = wait_phase(cluster, name, "Pending", reason="Unschedulable", restarts=0)
-        assert "0/1 nodes are available" in waiting["message"]
-        assert node.node().get("spec", {}).get("unschedulable") is True  # cordoned by the drain
+        assert "nodes are available" in waiting["message"]
+        cordoned = node.kubectl("get", "node", target, "-o", "jsonpath={.spec.unschedulable}").stdout
+        assert cordoned == "true"
         replacement = cluster.pod(name)
         assert replacement is not None and replacement.metadata.uid != first.metadata.uid
     finally:
-        node.kubectl("uncordon", NODE)
+        node.kubectl("uncordon", target)
 
     live_again_without_doubles(cluster, services, redis_reader, name, username, uid, before)
     assert "RestartScheduled" not in cluster.events(name)
@@ -312,10 +347,10 @@ def test_a_connector_beyond_its_own_storage_limit_is_evicted_and_that_counts(
     services.add_room(username, Scenario(rate=10, mix=MIX))
     # Its log alone is beyond 1 KiB within a moment: ephemeral storage counts container logs.
     resources = {"limits": {"ephemeral-storage": "1Ki"}}
-    livestreams.create(name, username, restartPolicy=NEVER_RESTART, connector={"resources": resources})
+    livestreams.create(name, username, restartPolicy=NEVER_RESTART, connector={"resources": resources, **on(NODE)})
 
     failed = wait_phase(cluster, name, "Failed", timeout=120, reason="RestartLimitReached")
 
-    assert "exceeded its local ephemeral storage limit" in failed["message"], failed
+    assert "ephemeral local storage" in failed["message"] or "ephemeral storage limit" in failed["message"], failed
     (evicted,) = events_of(cluster, "Livestream", name, "Evicted")
     assert "its own limits" in evicted.message
