@@ -347,10 +347,13 @@ def test_a_connector_beyond_its_own_storage_limit_is_evicted_and_that_counts(
     services.add_room(username, Scenario(rate=10, mix=MIX))
     # Its log alone is beyond 1 KiB within a moment: ephemeral storage counts container logs.
     resources = {"limits": {"ephemeral-storage": "1Ki"}}
-    livestreams.create(name, username, restartPolicy=NEVER_RESTART, connector={"resources": resources, **on(NODE)})
+    one_restart = {"maxRestarts": 1, "backoffBaseSeconds": 1, "backoffCapSeconds": 1}
+    livestreams.create(name, username, restartPolicy=one_restart, connector={"resources": resources, **on(NODE)})
 
     failed = wait_phase(cluster, name, "Failed", timeout=120, reason="RestartLimitReached")
 
+    assert "connector failed 2 times in a row" in failed["message"], failed
     assert "ephemeral local storage" in failed["message"] or "ephemeral storage limit" in failed["message"], failed
-    (evicted,) = events_of(cluster, "Livestream", name, "Evicted")
-    assert "its own limits" in evicted.message
+    (evicted,) = events_of(cluster, "Livestream", name, "Evicted")  # the first: the second one failed it
+    assert "its own limits" in evicted.message and "restart 1 of 1 scheduled" in evicted.message
+    assert cluster.events(name).count("RestartScheduled") == 1
