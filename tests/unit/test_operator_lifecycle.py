@@ -458,3 +458,19 @@ def test_a_succeeded_pod_the_kubelet_stopped_for_node_pressure_is_replaced_uncou
 
     assert (found.phase, found.reason, found.action.do) == (Phase.PENDING, "Evicted", Do.RECREATE_POD)
     assert NODE_PRESSURE in found.message
+
+
+def test_an_own_limit_eviction_whose_restart_is_due_at_once_still_posts_an_evicted_event() -> None:
+    body = livestream({"phase": "Live", "reason": "Connected", "restarts": 0})
+    late = failed(exit_code=137, restarts=0, finished_ago=30, reason="Evicted", message=OWN_STORAGE)
+    at_limit = failed(exit_code=137, restarts=3, finished_ago=30, reason="Evicted", message=OWN_STORAGE)
+
+    restarting, failing = assess(body, late), assess(body, at_limit)
+
+    assert (restarting.reason, restarting.disruption) == ("Restarting", "Evicted")
+    assert (failing.reason, failing.disruption) == ("RestartLimitReached", "Evicted")
+    for found, then in ((restarting, "RestartScheduled"), (failing, "RestartLimitReached")):
+        wanted = {"phase": str(found.phase), "reason": found.reason, "message": found.message, "restarts": 1}
+        events = status.transition_events(body["status"], wanted, disruption=found.disruption)
+        assert [e.reason for e in events] == ["Evicted", then]
+        assert OWN_STORAGE in events[0].message

@@ -148,6 +148,9 @@ class Assessment:
     #: A pass that creates a pod normally writes no status ("creating" is not news); this one is
     #: (an eviction, a restart nothing announced yet): written at once.
     news: bool = False
+    #: The disruption behind a counted failure (`evictions`: "Evicted" for a pod beyond its own
+    #: limits) when the reason shows something else (Restarting, RestartLimitReached).
+    disruption: str = ""
 
 
 def _spec(livestream: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -313,6 +316,7 @@ def _assess_finished(
     failures = 1 if ran_long else pod.restarts + 1
     cause = pod.reason or "Error"
     detail = f"exit code {pod.exit_code}" if pod.exit_code is not None else cause
+    own = disrupted.reason if disrupted is not None else ""
     if disrupted is not None:
         cause, detail = disrupted.reason, disrupted.why
     elif pod.exit_code in _RESTART_REASONS:
@@ -320,14 +324,16 @@ def _assess_finished(
         detail = f"{why}, exit code {pod.exit_code}"
     if failures > policy.max_restarts:
         message = f"connector failed {failures} times in a row ({detail}); restart limit is {policy.max_restarts}"
-        return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1)
+        return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1, disruption=own)
     known = model.parse_time(status.get("nextRetryAt"))
     announced = previous is Phase.BACKING_OFF and int(status.get("restarts") or 0) == failures
     scheduled = (pod.finished_at or now) + restart_delay(failures, policy)
     retry_at = known if announced and known is not None else scheduled
     if now < retry_at:
         message = f"connector stopped ({detail}); restart {failures} of {policy.max_restarts} scheduled"
-        return Assessment(Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now))
+        return Assessment(
+            Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now), disruption=own
+        )
     # Due already: announced by the BackingOff status, or (an exit reported late) by this one.
     return Assessment(
         Phase.PENDING,
@@ -337,6 +343,7 @@ def _assess_finished(
         None,
         Action(Do.RECREATE_POD, pod.uid, failures),
         news=not announced,
+        disruption=own,
     )
 
 

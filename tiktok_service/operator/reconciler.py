@@ -177,7 +177,7 @@ class LivestreamLoop:
         if patch and status.rate_limited(patch) and wait > 0:
             delays.append(wait)
         elif patch:
-            await self.patch(livestream, wanted, patch)
+            await self.patch(livestream, wanted, patch, disruption=found.disruption)
         if self.row_dirty:
             await self.save_row(livestream, self.written or livestream["status"])
         self.runtime.metrics.observe_phase(self.key, wanted["phase"])
@@ -242,7 +242,9 @@ class LivestreamLoop:
         )
         return self.refusal
 
-    async def patch(self, livestream: Mapping[str, Any], wanted: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    async def patch(
+        self, livestream: Mapping[str, Any], wanted: dict[str, Any], patch: Mapping[str, Any], *, disruption: str = ""
+    ) -> None:
         namespace, name = self.key
         async with self.runtime.status_writes:
             result = await self.runtime.kube.patch_status(namespace, name, patch)
@@ -250,7 +252,7 @@ class LivestreamLoop:
             return  # the Livestream is gone; the daemon is about to be stopped
         self.runtime.metrics.status_patches.inc()
         self.written, self.last_patch, self.row_dirty = wanted, time.monotonic(), True
-        for event in status.transition_events(livestream["status"], wanted):
+        for event in status.transition_events(livestream["status"], wanted, disruption=disruption):
             await self.runtime.kube.post_event(
                 livestream, type_=event.type, reason=event.reason, message=event.message, component=COMPONENT
             )

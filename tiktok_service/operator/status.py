@@ -128,20 +128,21 @@ def rate_limited(patch: Mapping[str, Any]) -> bool:
     return bool(patch) and patch.keys() <= VOLATILE_FIELDS
 
 
-def transition_events(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Event]:
+def transition_events(current: Mapping[str, Any], wanted: Mapping[str, Any], *, disruption: str = "") -> list[Event]:
     """Kubernetes Events for a status change: disruptions, connections, ends, restarts, pauses.
 
     Derived from the change itself (not from the pass that made it), so an Event is posted once
     per change, whichever operator replica writes it, and never for a status merely rewritten.
+    `disruption` is the assessment's (an eviction behind a counted failure whose reason says
+    Restarting or RestartLimitReached): every eviction gets its Event.
     """
     events: list[Event] = []
     reason, message = wanted.get("reason"), wanted.get("message") or ""
     if reason != current.get("reason"):
-        if reason in evictions.REASONS:  # the pod was evicted, preempted, its node shut down: say why
-            events.append(Event("Warning", str(reason), message))
-        elif (
-            reason == lifecycle.RESTARTING and wanted.get("phase") == Phase.PENDING and not _announced(current, wanted)
-        ):
+        disrupted = str(reason) if reason in evictions.REASONS else disruption
+        if disrupted:  # the pod was evicted, preempted, its node shut down: say why
+            events.append(Event("Warning", disrupted, message))
+        if reason == lifecycle.RESTARTING and wanted.get("phase") == Phase.PENDING and not _announced(current, wanted):
             events.append(Event("Warning", "RestartScheduled", f"{message}; next attempt now"))
     return events + _phase_events(current, wanted)
 
