@@ -474,3 +474,11 @@ def test_an_own_limit_eviction_whose_restart_is_due_at_once_still_posts_an_evict
         events = status.transition_events(body["status"], wanted, disruption=found.disruption)
         assert [e.reason for e in events] == ["Evicted", then]
         assert OWN_STORAGE in events[0].message
+
+
+def test_a_connector_its_node_stopped_without_a_recorded_reason_counts_and_says_where_to_look() -> None:
+    """Seen on a real kubelet: an own-limit eviction of a connector exiting 0 leaves a Succeeded pod, nothing else."""
+    found = assess(livestream(), pod(phase="Succeeded", exit_code=0, reason="Completed", finished_at=NOW - 1))
+
+    assert (found.phase, found.reason, found.restarts) == (Phase.BACKING_OFF, "StoppedByNode", 1)
+    assert "the pod's events" in found.message

@@ -82,6 +82,14 @@ _RESTART_REASONS: dict[int, tuple[str, str]] = {
     ExitCode.PROXY: ("ProxyFailed", "the proxies could not be opened"),
 }
 _QUOTA_REASON = "SignQuotaExhausted"
+#: Exit 0 (SIGTERM) of a pod nobody deleted: its kubelet stopped it. An eviction for the pod's own
+#: ephemeral-storage limit records nothing in the status when the connector exits 0 in time
+#: (only the pod's Event says it), so it counts, with what can be said.
+_STOPPED_BY_NODE = (
+    "StoppedByNode",
+    "its node stopped the connector (SIGTERM, exit code 0) without saying why in the pod's status;"
+    " an eviction for the pod's own ephemeral-storage limit does that: see the pod's events",
+)
 #: The reason of a pass that recreates a failed connector's pod now.
 RESTARTING = "Restarting"
 #: The connector's reasons (`outcomes.Kind`) as Livestream reasons while it retries.
@@ -319,6 +327,8 @@ def _assess_finished(
     own = disrupted.reason if disrupted is not None else ""
     if disrupted is not None:
         cause, detail = disrupted.reason, disrupted.why
+    elif pod.exit_code == ExitCode.STOPPED:
+        cause, detail = _STOPPED_BY_NODE
     elif pod.exit_code in _RESTART_REASONS:
         cause, why = _RESTART_REASONS[pod.exit_code]
         detail = f"{why}, exit code {pod.exit_code}"
