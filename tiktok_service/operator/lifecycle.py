@@ -42,8 +42,10 @@ from typing import Any
 from tiktok_service.domain import backoff
 from tiktok_service.domain.connector_status import ConnectorPhase
 from tiktok_service.domain.exit_codes import ExitCode
-from tiktok_service.operator import desired, evictions, limits, model
+from tiktok_service.operator import desired, evictions, limits, model, reasons
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
+from tiktok_service.operator.reasons import REASONS as REASONS
+from tiktok_service.operator.reasons import RESTARTING as RESTARTING
 from tiktok_service.operator.refusals import POD_REFUSED, PodRefusal, refusal_delay
 from tiktok_service.settings import OperatorSettings
 
@@ -51,81 +53,6 @@ from tiktok_service.settings import OperatorSettings
 _HEARTBEAT_SKEW_S = 5.0
 #: Exit 16 without an announced reset (none in the final status, none recorded): wait this long.
 _QUOTA_FALLBACK_S = 3600.0
-
-_FINAL_EXITS: dict[int, tuple[Phase, str, str]] = {
-    ExitCode.LIVE_ENDED: (Phase.ENDED, "LiveEnded", "the streamer ended the LIVE"),
-    ExitCode.USER_OFFLINE: (Phase.ENDED, "UserOffline", "the user is not live (waitForLive is false)"),
-    ExitCode.USER_NOT_FOUND: (
-        Phase.FAILED,
-        "UserNotFound",
-        "no such TikTok user, or the user cannot go LIVE (answered several times in a row)",
-    ),
-    ExitCode.BLOCKED: (
-        Phase.FAILED,
-        "Blocked",
-        "TikTok rejected the WebSocket handshake (detected); use another egress IP/proxy or a session",
-    ),
-    ExitCode.AGE_RESTRICTED: (
-        Phase.FAILED,
-        "AgeRestricted",
-        "the LIVE is age-restricted: it needs a logged-in session (sessionid) of an adult account",
-    ),
-    ExitCode.CONFIG: (
-        Phase.FAILED,
-        "InvalidConfiguration",
-        "the connector rejected its configuration (or the sign server rejected the API key)",
-    ),
-}
-#: Exits restarted with backoff, with their own reason instead of the pod's ("Error").
-_RESTART_REASONS: dict[int, tuple[str, str]] = {
-    ExitCode.CAPTCHA: ("CaptchaRequired", "TikTok answers a captcha/verification page instead of the room"),
-    ExitCode.PROXY: ("ProxyFailed", "the proxies could not be opened"),
-}
-_QUOTA_REASON = "SignQuotaExhausted"
-#: Exit 0 (SIGTERM) of a pod nobody deleted: its kubelet stopped it. An eviction for the pod's own
-#: ephemeral-storage limit records nothing in the status when the connector exits 0 in time
-#: (only the pod's Event says it), so it counts, with what can be said.
-_STOPPED_BY_NODE = (
-    "StoppedByNode",
-    "its node stopped the connector (SIGTERM, exit code 0) without saying why in the pod's status;"
-    " an eviction for the pod's own ephemeral-storage limit does that: see the pod's events",
-)
-#: The reason of a pass that recreates a failed connector's pod now.
-RESTARTING = "Restarting"
-#: The connector's reasons (`outcomes.Kind`) as Livestream reasons while it retries.
-REASONS: dict[str, str] = {
-    "user_not_found": "UserNotFound",
-    "captcha": "CaptchaRequired",
-    "blocked": "Blocked",
-    "age_restricted": "AgeRestricted",
-    "rate_limited": "SignRateLimited",
-    "tiktok_rate_limited": "TikTokRateLimited",
-    "sign_rejected": "SignKeyRejected",
-    "sign_error": "SignServerError",
-    "proxy_error": "ProxyFailed",
-    "closed": "ConnectionClosed",
-    "stalled": "Stalled",
-    "session_cap": "SessionCapReached",
-    "connection_closed": "ConnectionLost",
-    "ws_rejected": "HandshakeRejected",
-    "timeout": "Timeout",
-    "network": "NetworkError",
-    "room_lookup": "RoomLookupFailed",
-    "config": "InvalidConfiguration",
-    "offline": "UserOffline",
-    "live_end": "LiveEnded",
-    "fenced": "Superseded",
-    "error": "Error",
-}
-_FROM_CONNECTOR: dict[ConnectorPhase, tuple[Phase, str]] = {
-    ConnectorPhase.CONNECTING: (Phase.CONNECTING, "Connecting"),
-    ConnectorPhase.LIVE: (Phase.LIVE, "Connected"),
-    ConnectorPhase.RECONNECTING: (Phase.RECONNECTING, "Reconnecting"),
-    ConnectorPhase.WAITING: (Phase.WAITING_FOR_LIVE, "UserOffline"),
-    ConnectorPhase.ENDED: (Phase.ENDED, "LiveEnded"),
-    ConnectorPhase.FAILED: (Phase.CONNECTING, "ConnectorFailing"),
-    ConnectorPhase.STOPPED: (Phase.CONNECTING, "ConnectorStopping"),
-}
 
 
 class Do(StrEnum):
@@ -318,8 +245,8 @@ def _assess_finished(
             Action(Do.RECREATE_POD, pod.uid, restarts),
             news=True,
         )
-    if pod.exit_code in _FINAL_EXITS and disrupted is None:
-        phase, reason, message = _FINAL_EXITS[pod.exit_code]
+    if pod.exit_code in reasons.FINAL_EXITS and disrupted is None:
+        phase, reason, message = reasons.FINAL_EXITS[pod.exit_code]
         return Assessment(phase, reason, message, pod.restarts)
     failures = 1 if ran_long else pod.restarts + 1
     cause = pod.reason or "Error"
@@ -328,9 +255,9 @@ def _assess_finished(
     if disrupted is not None:
         cause, detail = disrupted.reason, disrupted.why
     elif pod.exit_code == ExitCode.STOPPED:
-        cause, detail = _STOPPED_BY_NODE
-    elif pod.exit_code in _RESTART_REASONS:
-        cause, why = _RESTART_REASONS[pod.exit_code]
+        cause, detail = reasons.STOPPED_BY_NODE
+    elif pod.exit_code in reasons.RESTART_REASONS:
+        cause, why = reasons.RESTART_REASONS[pod.exit_code]
         detail = f"{why}, exit code {pod.exit_code}"
     if failures > policy.max_restarts:
         message = f"connector failed {failures} times in a row ({detail}); restart limit is {policy.max_restarts}"
@@ -391,7 +318,7 @@ def _assess_quota(
     if now < retry_at:
         message = f"the sign server's quota is spent until {model.format_time(retry_at)}; the connector restarts then"
         return Assessment(
-            Phase.BACKING_OFF, _QUOTA_REASON, message, restarts, retry_at, Action(requeue_after=retry_at - now)
+            Phase.BACKING_OFF, reasons.QUOTA_REASON, message, restarts, retry_at, Action(requeue_after=retry_at - now)
         )
     return Assessment(
         Phase.PENDING,
@@ -414,7 +341,7 @@ def _assess_running(
             return Assessment(Phase.CONNECTING, "NoHeartbeat", message, restarts)
         return Assessment(Phase.CONNECTING, "Starting", "waiting for the connector's first heartbeat", restarts)
     report = heartbeat.status
-    phase, reason = _FROM_CONNECTOR[report.phase]
+    phase, reason = reasons.FROM_CONNECTOR[report.phase]
     retry_at: float | None = None
     if report.phase in (ConnectorPhase.WAITING, ConnectorPhase.RECONNECTING):
         reason = REASONS.get(report.reason, reason)
