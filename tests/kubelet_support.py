@@ -18,6 +18,7 @@ containerd, runc and the CNI plugins are Debian packages (`make deps`).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import ipaddress
 import json
@@ -26,8 +27,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.node_runtime import (
     CNI_BIN_DIR,
@@ -167,6 +170,7 @@ class KubeletNode:
         self._kubelet: subprocess.Popen[bytes] | None = None
         self._stack = contextlib.ExitStack()
         self._cgroup_root = "/"
+        self._ports: tuple[int, int] | None = None  # (port, healthz): kept across restarts
 
     @property
     def ip(self) -> str:
@@ -202,8 +206,16 @@ class KubeletNode:
         return self
 
     def _start_kubelet(self, timeout: float) -> None:
+        self._spawn_kubelet()
+        self._stack.callback(self._stop_kubelet)
+        self._wait_kubelet(self._ready, f"node {self.node_name} Ready", timeout)
+
+    def _spawn_kubelet(self, config_overrides: dict[str, object] | None = None) -> None:
         assert self.containerd is not None
-        port, healthz = free_ports(2)
+        if self._ports is None:
+            port, healthz = free_ports(2)
+            self._ports = (port, healthz)
+        port, healthz = self._ports
         config = kubelet_config(
             work=self.work,
             address=self.ip,
@@ -213,9 +225,10 @@ class KubeletNode:
             cgroup_root=self._cgroup_root,
             cluster_dns=self.cluster_dns,
         )
+        config.update(config_overrides or {})
         config_path = self.work / "kubelet.json"
         config_path.write_text(json.dumps(config, indent=1))
-        with self.kubelet_log.open("wb") as log:
+        with self.kubelet_log.open("ab") as log:
             self._kubelet = subprocess.Popen(
                 [
                     str(self.build.kubelet),
@@ -232,14 +245,49 @@ class KubeletNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self._stack.callback(self._stop_kubelet)
-        wait_running(
-            self._ready,
-            what=f"node {self.node_name} Ready",
-            timeout=timeout,
-            process=self._kubelet,
-            log=self.kubelet_log,
-        )
+
+    def _wait_kubelet(self, condition: Callable[[], bool], what: str, timeout: float) -> None:
+        assert self._kubelet is not None
+        wait_running(condition, what=what, timeout=timeout, process=self._kubelet, log=self.kubelet_log)
+
+    def restart(self, config_overrides: dict[str, object] | None = None, timeout: float = 90) -> None:
+        """Stop the kubelet alone and start it again with `config_overrides` merged into its config.
+
+        The pods' containers keep running in containerd meanwhile (as across a kubelet upgrade),
+        and the restarted kubelet adopts them. Returns once it answers on its healthz port and
+        has reported the node's status since it started (so the conditions are its own).
+        """
+        assert self._kubelet is not None, "node not started"
+        self._kubelet.terminate()
+        try:
+            self._kubelet.wait(15)
+        except subprocess.TimeoutExpired:
+            self._kubelet.kill()
+            self._kubelet.wait()
+        started = time.time()
+        self._spawn_kubelet(config_overrides)
+        self._wait_kubelet(lambda: self._reported_since(started), f"node {self.node_name} reported again", timeout)
+
+    def _reported_since(self, started: float) -> bool:
+        ready = self.condition("Ready")
+        heartbeat = ready.get("lastHeartbeatTime") if ready else None
+        if not heartbeat:
+            return False
+        seen = dt.datetime.fromisoformat(str(heartbeat).replace("Z", "+00:00")).timestamp()
+        return seen >= int(started) and ready is not None and ready.get("status") == "True"
+
+    def node(self) -> dict[str, Any]:
+        """The Node object as the API server has it."""
+        return json.loads(self.kubectl("get", "node", self.node_name, "-o", "json").stdout)  # type: ignore[no-any-return]
+
+    def condition(self, type_: str) -> dict[str, Any] | None:
+        """The node's condition `type_` (Ready, MemoryPressure, DiskPressure...), None when absent."""
+        conditions = self.node().get("status", {}).get("conditions") or []
+        return next((c for c in conditions if c.get("type") == type_), None)
+
+    def taints(self) -> list[str]:
+        """The node's taints as `key:effect`."""
+        return [f"{t['key']}:{t['effect']}" for t in self.node().get("spec", {}).get("taints") or []]
 
     def _ready(self) -> bool:
         jsonpath = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"

@@ -391,6 +391,28 @@ async def test_a_connector_failing_again_and_again_backs_off_longer_each_time_th
     assert cluster.pod("erin").status.phase == "Failed"  # type: ignore[union-attr]
 
 
+async def test_an_exit_reported_after_its_backoff_passed_is_restarted_at_once_and_still_leaves_an_event(
+    operator: operator_harness.OperatorThread, cluster: Cluster
+) -> None:
+    """A real kubelet may report an exit late: the restart is due when the operator first sees it."""
+    cluster.create(
+        livestream("fern", restartPolicy={"maxRestarts": 3, "backoffBaseSeconds": 1, "backoffCapSeconds": 1})
+    )
+    await wait_until(lambda: cluster.pod("fern") is not None, timeout=DEADLINE_S, what="the pod")
+    first = cluster.pod("fern").metadata.uid  # type: ignore[union-attr]
+    cluster.run_pod("fern")
+    cluster.finish_pod("fern", 1, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60))  # a minute late
+
+    def restarted() -> bool:
+        pod = cluster.pod("fern")
+        return pod is not None and pod.metadata.uid != first
+
+    await wait_until(restarted, timeout=DEADLINE_S, what="the restart")
+    await wait_until(lambda: "RestartScheduled" in cluster.events("fern"), timeout=DEADLINE_S, what="its event")
+    assert cluster.events("fern").count("RestartScheduled") == 1
+    assert cluster.pod("fern").metadata.annotations[model.ANNOTATION_RESTARTS] == "1"  # type: ignore[union-attr]
+
+
 async def test_pausing_removes_the_pod_and_running_again_creates_a_new_one(
     operator: operator_harness.OperatorThread, cluster: Cluster
 ) -> None:

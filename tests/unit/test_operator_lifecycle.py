@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tiktok_service.domain.connector_status import ConnectorPhase, ConnectorStatus
-from tiktok_service.operator import desired, lifecycle, model
+from tiktok_service.operator import desired, lifecycle, model, status
 from tiktok_service.operator.lifecycle import Do
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
 from tiktok_service.settings import OperatorSettings
@@ -294,12 +294,6 @@ def test_a_restart_limit_of_zero_fails_on_the_first_failure() -> None:
     assert assess(body, failed(restarts=0, body=body)).phase is Phase.FAILED
 
 
-def test_an_evicted_pod_is_restarted_with_backoff_and_says_it_was_evicted() -> None:
-    found = assess(livestream(), failed(exit_code=None, reason="Evicted"))
-
-    assert (found.phase, found.reason) == (Phase.BACKING_OFF, "Evicted")
-
-
 def test_a_pod_that_failed_after_a_long_run_counts_as_the_first_failure() -> None:
     long_run = pod(phase="Failed", exit_code=1, restarts=3, started_at=NOW - 1000, finished_at=NOW - 1)
 
@@ -362,3 +356,129 @@ def test_restart_delay_is_base_times_two_to_the_failures_minus_one_capped() -> N
     policy = model.RestartPolicy(max_restarts=10, backoff_base_s=2, backoff_cap_s=30)
 
     assert [lifecycle.restart_delay(n, policy) for n in range(1, 7)] == [2, 4, 8, 16, 30, 30]
+
+
+# -- evictions ----------------------------------------------------------------------------
+
+NODE_PRESSURE = "The node was low on resource: memory. Threshold quantity: 7838Mi, available: 3010124Ki. "
+OWN_STORAGE = 'Container connector exceeded its local ephemeral storage limit "1Mi". '
+
+
+def test_a_pod_evicted_for_node_pressure_is_replaced_at_once_without_counting_a_failure() -> None:
+    evicted = failed(
+        exit_code=0, restarts=3, reason="Evicted", message=NODE_PRESSURE, disruption="TerminationByKubelet"
+    )
+
+    found = assess(livestream(), evicted)  # 3 failures in a row already: the limit, were it counted
+
+    assert (found.phase, found.reason, found.restarts) == (Phase.PENDING, "Evicted", 3)
+    assert found.action == lifecycle.Action(Do.RECREATE_POD, pod_uid="p-1", restarts=3)
+    assert NODE_PRESSURE in found.message and "not counted" in found.message
+    assert found.news  # said at once, not held back like an ordinary create
+
+
+def test_a_pod_evicted_for_its_own_storage_limit_counts_like_an_oom_kill() -> None:
+    found = assess(livestream(), failed(exit_code=None, restarts=1, reason="Evicted", message=OWN_STORAGE))
+    at_limit = assess(livestream(), failed(exit_code=None, restarts=3, reason="Evicted", message=OWN_STORAGE))
+
+    assert (found.phase, found.reason, found.restarts) == (Phase.BACKING_OFF, "Evicted", 2)
+    assert OWN_STORAGE in found.message
+    assert (at_limit.phase, at_limit.reason) == (Phase.FAILED, "RestartLimitReached")
+
+
+def test_an_eviction_message_nobody_knows_is_restarted_with_backoff() -> None:
+    found = assess(livestream(), failed(exit_code=None, reason="Evicted", message="something new"))
+
+    assert (found.phase, found.reason, found.restarts) == (Phase.BACKING_OFF, "Evicted", 1)
+
+
+def test_a_connector_exit_code_does_not_hide_a_node_eviction() -> None:
+    evicted = failed(exit_code=2, reason="Evicted", message=NODE_PRESSURE)  # 2 alone would fail the Livestream
+
+    assert assess(livestream(), evicted).action.do is Do.RECREATE_POD
+
+
+def test_a_pod_being_evicted_through_the_eviction_api_says_so_and_is_replaced_when_gone() -> None:
+    draining = pod(
+        deleting=True, restarts=1, disruption="EvictionByEvictionAPI", disruption_message="Eviction API: evicting"
+    )
+
+    found = assess(livestream(), draining)
+    after = assess(livestream({"phase": "Pending", "reason": "Evicted", "restarts": 1}), None)
+
+    assert (found.phase, found.reason, found.restarts, found.action.do) == (Phase.PENDING, "Evicted", 1, Do.NOTHING)
+    assert "Eviction API" in found.message
+    assert after.action == lifecycle.Action(Do.CREATE_POD, restarts=1)
+
+
+def test_a_pod_deleted_without_a_disruption_condition_is_only_terminating() -> None:
+    assert assess(livestream(), pod(deleting=True)).reason == "PodTerminating"
+
+
+# -- every restart is announced -------------------------------------------------------------
+
+
+def test_a_restart_already_due_when_the_exit_is_first_seen_is_announced_by_its_status() -> None:
+    body = livestream({"phase": "Live", "reason": "Connected", "restarts": 0})
+
+    found = assess(body, failed(exit_code=137, restarts=0, finished_ago=30))  # reported 30 s late; backoff 5 s
+
+    assert (found.phase, found.reason, found.action.do) == (Phase.PENDING, "Restarting", Do.RECREATE_POD)
+    assert found.news and "exit code 137" in found.message and "restart 1 of 3" in found.message
+    wanted = {"phase": "Pending", "reason": found.reason, "message": found.message, "restarts": found.restarts}
+    events = status.transition_events(body["status"], wanted)
+    assert [(e.type, e.reason) for e in events] == [("Warning", "RestartScheduled")]
+    assert "exit code 137" in events[0].message
+
+
+def test_a_restart_the_backing_off_status_announced_is_not_announced_again() -> None:
+    backing_off = {"phase": "BackingOff", "reason": "Error", "restarts": 1, "nextRetryAt": model.format_time(NOW - 1)}
+
+    found = assess(livestream(backing_off), failed(exit_code=1, restarts=0, finished_ago=10))
+    restarting = {"phase": "Pending", "reason": "Restarting", "message": found.message, "restarts": found.restarts}
+
+    assert (found.reason, found.news) == ("Restarting", False)
+    assert status.transition_events(backing_off, restarting) == []
+
+
+def test_a_succeeded_pod_the_kubelet_stopped_for_node_pressure_is_replaced_uncounted() -> None:
+    """The phase follows the exit code (0 after draining on SIGTERM); only the DisruptionTarget condition says why."""
+    body = livestream(restartPolicy={"maxRestarts": 0})
+    evicted = pod(
+        body,
+        phase="Succeeded",
+        exit_code=0,
+        reason="Completed",
+        finished_at=NOW - 1,
+        disruption="TerminationByKubelet",
+        disruption_message=NODE_PRESSURE,
+    )
+
+    found = assess(body, evicted)
+
+    assert (found.phase, found.reason, found.action.do) == (Phase.PENDING, "Evicted", Do.RECREATE_POD)
+    assert NODE_PRESSURE in found.message
+
+
+def test_an_own_limit_eviction_whose_restart_is_due_at_once_still_posts_an_evicted_event() -> None:
+    body = livestream({"phase": "Live", "reason": "Connected", "restarts": 0})
+    late = failed(exit_code=137, restarts=0, finished_ago=30, reason="Evicted", message=OWN_STORAGE)
+    at_limit = failed(exit_code=137, restarts=3, finished_ago=30, reason="Evicted", message=OWN_STORAGE)
+
+    restarting, failing = assess(body, late), assess(body, at_limit)
+
+    assert (restarting.reason, restarting.disruption) == ("Restarting", "Evicted")
+    assert (failing.reason, failing.disruption) == ("RestartLimitReached", "Evicted")
+    for found, then in ((restarting, "RestartScheduled"), (failing, "RestartLimitReached")):
+        wanted = {"phase": str(found.phase), "reason": found.reason, "message": found.message, "restarts": 1}
+        events = status.transition_events(body["status"], wanted, disruption=found.disruption)
+        assert [e.reason for e in events] == ["Evicted", then]
+        assert OWN_STORAGE in events[0].message
+
+
+def test_a_connector_its_node_stopped_without_a_recorded_reason_counts_and_says_where_to_look() -> None:
+    """Seen on a real kubelet: an own-limit eviction of a connector exiting 0 leaves a Succeeded pod, nothing else."""
+    found = assess(livestream(), pod(phase="Succeeded", exit_code=0, reason="Completed", finished_at=NOW - 1))
+
+    assert (found.phase, found.reason, found.restarts) == (Phase.BACKING_OFF, "StoppedByNode", 1)
+    assert "the pod's events" in found.message

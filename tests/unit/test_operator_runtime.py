@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
-from tiktok_service.operator import model, reconciler
+from tiktok_service.operator import lifecycle, model, reconciler
 from tiktok_service.operator.metrics import OperatorMetrics
+from tiktok_service.operator.model import Phase
 from tiktok_service.settings import OperatorSettings
 
 KEY = ("rooms", "alice")
@@ -60,3 +62,13 @@ def test_events_of_a_livestream_without_a_loop_are_ignored() -> None:
     runtime.pod_changed(("rooms", "bob"))
 
     assert list(runtime.loops) == [KEY]
+
+
+def test_a_pass_creating_a_pod_writes_no_status_unless_its_reason_is_news() -> None:
+    _, loop = runtime_with_loop()
+    create = lifecycle.Action(lifecycle.Do.RECREATE_POD, "p-1", 1)
+    plain = lifecycle.Assessment(Phase.PENDING, "Restarting", "restart 1 of 3", 1, action=create)
+    evicted = lifecycle.Assessment(Phase.PENDING, "Evicted", "the node was low on memory", 0, action=create, news=True)
+
+    assert loop.status_hold_s(plain) == math.inf
+    assert loop.status_hold_s(evicted) is None

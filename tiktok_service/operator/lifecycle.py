@@ -15,11 +15,18 @@ Connector exits (the README's failure table): 10 live ended -> Ended; 12 offline
 Failed at once (a restart would not help; the connector already retried 11 and 13 itself);
 16 sign quota -> BackingOff until the reset the sign server announced (the connector's final
 status carries it), not counted as a failure; 14 captcha / 17 proxy / anything else (1,
-OOMKilled, evicted, SIGKILL...) -> restart with backoff, Failed after `maxRestarts`
-consecutive failures. A deleted pod is recreated at once and is not a failure; nor is 18
-(fenced: a connector the operator does not know, e.g. of a force-deleted pod, claimed the
-Livestream after ours): the pod is recreated at once and its new claim stops the other one. With
-`waitForLive` the connector itself keeps waiting (same pod) instead of exiting.
+OOMKilled, evicted for exceeding its own limits, SIGKILL...) -> restart with backoff, Failed
+after `maxRestarts` consecutive failures. A deleted pod is recreated at once and is not a
+failure; nor is 18 (fenced: a connector the operator does not know, e.g. of a force-deleted pod,
+claimed the Livestream after ours): the pod is recreated at once and its new claim stops the
+other one. Nor is a pod its node ended (`evictions`: node-pressure eviction, node shutdown, a
+drain): replaced at once, the Livestream saying why. With `waitForLive` the connector itself
+keeps waiting (same pod) instead of exiting.
+
+Every restart is announced once: a scheduled one by its `BackingOff` status (and the Event
+that status change deserves); one already due when the operator first sees the exit (a kubelet
+that reported it late) by a `Restarting` status written on the pass that recreates the pod
+(`Assessment.news`), so `kubectl describe` shows each restart and why.
 
 While the connector runs, its own reason (why it is reconnecting) becomes the Livestream's,
 in CamelCase (`REASONS`), so a room that keeps hitting captchas says so before it exits.
@@ -35,8 +42,10 @@ from typing import Any
 from tiktok_service.domain import backoff
 from tiktok_service.domain.connector_status import ConnectorPhase
 from tiktok_service.domain.exit_codes import ExitCode
-from tiktok_service.operator import desired, limits, model
+from tiktok_service.operator import desired, evictions, limits, model, reasons
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
+from tiktok_service.operator.reasons import REASONS as REASONS
+from tiktok_service.operator.reasons import RESTARTING as RESTARTING
 from tiktok_service.operator.refusals import POD_REFUSED, PodRefusal, refusal_delay
 from tiktok_service.settings import OperatorSettings
 
@@ -44,71 +53,6 @@ from tiktok_service.settings import OperatorSettings
 _HEARTBEAT_SKEW_S = 5.0
 #: Exit 16 without an announced reset (none in the final status, none recorded): wait this long.
 _QUOTA_FALLBACK_S = 3600.0
-
-_FINAL_EXITS: dict[int, tuple[Phase, str, str]] = {
-    ExitCode.LIVE_ENDED: (Phase.ENDED, "LiveEnded", "the streamer ended the LIVE"),
-    ExitCode.USER_OFFLINE: (Phase.ENDED, "UserOffline", "the user is not live (waitForLive is false)"),
-    ExitCode.USER_NOT_FOUND: (
-        Phase.FAILED,
-        "UserNotFound",
-        "no such TikTok user, or the user cannot go LIVE (answered several times in a row)",
-    ),
-    ExitCode.BLOCKED: (
-        Phase.FAILED,
-        "Blocked",
-        "TikTok rejected the WebSocket handshake (detected); use another egress IP/proxy or a session",
-    ),
-    ExitCode.AGE_RESTRICTED: (
-        Phase.FAILED,
-        "AgeRestricted",
-        "the LIVE is age-restricted: it needs a logged-in session (sessionid) of an adult account",
-    ),
-    ExitCode.CONFIG: (
-        Phase.FAILED,
-        "InvalidConfiguration",
-        "the connector rejected its configuration (or the sign server rejected the API key)",
-    ),
-}
-#: Exits restarted with backoff, with their own reason instead of the pod's ("Error").
-_RESTART_REASONS: dict[int, tuple[str, str]] = {
-    ExitCode.CAPTCHA: ("CaptchaRequired", "TikTok answers a captcha/verification page instead of the room"),
-    ExitCode.PROXY: ("ProxyFailed", "the proxies could not be opened"),
-}
-_QUOTA_REASON = "SignQuotaExhausted"
-#: The connector's reasons (`outcomes.Kind`) as Livestream reasons while it retries.
-REASONS: dict[str, str] = {
-    "user_not_found": "UserNotFound",
-    "captcha": "CaptchaRequired",
-    "blocked": "Blocked",
-    "age_restricted": "AgeRestricted",
-    "rate_limited": "SignRateLimited",
-    "tiktok_rate_limited": "TikTokRateLimited",
-    "sign_rejected": "SignKeyRejected",
-    "sign_error": "SignServerError",
-    "proxy_error": "ProxyFailed",
-    "closed": "ConnectionClosed",
-    "stalled": "Stalled",
-    "session_cap": "SessionCapReached",
-    "connection_closed": "ConnectionLost",
-    "ws_rejected": "HandshakeRejected",
-    "timeout": "Timeout",
-    "network": "NetworkError",
-    "room_lookup": "RoomLookupFailed",
-    "config": "InvalidConfiguration",
-    "offline": "UserOffline",
-    "live_end": "LiveEnded",
-    "fenced": "Superseded",
-    "error": "Error",
-}
-_FROM_CONNECTOR: dict[ConnectorPhase, tuple[Phase, str]] = {
-    ConnectorPhase.CONNECTING: (Phase.CONNECTING, "Connecting"),
-    ConnectorPhase.LIVE: (Phase.LIVE, "Connected"),
-    ConnectorPhase.RECONNECTING: (Phase.RECONNECTING, "Reconnecting"),
-    ConnectorPhase.WAITING: (Phase.WAITING_FOR_LIVE, "UserOffline"),
-    ConnectorPhase.ENDED: (Phase.ENDED, "LiveEnded"),
-    ConnectorPhase.FAILED: (Phase.CONNECTING, "ConnectorFailing"),
-    ConnectorPhase.STOPPED: (Phase.CONNECTING, "ConnectorStopping"),
-}
 
 
 class Do(StrEnum):
@@ -136,6 +80,12 @@ class Assessment:
     action: Action = Action()
     #: The scheduler has not decided on the pod yet: news follows within moments (bound, or Unschedulable).
     awaiting_scheduler: bool = False
+    #: A pass that creates a pod normally writes no status ("creating" is not news); this one is
+    #: (an eviction, a restart nothing announced yet): written at once.
+    news: bool = False
+    #: The disruption behind a counted failure (`evictions`: "Evicted" for a pod beyond its own
+    #: limits) when the reason shows something else (Restarting, RestartLimitReached).
+    disruption: str = ""
 
 
 def _spec(livestream: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -234,6 +184,10 @@ def _assess(
         )
 
     if pod.deleting:
+        gone = evictions.deleted_disruption(pod.disruption, pod.disruption_message)
+        if gone is not None:
+            message = f"pod {pod.name} {gone.why}; replaced once it has stopped, not counted toward maxRestarts"
+            return Assessment(Phase.PENDING, gone.reason, message, pod.restarts)
         return Assessment(Phase.PENDING, "PodTerminating", f"waiting for pod {pod.name} to terminate", pod.restarts)
 
     if pod.spec_hash != desired.spec_hash(spec):
@@ -276,34 +230,57 @@ def _assess_finished(
         return Assessment(
             Phase.PENDING, "Superseded", message, pod.restarts, None, Action(Do.RECREATE_POD, pod.uid, pod.restarts)
         )
-    if pod.exit_code in _FINAL_EXITS:
-        phase, reason, message = _FINAL_EXITS[pod.exit_code]
-        return Assessment(phase, reason, message, pod.restarts)
     ran = (pod.finished_at or now) - (pod.started_at or now)
-    failures = 1 if ran >= settings.restart_reset_after_s else pod.restarts + 1
+    ran_long = ran >= settings.restart_reset_after_s
+    disrupted = evictions.finished_disruption(pod.reason, pod.message, pod.disruption, pod.disruption_message)
+    if disrupted is not None and disrupted.fault is evictions.Fault.NODE:
+        restarts = 0 if ran_long else pod.restarts
+        message = f"pod {pod.name} {disrupted.why}; replaced at once, not counted toward maxRestarts"
+        return Assessment(
+            Phase.PENDING,
+            disrupted.reason,
+            message,
+            restarts,
+            None,
+            Action(Do.RECREATE_POD, pod.uid, restarts),
+            news=True,
+        )
+    if pod.exit_code in reasons.FINAL_EXITS and disrupted is None:
+        phase, reason, message = reasons.FINAL_EXITS[pod.exit_code]
+        return Assessment(phase, reason, message, pod.restarts)
+    failures = 1 if ran_long else pod.restarts + 1
     cause = pod.reason or "Error"
     detail = f"exit code {pod.exit_code}" if pod.exit_code is not None else cause
-    if pod.exit_code in _RESTART_REASONS:
-        cause, why = _RESTART_REASONS[pod.exit_code]
+    own = disrupted.reason if disrupted is not None else ""
+    if disrupted is not None:
+        cause, detail = disrupted.reason, disrupted.why
+    elif pod.exit_code == ExitCode.STOPPED:
+        cause, detail = reasons.STOPPED_BY_NODE
+    elif pod.exit_code in reasons.RESTART_REASONS:
+        cause, why = reasons.RESTART_REASONS[pod.exit_code]
         detail = f"{why}, exit code {pod.exit_code}"
     if failures > policy.max_restarts:
         message = f"connector failed {failures} times in a row ({detail}); restart limit is {policy.max_restarts}"
-        return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1)
+        return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1, disruption=own)
     known = model.parse_time(status.get("nextRetryAt"))
-    if previous is Phase.BACKING_OFF and int(status.get("restarts") or 0) == failures and known is not None:
-        retry_at = known
-    else:
-        retry_at = (pod.finished_at or now) + restart_delay(failures, policy)
+    announced = previous is Phase.BACKING_OFF and int(status.get("restarts") or 0) == failures
+    scheduled = (pod.finished_at or now) + restart_delay(failures, policy)
+    retry_at = known if announced and known is not None else scheduled
     if now < retry_at:
         message = f"connector stopped ({detail}); restart {failures} of {policy.max_restarts} scheduled"
-        return Assessment(Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now))
+        return Assessment(
+            Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now), disruption=own
+        )
+    # Due already: announced by the BackingOff status, or (an exit reported late) by this one.
     return Assessment(
         Phase.PENDING,
-        "Restarting",
-        f"restart {failures} of {policy.max_restarts}",
+        RESTARTING,
+        f"connector stopped ({detail}); restart {failures} of {policy.max_restarts}",
         failures,
         None,
         Action(Do.RECREATE_POD, pod.uid, failures),
+        news=not announced,
+        disruption=own,
     )
 
 
@@ -341,11 +318,11 @@ def _assess_quota(
     if now < retry_at:
         message = f"the sign server's quota is spent until {model.format_time(retry_at)}; the connector restarts then"
         return Assessment(
-            Phase.BACKING_OFF, _QUOTA_REASON, message, restarts, retry_at, Action(requeue_after=retry_at - now)
+            Phase.BACKING_OFF, reasons.QUOTA_REASON, message, restarts, retry_at, Action(requeue_after=retry_at - now)
         )
     return Assessment(
         Phase.PENDING,
-        "Restarting",
+        RESTARTING,
         "the sign server's quota reset has passed",
         restarts,
         None,
@@ -364,7 +341,7 @@ def _assess_running(
             return Assessment(Phase.CONNECTING, "NoHeartbeat", message, restarts)
         return Assessment(Phase.CONNECTING, "Starting", "waiting for the connector's first heartbeat", restarts)
     report = heartbeat.status
-    phase, reason = _FROM_CONNECTOR[report.phase]
+    phase, reason = reasons.FROM_CONNECTOR[report.phase]
     retry_at: float | None = None
     if report.phase in (ConnectorPhase.WAITING, ConnectorPhase.RECONNECTING):
         reason = REASONS.get(report.reason, reason)

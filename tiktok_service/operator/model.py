@@ -107,6 +107,9 @@ class PodObservation:
     exit_code: int | None = None
     reason: str = ""  # Evicted, OOMKilled, Unschedulable, CreateContainerConfigError, ...
     message: str = ""
+    #: Reason of the pod's `DisruptionTarget` condition: who ended it (EvictionByEvictionAPI, TerminationByKubelet...).
+    disruption: str = ""
+    disruption_message: str = ""
 
     @property
     def terminated(self) -> bool:
@@ -119,10 +122,14 @@ def observe_pod(pod: Mapping[str, Any]) -> PodObservation:
     status = pod.get("status") or {}
     annotations = meta.get("annotations") or {}
     reason, message = str(status.get("reason") or ""), str(status.get("message") or "")
+    disruption = disruption_message = ""
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
             reason = str(condition.get("reason") or "Unschedulable")
             message = str(condition.get("message") or "")
+        elif condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            disruption = str(condition.get("reason") or "")
+            disruption_message = str(condition.get("message") or "")[:500]
     exit_code: int | None = None
     finished_at: float | None = None
     started_at = parse_time(status.get("startTime"))
@@ -158,6 +165,8 @@ def observe_pod(pod: Mapping[str, Any]) -> PodObservation:
         exit_code=exit_code,
         reason=reason,
         message=message[:500],
+        disruption=disruption,
+        disruption_message=disruption_message,
     )
 
 

@@ -182,7 +182,7 @@ class LivestreamLoop:
         if patch and status.rate_limited(patch) and wait > 0:
             delays.append(wait)
         elif patch:
-            await self.patch(livestream, wanted, patch)
+            await self.patch(livestream, wanted, patch, disruption=found.disruption)
         if self.row_dirty:
             await self.save_row(livestream, self.written or livestream["status"])
         self.runtime.metrics.observe_phase(self.key, wanted["phase"])
@@ -191,13 +191,14 @@ class LivestreamLoop:
     def status_hold_s(self, found: lifecycle.Assessment) -> float | None:
         """None when this pass has news for the status; else how long to hold it back.
 
-        Not news: the pod this pass is creating, nor that pod's first echo. A new pod's watch
+        Not news: the pod this pass is creating (unless the assessment says its reason is news:
+        an eviction, a restart not yet announced), nor that pod's first echo. A new pod's watch
         event wakes the loop within moments, and the scheduler's verdict (a node, or
         Unschedulable) follows: the status is written once, from that, instead of "creating"
         then "scheduling" then the verdict (two API writes fewer per Livestream). If the
         verdict takes longer than `_SCHEDULER_GRACE_S`, "scheduling" is written after all.
         """
-        if found.action.do in _CREATES:
+        if found.action.do in _CREATES and not found.news:
             return math.inf  # the pod's own event wakes the loop
         if found.awaiting_scheduler and (waited := time.monotonic() - self.expect_since) < _SCHEDULER_GRACE_S:
             return _SCHEDULER_GRACE_S - waited
@@ -246,7 +247,9 @@ class LivestreamLoop:
         )
         return self.refusal
 
-    async def patch(self, livestream: Mapping[str, Any], wanted: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    async def patch(
+        self, livestream: Mapping[str, Any], wanted: dict[str, Any], patch: Mapping[str, Any], *, disruption: str = ""
+    ) -> None:
         namespace, name = self.key
         async with self.runtime.status_writes:
             result = await self.runtime.kube.patch_status(namespace, name, patch)
@@ -254,7 +257,7 @@ class LivestreamLoop:
             return  # the Livestream is gone; the daemon is about to be stopped
         self.runtime.metrics.status_patches.inc()
         self.written, self.last_patch, self.row_dirty = wanted, time.monotonic(), True
-        for event in status.transition_events(livestream["status"], wanted):
+        for event in status.transition_events(livestream["status"], wanted, disruption=disruption):
             await self.runtime.kube.post_event(
                 livestream, type_=event.type, reason=event.reason, message=event.message, component=COMPONENT
             )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tiktok_service.operator import lifecycle, model, refusals
+from tiktok_service.operator import evictions, lifecycle, model, refusals
 from tiktok_service.operator.model import Heartbeat, Phase, PodObservation
 from tiktok_service.operator.refusals import POD_REFUSED, PodRefusal
 from tiktok_service.settings import OperatorSettings
@@ -133,8 +133,31 @@ def rate_limited(patch: Mapping[str, Any]) -> bool:
     return bool(patch) and patch.keys() <= VOLATILE_FIELDS
 
 
-def transition_events(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Event]:
-    """Kubernetes Events for a status change: connections, ends, restarts, pauses."""
+def transition_events(current: Mapping[str, Any], wanted: Mapping[str, Any], *, disruption: str = "") -> list[Event]:
+    """Kubernetes Events for a status change: disruptions, connections, ends, restarts, pauses.
+
+    Derived from the change itself (not from the pass that made it), so an Event is posted once
+    per change, whichever operator replica writes it, and never for a status merely rewritten.
+    `disruption` is the assessment's (an eviction behind a counted failure whose reason says
+    Restarting or RestartLimitReached): every eviction gets its Event.
+    """
+    events: list[Event] = []
+    reason, message = wanted.get("reason"), wanted.get("message") or ""
+    if reason != current.get("reason"):
+        disrupted = str(reason) if reason in evictions.REASONS else disruption
+        if disrupted:  # the pod was evicted, preempted, its node shut down: say why
+            events.append(Event("Warning", disrupted, message))
+        if reason == lifecycle.RESTARTING and wanted.get("phase") == Phase.PENDING and not _announced(current, wanted):
+            events.append(Event("Warning", "RestartScheduled", f"{message}; next attempt now"))
+    return events + _phase_events(current, wanted)
+
+
+def _announced(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """A restart the BackingOff status already announced (its RestartScheduled Event is out)."""
+    return current.get("phase") == Phase.BACKING_OFF and current.get("restarts") == wanted.get("restarts")
+
+
+def _phase_events(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Event]:
     old, new = current.get("phase"), wanted.get("phase")
     events: list[Event] = []
     if old == new and not (new == Phase.BACKING_OFF and current.get("restarts") != wanted.get("restarts")):
