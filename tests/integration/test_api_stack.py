@@ -982,8 +982,10 @@ def fuzz_operation(
 
 
 async def test_requests_generated_from_the_openapi_document_never_get_a_server_error(
-    control_plane: ControlPlane, stack: Stack, admin: client.ApiClient, backing: tuple[str, str]
+    control_plane: ControlPlane, stack: Stack, admin: client.ApiClient, backing: tuple[str, str], node_kind: str
 ) -> None:
+    if node_kind == "kubelet":  # ~25 s that would check the same thing again
+        pytest.skip("no pod takes part (a namespace without an operator): run once, with the node agent")
     # Its own namespace, where no operator runs: fuzzed connects create resources and nothing else.
     namespace = create_namespace(admin, "fuzz")
     bind_role(admin, namespace=namespace, user=API_USER, manifest="api-rbac.yaml")
