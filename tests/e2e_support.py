@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import threading
 import time
 import uuid
@@ -21,23 +22,38 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
+import pytest
 import redis
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.kubelet_support import (
+    KubeletNode,
+    NodeUnavailableError,
+    build_product_image,
+    node_build,
+    node_prerequisites,
+    qualified_image,
+)
 from tiktok_service.database import livestreams_repository as repo
 from tiktok_service.database.migrate import migrate
 from tiktok_service.operator import model
 from tiktok_service.settings import PersisterSettings
 from tiktok_service_dev import event_loops, operator_harness, persister_harness
+from tiktok_service_dev.controlplane import ControlPlane
+from tiktok_service_dev.node_agent import NodeAgent
+from tiktok_service_dev.redis_server import LocalRedis
 from tiktok_service_dev.simulator.config import SimulatorConfig
 from tiktok_service_dev.simulator.room import Room
 from tiktok_service_dev.simulator.scenario import Scenario
 from tiktok_service_dev.simulator.server import SimulatorServer
+from tiktok_service_dev.simulator.tiktok_routes import fault_counts
 
 T = TypeVar("T")
 
 DEADLINE_S: Final = 60.0
+NODE_KINDS: Final = ("node-agent", "kubelet")
+IMAGE: Final = os.environ.get("TEST_IMAGE", "tiktok-service:test")
 _POLL_S: Final = 0.1
 _LOG_TAIL_LINES: Final = 40
 
@@ -286,6 +302,91 @@ def pid_of(pod: client.V1Pod) -> int:
     return int(state.container_id.removeprefix("local://"))
 
 
+def exit_of(cluster: Cluster, name: str) -> client.V1ContainerStateTerminated:
+    """The connector's exit, once its node reported it.
+
+    A kubelet reports an exit a few seconds after the connector's own last status (which goes
+    through Redis), so the pod may still show the container running when the phase has changed.
+    """
+
+    def terminated() -> client.V1ContainerStateTerminated | None:
+        state = container_status(cluster.pod(name))
+        return state.state.terminated if state is not None else None
+
+    return wait_for(terminated, what=f"the exit of {name}'s connector", explain=cluster.explain(name))
+
+
+# -- nodes ---------------------------------------------------------------------------------------
+
+
+def node_kind_or_skip(kind: str) -> str:
+    """A module's `node_kind` parameter (one of `NODE_KINDS`); a kubelet run is skipped, with the
+    reason, where no real node can start (not root, containerd missing)."""
+    if kind == "kubelet" and (reason := node_prerequisites()) is not None:
+        pytest.skip(reason)
+    return kind
+
+
+@functools.cache
+def product_image(image: str = IMAGE) -> str:
+    """The product image, built once per test session (its name in podman's storage and containerd)."""
+    return build_product_image(image)
+
+
+@contextlib.contextmanager
+def started_node(
+    kind: str, control_plane: ControlPlane, name: str, *, bin_dir: Path, work_dir: Path, image: str = IMAGE
+) -> Iterator[NodeAgent | KubeletNode]:
+    """A Ready node called `name`: the node agent (pods as processes of the venv's `tiktok-service`
+    from `bin_dir`, logs under `work_dir`) or a real kubelet with the product image imported."""
+    if kind == "kubelet":
+        built = product_image(image)
+        try:
+            node = KubeletNode(control_plane, name, build=node_build())
+        except NodeUnavailableError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        with node:
+            assert node.containerd is not None
+            node.containerd.import_from_podman(built)
+            yield node
+        return
+    agent = NodeAgent(
+        control_plane.kubeconfig_path,
+        name,
+        python_bin_dir=bin_dir,
+        work_dir=work_dir,  # kept after the run: the connectors' logs
+        heartbeat_interval_s=2.0,
+        stop_grace_s=1.0,
+    )
+    with agent:
+        yield agent
+
+
+def pods_host(node: Node) -> str:
+    """The address services must listen on for the node's pods to reach them."""
+    return node.ip if isinstance(node, KubeletNode) else "127.0.0.1"
+
+
+def connector_image_settings(node: Node, image: str = IMAGE) -> dict[str, Any]:
+    """Operator settings for the node's pods: on a real node the product image, imported (never pulled)."""
+    if isinstance(node, KubeletNode):
+        return {"connector_image": qualified_image(image), "connector_image_pull_policy": "Never"}
+    return {}
+
+
+@contextlib.contextmanager
+def pods_redis(node: Node, shared: LocalRedis) -> Iterator[LocalRedis]:
+    """The Redis the node's pods reach: the session's own for processes of this machine; a server of
+    its own on a real node's address (a pod's network namespace does not reach loopback)."""
+    if not isinstance(node, KubeletNode):
+        if not shared.running:
+            shared.start()
+        yield shared
+        return
+    with LocalRedis(host=node.ip) as server:
+        yield server
+
+
 class Livestreams:
     """Livestreams a test created: printed (shown by pytest when the test fails) and deleted after it."""
 
@@ -335,6 +436,13 @@ class Services:
     def sent(self, username: str) -> list[dict[str, Any]]:
         """What the room sent so far (rooms are read on the simulator's own loop)."""
         return list(self.bg.call(lambda: self.simulator.room(username).sent_json()["messages"]))
+
+    def stats(self, username: str) -> dict[str, Any]:
+        return dict(self.bg.call(lambda: self.simulator.room(username).stats_json()))
+
+    def faults(self, username: str) -> dict[str, int]:
+        """What the room refused so far (captcha pages, refused handshakes...)."""
+        return self.bg.call(lambda: fault_counts(self.simulator.room(username)))
 
     def events_sent(self, username: str) -> int:
         return int(self.bg.call(lambda: self.simulator.room(username).stats_json()["events_sent"]))

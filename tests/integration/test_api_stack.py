@@ -1,4 +1,7 @@
-"""The API on the real stack: control plane, node agent, operator, persister, simulator, Redis, PostgreSQL.
+"""The API on the real stack: control plane, a node, operator, persister, simulator, Redis, PostgreSQL.
+
+Every test runs twice: with the node agent running connector pods as processes, and on a real
+kubelet with containerd, connector pods from the product image (tests/kubelet_support.py).
 
 The API runs in-process under uvicorn (on the test's event loop, like the simulator and the
 persister) with a token bound to exactly `deploy/api-rbac.yaml`'s Role; the operator has
@@ -33,10 +36,22 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from schemathesis.generation import GenerationMode
 
-from tests.access_support import database_as, redis_as
+from tests.access_support import ROLE_PASSWORDS, database_as, redis_as
 from tests.cluster_support import started_control_plane
-from tests.e2e_support import Cluster, Livestreams, connector_bin_dir
+from tests.e2e_support import (
+    NODE_KINDS,
+    Cluster,
+    Livestreams,
+    Node,
+    connector_bin_dir,
+    connector_image_settings,
+    node_kind_or_skip,
+    pods_host,
+    pods_redis,
+    started_node,
+)
 from tests.support import expected_events, wait_until
+from tiktok_service.access.redis_users import apply_redis_users
 from tiktok_service.api import keys, repository
 from tiktok_service.api.main import ApiServer
 from tiktok_service.database.migrate import migrate
@@ -47,9 +62,9 @@ from tiktok_service.operator import model
 from tiktok_service.settings import ApiSettings
 from tiktok_service_dev import operator_harness, persister_harness
 from tiktok_service_dev.controlplane import ControlPlane
-from tiktok_service_dev.node_agent import NodeAgent
 from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis
+from tiktok_service_dev.simulator.config import SimulatorConfig
 from tiktok_service_dev.simulator.scenario import Scenario
 from tiktok_service_dev.simulator.server import SimulatorServer
 
@@ -269,8 +284,15 @@ async def make_key(database_url: str, workspace: str) -> str:
     return new.secret
 
 
+@pytest.fixture(scope="module", params=NODE_KINDS)
+def node_kind(request: pytest.FixtureRequest) -> str:
+    """The whole module runs on the local node agent (pods as processes) and on a real kubelet."""
+    return node_kind_or_skip(request.param)
+
+
 @pytest.fixture(scope="module")
-def control_plane() -> Iterator[ControlPlane]:
+def control_plane(node_kind: str) -> Iterator[ControlPlane]:
+    """A fresh one per node kind: nothing of one run (nodes, pods, events) is seen by the other."""
     with started_control_plane(extra_users=[OPERATOR_USER, API_USER]) as cp:
         yield cp
 
@@ -282,14 +304,38 @@ def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture(scope="module")
-def backing(redis_server: LocalRedis, postgres_server: LocalPostgres) -> tuple[str, str]:
-    for server in (redis_server, postgres_server):
-        if not server.running:
-            server.start()
-    flusher = redis.Redis.from_url(redis_server.url)
-    flusher.flushall()  # earlier modules' streams would flow into this module's database
-    flusher.close()
-    return redis_server.url, postgres_server.dsn
+def node(node_kind: str, control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    bin_dir = connector_bin_dir(tmp_path_factory.mktemp("connector-bin"), VENV_BIN)
+    work_dir = tmp_path_factory.mktemp("api-node")
+    with started_node(node_kind, control_plane, "api-node", bin_dir=bin_dir, work_dir=work_dir) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+async def backing(
+    node: Node, redis_server: LocalRedis, postgres_server: LocalPostgres
+) -> AsyncIterator[tuple[str, str]]:
+    """Redis (where the node's pods reach it, with each component's ACL user) and PostgreSQL."""
+    if not postgres_server.running:
+        postgres_server.start()
+    with pods_redis(node, redis_server) as server:
+        if server is not redis_server:
+            await apply_redis_users(server.url, ROLE_PASSWORDS)
+        flusher = redis.Redis.from_url(server.url)
+        flusher.flushall()  # earlier modules' streams would flow into this module's database
+        flusher.close()
+        yield server.url, postgres_server.dsn
+
+
+@pytest.fixture(scope="module")
+async def pods_simulator(node: Node, simulator: SimulatorServer) -> AsyncIterator[SimulatorServer]:
+    """The session's simulator for processes of this machine; one on a real node's address for its pods."""
+    host = pods_host(node)
+    if host == simulator.config.host:
+        yield simulator
+        return
+    async with SimulatorServer(SimulatorConfig(host=host, port=0)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -297,8 +343,8 @@ async def stack(
     control_plane: ControlPlane,
     admin: client.ApiClient,
     backing: tuple[str, str],
-    simulator: SimulatorServer,
-    tmp_path_factory: pytest.TempPathFactory,
+    pods_simulator: SimulatorServer,
+    node: Node,
 ) -> AsyncIterator[Stack]:
     redis_url, dsn = backing
     database_url = await create_database(dsn)
@@ -312,15 +358,7 @@ async def stack(
             string_data={"redis-url": redis_as(redis_url, Role.CONNECTOR)},
         ),
     )
-    bin_dir = connector_bin_dir(tmp_path_factory.mktemp("connector-bin"), VENV_BIN)
-    agent = NodeAgent(
-        control_plane.kubeconfig_path,
-        "api-node",
-        python_bin_dir=bin_dir,
-        work_dir=tmp_path_factory.mktemp("api-node"),
-        heartbeat_interval_s=2.0,
-        stop_grace_s=1.0,
-    )
+    simulator = pods_simulator
     base = simulator.base_url
     operator_settings = operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
@@ -330,9 +368,10 @@ async def stack(
         sign_api_url=base,
         tiktok_app_url=base,
         tiktok_webcast_url=base + "/webcast",
+        **connector_image_settings(node),
     )
     redis_client = aioredis.from_url(redis_url)
-    with agent, operator_harness.OperatorThread(operator_settings):
+    with operator_harness.OperatorThread(operator_settings):
         async with (
             persister_harness.running(
                 persister_harness.quick_settings(
@@ -351,7 +390,7 @@ async def stack(
         ):
             workspaces = ("acme", "globex", "acme-corp", "acme.corp")
             api = Api(base_url, http, {ws: await make_key(database_url, ws) for ws in workspaces})
-            created = Livestreams(Cluster(admin, namespace, [agent]))
+            created = Livestreams(Cluster(admin, namespace, [node]))
             try:
                 yield Stack(api, admin, namespace, redis_client, database_url, simulator, created, server)
             finally:
@@ -838,9 +877,10 @@ async def test_a_request_without_a_valid_key_is_refused(stack: Stack, idle: dict
 async def test_invalid_input_is_refused_with_a_reason(
     stack: Stack, idle: dict[str, Any], method: str, path: str, kwargs: dict[str, Any], status: int, reason: str
 ) -> None:
-    headers = {**stack.api.auth("acme"), **kwargs.pop("headers", {})}
+    request = dict(kwargs)  # a copy: the same parameters serve the run on each kind of node
+    headers = {**stack.api.auth("acme"), **request.pop("headers", {})}
 
-    response = await stack.api.http.request(method, path.format(id=idle["id"]), headers=headers, **kwargs)
+    response = await stack.api.http.request(method, path.format(id=idle["id"]), headers=headers, **request)
 
     assert response.status_code == status, response.text
     assert reason in response.text
@@ -947,8 +987,10 @@ def fuzz_operation(
 
 
 async def test_requests_generated_from_the_openapi_document_never_get_a_server_error(
-    control_plane: ControlPlane, stack: Stack, admin: client.ApiClient, backing: tuple[str, str]
+    control_plane: ControlPlane, stack: Stack, admin: client.ApiClient, backing: tuple[str, str], node_kind: str
 ) -> None:
+    if node_kind == "kubelet":  # ~25 s that would check the same thing again
+        pytest.skip("no pod takes part (a namespace without an operator): run once, with the node agent")
     # Its own namespace, where no operator runs: fuzzed connects create resources and nothing else.
     namespace = create_namespace(admin, "fuzz")
     bind_role(admin, namespace=namespace, user=API_USER, manifest="api-rbac.yaml")

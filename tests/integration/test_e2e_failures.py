@@ -1,17 +1,19 @@
 """Failures told apart, end to end: each TikTok refusal ends in its own exit code, phase, reason and action.
 
-A real control plane, a node agent running connector pods as real `tiktok-service connector`
-processes, the operator, Redis and the simulator playing TikTok's refusals (captcha pages,
-a blocked handshake, an age-restricted room, a spent sign quota, the sign server's close codes,
-a socket closed cleanly again and again). Each test creates a Livestream and waits for what a
-user would see in its status: the README's failure table, row by row.
+A real control plane, a node running connector pods (every scenario runs twice: on the node
+agent, pods as real `tiktok-service connector` processes, and on a real kubelet with
+containerd, pods from the product image), the operator, Redis and the simulator playing
+TikTok's refusals (captcha pages, a blocked handshake, an age-restricted room, a spent sign
+quota, the sign server's close codes, a socket closed cleanly again and again). Each test
+creates a Livestream and waits for what a user would see in its status: the README's failure
+table, row by row.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,20 @@ from kubernetes import client, config
 
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import (
-    BackgroundLoop,
+    NODE_KINDS,
     Cluster,
     Livestreams,
+    Node,
+    Services,
     connector_bin_dir,
-    container_status,
+    connector_image_settings,
+    exit_of,
+    node_kind_or_skip,
+    pods_host,
+    pods_redis,
     prepared_namespace,
+    started_node,
+    started_services,
     unique,
     wait_for,
 )
@@ -34,56 +44,27 @@ from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.operator import model
 from tiktok_service_dev import operator_harness
 from tiktok_service_dev.controlplane import ControlPlane
-from tiktok_service_dev.node_agent import NodeAgent
+from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis
-from tiktok_service_dev.simulator.config import SimulatorConfig
-from tiktok_service_dev.simulator.room import Room
 from tiktok_service_dev.simulator.scenario import Scenario
-from tiktok_service_dev.simulator.server import SimulatorServer
-from tiktok_service_dev.simulator.tiktok_routes import fault_counts
 
 pytestmark = pytest.mark.slow
 
 OPERATOR_USER = "operator"
 NODE = "e2e-failures"
-VENV_BIN = Path(__import__("sys").executable).parent
+VENV_BIN = Path(sys.executable).parent
 QUICK_POLICY = {"maxRestarts": 1, "backoffBaseSeconds": 1, "backoffCapSeconds": 2}
 
 
-@dataclass
-class Services:
-    bg: BackgroundLoop
-    simulator: SimulatorServer
-    redis_url: str
-
-    def add_room(self, username: str, scenario: Scenario) -> Room:
-        return self.bg.run(self.simulator.add_room(username, scenario))
-
-    def stats(self, username: str) -> dict[str, Any]:
-        return dict(self.bg.call(lambda: self.simulator.room(username).stats_json()))
-
-    def faults(self, username: str) -> dict[str, int]:
-        return self.bg.call(lambda: fault_counts(self.simulator.room(username)))
+@pytest.fixture(scope="module", params=NODE_KINDS)
+def node_kind(request: pytest.FixtureRequest) -> str:
+    """Every scenario runs on the local node agent (pods as processes) and on a real kubelet."""
+    return node_kind_or_skip(request.param)
 
 
 @pytest.fixture(scope="module")
-def services(redis_server: LocalRedis) -> Iterator[Services]:
-    if not redis_server.running:
-        redis_server.start()
-    bg = BackgroundLoop()
-    try:
-        simulator = SimulatorServer(SimulatorConfig(port=0))
-        bg.run(simulator.start())
-        try:
-            yield Services(bg, simulator, redis_server.url)
-        finally:
-            bg.run(simulator.stop())
-    finally:
-        bg.close()
-
-
-@pytest.fixture(scope="module")
-def control_plane() -> Iterator[ControlPlane]:
+def control_plane(node_kind: str) -> Iterator[ControlPlane]:
+    """A fresh one per node kind: nothing of one run (nodes, pods, events) is seen by the other."""
     with started_control_plane(extra_users=[OPERATOR_USER]) as cp:
         yield cp
 
@@ -95,42 +76,32 @@ def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture(scope="module")
+def node(node_kind: str, control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    bin_dir = connector_bin_dir(tmp_path_factory.mktemp("connector-bin"), VENV_BIN)
+    with started_node(node_kind, control_plane, NODE, bin_dir=bin_dir, work_dir=tmp_path_factory.mktemp(NODE)) as n:
+        yield n
+
+
+@pytest.fixture(scope="module")
+def services(node: Node, redis_server: LocalRedis, postgres_server: LocalPostgres) -> Iterator[Services]:
+    """Redis, the simulator (where the node's pods reach them), a database and the persister."""
+    if not postgres_server.running:
+        postgres_server.start()
+    with (
+        pods_redis(node, redis_server) as server,
+        started_services(redis_url=server.url, postgres_dsn=postgres_server.dsn, host=pods_host(node)) as started,
+    ):
+        yield started
+
+
+@pytest.fixture(scope="module")
 def namespace(admin: client.ApiClient, services: Services) -> str:
     return prepared_namespace(admin, prefix="e2e-fail", operator_user=OPERATOR_USER, redis_url=services.redis_url)
 
 
 @pytest.fixture(scope="module")
-def agents() -> list[NodeAgent]:
-    return []
-
-
-@pytest.fixture(scope="module")
-def node(
-    control_plane: ControlPlane, agents: list[NodeAgent], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NodeAgent]:
-    bin_dir = connector_bin_dir(tmp_path_factory.mktemp("connector-bin"), VENV_BIN)
-    agent = NodeAgent(
-        control_plane.kubeconfig_path,
-        NODE,
-        python_bin_dir=bin_dir,
-        work_dir=tmp_path_factory.mktemp(NODE),
-        heartbeat_interval_s=2.0,
-        stop_grace_s=1.0,
-    )
-    with agent:
-        agents.append(agent)
-        yield agent
-        agents.remove(agent)
-
-
-@pytest.fixture(scope="module")
 def cluster(
-    control_plane: ControlPlane,
-    admin: client.ApiClient,
-    namespace: str,
-    services: Services,
-    node: NodeAgent,
-    agents: list[NodeAgent],
+    control_plane: ControlPlane, admin: client.ApiClient, namespace: str, services: Services, node: Node
 ) -> Iterator[Cluster]:
     base_url = services.simulator.base_url
     settings = operator_harness.quick_settings(
@@ -141,10 +112,11 @@ def cluster(
         sign_api_url=base_url,
         tiktok_app_url=base_url,
         tiktok_webcast_url=base_url + "/webcast",
+        **connector_image_settings(node),
     )
     operator = operator_harness.OperatorThread(settings).start()
     try:
-        yield Cluster(admin, namespace, agents)
+        yield Cluster(admin, namespace, [node])
     finally:
         operator.stop()
 
@@ -181,8 +153,7 @@ def wait_retrying(cluster: Cluster, name: str, reason: str) -> dict[str, Any]:
 
 
 def exit_code_of(cluster: Cluster, name: str) -> int:
-    terminated = container_status(cluster.pod(name)).state.terminated  # type: ignore[union-attr]
-    return int(terminated.exit_code)
+    return int(exit_of(cluster, name).exit_code)
 
 
 def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:

@@ -233,6 +233,9 @@ def test_the_runtime_enforces_the_pod_security_context(
     assert process["CapEff"] == "0000000000000000"
     assert process["NoNewPrivs"] == "1"
     assert process["Seccomp"] == "2"  # RuntimeDefault: a filter is installed
+    # Not its PID namespace's init (the sandbox is): an init's signals without a handler are
+    # dropped, so a SIGTERM while the connector starts would wait out the grace period.
+    assert process["NSpid"].split()[-1] != "1", process["NSpid"]
     exec_ = ("exec", "-n", cluster.namespace, pod.metadata.name, "--")
     root = node.kubectl(*exec_, "sh", "-c", "touch /probe 2>&1; echo rc=$?", check=False)
     assert "Read-only file system" in root.stdout and "rc=1" in root.stdout, root

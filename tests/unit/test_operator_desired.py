@@ -173,6 +173,12 @@ def test_the_pod_runs_locked_down() -> None:
     }
 
 
+def test_the_connector_is_not_the_init_of_its_pid_namespace_so_no_sigterm_is_lost() -> None:
+    """An init ignores signals it has no handler for: a SIGTERM during the connector's start
+    would be dropped and the pod deleted only at the end of its grace period (SIGKILL)."""
+    assert desired.desired_pod(livestream(), settings())["spec"]["shareProcessNamespace"] is True
+
+
 def test_the_operator_owns_restarts_so_the_kubelet_never_restarts_the_connector() -> None:
     assert desired.desired_pod(livestream(), settings())["spec"]["restartPolicy"] == "Never"
 

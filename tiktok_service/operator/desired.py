@@ -207,6 +207,11 @@ def desired_pod(
         "terminationGracePeriodSeconds": settings.connector_grace_period_s,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        # The connector must not be its PID namespace's init: the kernel drops every signal an
+        # init has no handler for, so a SIGTERM arriving while Python still starts (before the
+        # connector installs its handler) would be lost, and the pod would hang for the whole
+        # grace period before its SIGKILL. With the sandbox as init, SIGTERM ends it at once.
+        "shareProcessNamespace": True,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": settings.connector_run_as_user,
