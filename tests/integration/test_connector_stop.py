@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -95,6 +96,10 @@ class ConnectorProcess:
     process: asyncio.subprocess.Process
     port: int
     livestream_id: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     async def health(self) -> dict[str, object]:
         try:
@@ -115,46 +120,65 @@ class ConnectorProcess:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
-async def start_connector(sim: SimulatorProcess, redis_url: str) -> ConnectorProcess:
-    port = free_port()
-    livestream_id = str(uuid.uuid4())
-    env = {
-        **os.environ,
-        "CONNECTOR_LIVESTREAM_ID": livestream_id,
-        "CONNECTOR_USERNAME": sim.username,
-        "CONNECTOR_REDIS_URL": redis_as(redis_url, Role.CONNECTOR),
-        "CONNECTOR_SIGN_API_URL": sim.base_url,
-        "CONNECTOR_SIGN_API_KEY": "test",
-        "CONNECTOR_TIKTOK_APP_URL": sim.base_url,
-        "CONNECTOR_TIKTOK_WEBCAST_URL": sim.base_url + "/webcast",
-        "CONNECTOR_HTTP_PORT": str(port),
-        "CONNECTOR_HEARTBEAT_INTERVAL_S": "0.2",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tiktok_service",
-        "connector",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    return ConnectorProcess(process, port, livestream_id)
+@pytest.fixture
+async def connector_process(
+    redis_url: str, tmp_path: Path
+) -> AsyncIterator[Callable[[SimulatorProcess], Awaitable[ConnectorProcess]]]:
+    """Starts connector processes and owns them: any still running at the end is killed.
+
+    Their log goes to a file from the start: a pipe read only at SIGTERM fills up under a
+    flood and the connector would block writing its log.
+    """
+    started: list[ConnectorProcess] = []
+
+    async def start(sim: SimulatorProcess) -> ConnectorProcess:
+        port = free_port()
+        livestream_id = str(uuid.uuid4())
+        env = {
+            **os.environ,
+            "CONNECTOR_LIVESTREAM_ID": livestream_id,
+            "CONNECTOR_USERNAME": sim.username,
+            "CONNECTOR_REDIS_URL": redis_as(redis_url, Role.CONNECTOR),
+            "CONNECTOR_SIGN_API_URL": sim.base_url,
+            "CONNECTOR_SIGN_API_KEY": "test",
+            "CONNECTOR_TIKTOK_APP_URL": sim.base_url,
+            "CONNECTOR_TIKTOK_WEBCAST_URL": sim.base_url + "/webcast",
+            "CONNECTOR_HTTP_PORT": str(port),
+            "CONNECTOR_HEARTBEAT_INTERVAL_S": "0.2",
+        }
+        log_path = tmp_path / f"connector-{livestream_id}.log"
+        with log_path.open("wb") as log_file:  # the child keeps its own copy of the descriptor
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tiktok_service",
+                "connector",
+                env=env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        connector = ConnectorProcess(process, port, livestream_id, log_path)
+        started.append(connector)
+        return connector
+
+    yield start
+    for connector in started:
+        if connector.process.returncode is None:
+            connector.process.kill()
+            await connector.process.wait()
 
 
 async def stopped_within(connector: ConnectorProcess, bound_s: float) -> tuple[int | None, float, str]:
     """SIGTERM, then the exit code (None: still running after `bound_s`), the time it took, the log."""
     started = time.monotonic()
     connector.process.send_signal(signal.SIGTERM)
-    assert connector.process.stderr is not None
-    reading = asyncio.ensure_future(connector.process.stderr.read())
     try:
         await asyncio.wait_for(connector.process.wait(), bound_s)
     except TimeoutError:
         connector.process.kill()
         await connector.process.wait()
-        return None, time.monotonic() - started, (await reading).decode()
-    return connector.process.returncode, time.monotonic() - started, (await reading).decode()
+        return None, time.monotonic() - started, connector.log()
+    return connector.process.returncode, time.monotonic() - started, connector.log()
 
 
 async def final_phase(redis_client: aioredis.Redis, livestream_id: str) -> ConnectorPhase:
@@ -184,13 +208,13 @@ async def wait_live(connector: ConnectorProcess) -> None:
 )
 async def test_a_live_connector_exits_0_soon_after_sigterm_whatever_its_socket_is_doing(
     simulator_process: Callable[[int], Awaitable[SimulatorProcess]],
-    redis_url: str,
+    connector_process: Callable[[SimulatorProcess], Awaitable[ConnectorProcess]],
     redis_client: aioredis.Redis,
     rate: int,
     freeze: bool,
 ) -> None:
     sim = await simulator_process(rate)
-    connector = await start_connector(sim, redis_url)
+    connector = await connector_process(sim)
     await wait_live(connector)
     if not freeze:  # a sustained flood, not its first frames
 
@@ -209,10 +233,12 @@ async def test_a_live_connector_exits_0_soon_after_sigterm_whatever_its_socket_i
 
 
 async def test_a_live_connector_whose_push_server_answers_closes_cleanly_at_once(
-    simulator_process: Callable[[int], Awaitable[SimulatorProcess]], redis_url: str, redis_client: aioredis.Redis
+    simulator_process: Callable[[int], Awaitable[SimulatorProcess]],
+    connector_process: Callable[[SimulatorProcess], Awaitable[ConnectorProcess]],
+    redis_client: aioredis.Redis,
 ) -> None:
     sim = await simulator_process(50)
-    connector = await start_connector(sim, redis_url)
+    connector = await connector_process(sim)
     await wait_live(connector)
 
     code, took_s, log = await stopped_within(connector, STOP_BOUND_S)

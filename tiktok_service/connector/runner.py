@@ -68,6 +68,9 @@ class ConnectorRunner:
         self._client: TikTokLiveClient | None = None
         self._attempt: asyncio.Task[outcomes.Ended] | None = None
         self._closing: asyncio.Task[bool] | None = None  # the socket's close on stop, kept until done
+        # Set once the attempt's `finally` has begun: it has read `_closing` and disposes of
+        # the client itself (bounded), so a stop then starts nothing more.
+        self._attempt_ending = False
         self._policy = outcomes.Policy(
             wait_for_live=settings.wait_for_live,
             live_poll_interval_s=settings.live_poll_interval_s,
@@ -118,7 +121,7 @@ class ConnectorRunner:
         if not self._stopping.is_set():
             log.info("stop requested", extra={"phase": self.status.phase.value, "buffered": self.publisher.pending})
         self._stopping.set()
-        if self._attempt is not None and not self._attempt.done():
+        if self._attempt is not None and not self._attempt.done() and not self._attempt_ending:
             # Live: close the socket, bounded (the attempt then returns STOPPED; it awaits this
             # task). Still connecting (room lookup, sign, handshake): abandon the attempt.
             if self.status.phase is ConnectorPhase.LIVE and self._client is not None:
@@ -168,10 +171,17 @@ class ConnectorRunner:
             try:
                 await asyncio.wait_for(asyncio.shield(flusher), self.settings.drain_timeout_s)
             except TimeoutError:
-                unpublished = self.publisher.pending
+                # The batch being sent may already be in Redis (only its answer is missing): it
+                # is not counted as dropped. Its ids are in the stream, so the next connector's
+                # duplicate filter, seeded from the stream, drops them if TikTok sends them again.
+                unpublished, unconfirmed = self.publisher.buffered, self.publisher.in_flight
                 log.error(
                     "exiting with unpublished events",
-                    extra={"pending": unpublished, "drain_timeout_s": self.settings.drain_timeout_s},
+                    extra={
+                        "pending": unpublished,
+                        "unconfirmed": unconfirmed,
+                        "drain_timeout_s": self.settings.drain_timeout_s,
+                    },
                 )
                 metrics.EVENTS_DROPPED.labels(reason="drain_timeout").inc(unpublished)
                 self.publisher.abandon()
@@ -299,6 +309,7 @@ class ConnectorRunner:
         """
         assert self.router is not None
         client = self._client = self._new_client()
+        self._attempt_ending = False
         stalled = False
         try:
             task = await asyncio.wait_for(
@@ -321,20 +332,25 @@ class ConnectorRunner:
                 if time.time() - self.router.last_activity > self.settings.stall_timeout_s:
                     stalled = True
                     log.warning("no traffic, reconnecting", extra={"stall_timeout_s": self.settings.stall_timeout_s})
-                    await client.disconnect()
+                    # Bounded: a silent push server is exactly what the unbounded close waits on.
+                    await socket_shutdown.close(client, self._closed.protocol)
             try:
-                task.result()
+                # Cancelled: a bounded close (the watchdog's or the stop's) ended a receive
+                # loop that did not end after the socket was abandoned. The attempt still ends.
+                if not task.cancelled():
+                    task.result()
             finally:
                 self.status.disconnected_at_ms = int(time.time() * 1000)
                 ended = self._ended(stalled)
-                failed = task.cancelled() or task.exception() is not None
+                failed = not task.cancelled() and task.exception() is not None
                 self.router.disconnected("error" if failed else ended.value)
         finally:
+            self._attempt_ending = True  # before `_closing` is read: a later stop starts no close
             self._client = None
             closing, self._closing = self._closing, None
             if closing is not None:
                 await closing  # bounded by `socket_shutdown.close`
-            await _dispose(client, self._closed.protocol)
+            await _dispose(client, self._closed.protocol, close_socket=closing is None)
         return ended
 
     def _ended(self, stalled: bool) -> outcomes.Ended:
@@ -354,15 +370,16 @@ def _final_phase(code: ExitCode) -> ConnectorPhase:
     return ConnectorPhase.FAILED
 
 
-async def _dispose(client: TikTokLiveClient, protocol: object) -> None:
-    """Close a client's socket and HTTP pools.
+async def _dispose(client: TikTokLiveClient, protocol: object, *, close_socket: bool = True) -> None:
+    """Close a client's socket (unless the stop's close already ran: `close_socket=False`) and HTTP pools.
 
     `TikTokLiveClient.close()` drives its own event loop (`run_until_complete`) and cannot be
     awaited from inside one, so we close the parts ourselves. The socket's close is bounded:
     once the attempt is over nobody reads the socket, and a websockets protocol whose receive
     queue is full then never sees the peer's close frame (`socket_shutdown`).
     """
-    await socket_shutdown.close(client, protocol)
+    if close_socket:
+        await socket_shutdown.close(client, protocol)
     with contextlib.suppress(Exception):
         await client.web.close()
     with contextlib.suppress(Exception):

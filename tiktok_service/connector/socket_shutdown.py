@@ -63,12 +63,15 @@ async def close(client: TikTokLiveClient, protocol: Any, timeout_s: float = CLOS
     websockets' `close()` swallows a cancel and goes on waiting for the TCP close (so
     `asyncio.wait_for` would not bound it). Abandoning the socket is what ends it. The
     library's receive loop (`client._event_loop_task`) is cancelled if it has still not ended
-    `LOOP_END_TIMEOUT_S` later. Never raises.
+    `LOOP_END_TIMEOUT_S` later. Never raises (unless the caller itself is cancelled), also when
+    called again after such a cancel.
     """
     disconnecting = asyncio.ensure_future(client.disconnect())
     done, _ = await asyncio.wait({disconnecting}, timeout=timeout_s)
     if done:
-        error = disconnecting.exception()
+        # Cancelled: the library awaited a receive loop an earlier close had cancelled
+        # (`.exception()` would raise CancelledError here).
+        error = None if disconnecting.cancelled() else disconnecting.exception()
         if error is None and is_closed(protocol):
             return True
         if error is not None:
