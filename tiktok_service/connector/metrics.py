@@ -10,7 +10,8 @@ EVENTS_PUBLISHED = Counter(
 )
 EVENTS_DROPPED = Counter(
     "tiktok_connector_events_dropped_total",
-    "Messages not published, by reason (duplicate, filtered, handler_error, buffer_full, malformed_frame, fenced)",
+    "Messages not published, by reason "
+    "(duplicate, filtered, handler_error, buffer_full, malformed_frame, fenced, drain_timeout)",
     ["reason"],
 )
 MESSAGES_DROPPED = Counter(

@@ -211,6 +211,16 @@ class Publisher:
     def pending(self) -> int:
         return len(self._buffer) + len(self._inflight)
 
+    @property
+    def buffered(self) -> int:
+        """Events not yet sent to Redis (the batch being sent excluded)."""
+        return len(self._buffer)
+
+    @property
+    def in_flight(self) -> int:
+        """Events of the batch being sent: Redis may have written them already."""
+        return len(self._inflight)
+
     async def run(self) -> None:
         """Flush until `close()`; then drain what is left (bounded by the caller's timeout)."""
         attempt = 0

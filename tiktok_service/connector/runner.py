@@ -4,8 +4,11 @@ Lifecycle (every loop bounded, every task owned by the runner's TaskGroup):
 - `run()` starts the publisher, the status heartbeat and the connection loop;
 - the connection loop asks `outcomes` what to do after each attempt (reconnect with
   backoff, wait for the user to go live, or exit with a documented code);
-- `stop()` (SIGTERM) closes the socket, closes open gift streaks, drains the buffer to
-  Redis within `drain_timeout_s` and writes the final status;
+- `stop()` (SIGTERM) closes the socket (abandoning it when TikTok has not answered within
+  `socket_shutdown.CLOSE_TIMEOUT_S`), closes open gift streaks, drains the buffer to Redis
+  within `drain_timeout_s` (what is left is counted as dropped, reason `drain_timeout`) and
+  writes the final status (within `FINAL_STATUS_TIMEOUT_S`): every step bounded and logged
+  when it runs out, so the process exits well inside the pod's grace period;
 - the connector claims its Livestream first (`fencing`): once a newer connector claims it,
   the next publish or heartbeat is refused, the runner stops as on SIGTERM (nothing more is
   written, not even the final status) and exits with `ExitCode.FENCED`.
@@ -32,6 +35,7 @@ from tiktok_service.connector import (
     router,
     sign_quota,
     socket_close,
+    socket_shutdown,
     status_reporter,
     transport,
     verify_pages,
@@ -44,6 +48,9 @@ from tiktok_service.domain.exit_codes import ExitCode
 from tiktok_service.settings import ConnectorSettings
 
 log = logging.getLogger(__name__)
+
+#: Longest wait for the final status write on shutdown (Redis may be down: it is then lost, logged).
+FINAL_STATUS_TIMEOUT_S = 2.0
 
 
 def configure_tiktok_urls(settings: ConnectorSettings) -> None:
@@ -60,6 +67,10 @@ class ConnectorRunner:
         self._stopping = asyncio.Event()
         self._client: TikTokLiveClient | None = None
         self._attempt: asyncio.Task[outcomes.Ended] | None = None
+        self._closing: asyncio.Task[bool] | None = None  # the socket's close on stop, kept until done
+        # Set once the attempt's `finally` has begun: it has read `_closing` and disposes of
+        # the client itself (bounded), so a stop then starts nothing more.
+        self._attempt_ending = False
         self._policy = outcomes.Policy(
             wait_for_live=settings.wait_for_live,
             live_poll_interval_s=settings.live_poll_interval_s,
@@ -107,12 +118,17 @@ class ConnectorRunner:
     # -- public lifecycle ---------------------------------------------------------------
     def stop(self) -> None:
         """Request a clean shutdown (idempotent; safe from a signal handler)."""
+        if not self._stopping.is_set():
+            log.info("stop requested", extra={"phase": self.status.phase.value, "buffered": self.publisher.pending})
         self._stopping.set()
-        if self._attempt is not None and not self._attempt.done():
-            # Live: close the socket cleanly (the attempt then returns STOPPED). Still
-            # connecting (room lookup, sign, handshake): abandon the attempt.
+        if self._attempt is not None and not self._attempt.done() and not self._attempt_ending:
+            # Live: close the socket, bounded (the attempt then returns STOPPED; it awaits this
+            # task). Still connecting (room lookup, sign, handshake): abandon the attempt.
             if self.status.phase is ConnectorPhase.LIVE and self._client is not None:
-                asyncio.get_running_loop().create_task(self._client.disconnect())
+                if self._closing is None:
+                    self._closing = asyncio.get_running_loop().create_task(
+                        socket_shutdown.close(self._client, self._closed.protocol), name="socket-close"
+                    )
             else:
                 self._attempt.cancel()
 
@@ -155,7 +171,19 @@ class ConnectorRunner:
             try:
                 await asyncio.wait_for(asyncio.shield(flusher), self.settings.drain_timeout_s)
             except TimeoutError:
-                log.error("exiting with unpublished events", extra={"pending": self.publisher.pending})
+                # The batch being sent may already be in Redis (only its answer is missing): it
+                # is not counted as dropped. Its ids are in the stream, so the next connector's
+                # duplicate filter, seeded from the stream, drops them if TikTok sends them again.
+                unpublished, unconfirmed = self.publisher.buffered, self.publisher.in_flight
+                log.error(
+                    "exiting with unpublished events",
+                    extra={
+                        "pending": unpublished,
+                        "unconfirmed": unconfirmed,
+                        "drain_timeout_s": self.settings.drain_timeout_s,
+                    },
+                )
+                metrics.EVENTS_DROPPED.labels(reason="drain_timeout").inc(unpublished)
                 self.publisher.abandon()
                 flusher.cancel()
             # The flags end both loops even if a cancel is swallowed (see `StatusReporter.stop`).
@@ -163,7 +191,10 @@ class ConnectorRunner:
             heartbeat.cancel()
         self.exit_code = code
         self.status.exit_code = int(code)
-        await reporter.write_final()
+        try:
+            await asyncio.wait_for(reporter.write_final(), FINAL_STATUS_TIMEOUT_S)
+        except TimeoutError:
+            log.error("final status not written in time", extra={"timeout_s": FINAL_STATUS_TIMEOUT_S})
         return code
 
     # -- the loop -----------------------------------------------------------------------
@@ -278,6 +309,7 @@ class ConnectorRunner:
         """
         assert self.router is not None
         client = self._client = self._new_client()
+        self._attempt_ending = False
         stalled = False
         try:
             task = await asyncio.wait_for(
@@ -300,16 +332,25 @@ class ConnectorRunner:
                 if time.time() - self.router.last_activity > self.settings.stall_timeout_s:
                     stalled = True
                     log.warning("no traffic, reconnecting", extra={"stall_timeout_s": self.settings.stall_timeout_s})
-                    await client.disconnect()
+                    # Bounded: a silent push server is exactly what the unbounded close waits on.
+                    await socket_shutdown.close(client, self._closed.protocol)
             try:
-                task.result()
+                # Cancelled: a bounded close (the watchdog's or the stop's) ended a receive
+                # loop that did not end after the socket was abandoned. The attempt still ends.
+                if not task.cancelled():
+                    task.result()
             finally:
                 self.status.disconnected_at_ms = int(time.time() * 1000)
                 ended = self._ended(stalled)
-                self.router.disconnected(ended.value if not task.exception() else "error")
+                failed = not task.cancelled() and task.exception() is not None
+                self.router.disconnected("error" if failed else ended.value)
         finally:
+            self._attempt_ending = True  # before `_closing` is read: a later stop starts no close
             self._client = None
-            await _dispose(client)
+            closing, self._closing = self._closing, None
+            if closing is not None:
+                await closing  # bounded by `socket_shutdown.close`
+            await _dispose(client, self._closed.protocol, close_socket=closing is None)
         return ended
 
     def _ended(self, stalled: bool) -> outcomes.Ended:
@@ -329,14 +370,16 @@ def _final_phase(code: ExitCode) -> ConnectorPhase:
     return ConnectorPhase.FAILED
 
 
-async def _dispose(client: TikTokLiveClient) -> None:
-    """Close a client's socket and HTTP pools.
+async def _dispose(client: TikTokLiveClient, protocol: object, *, close_socket: bool = True) -> None:
+    """Close a client's socket (unless the stop's close already ran: `close_socket=False`) and HTTP pools.
 
     `TikTokLiveClient.close()` drives its own event loop (`run_until_complete`) and cannot be
-    awaited from inside one, so we close the parts ourselves.
+    awaited from inside one, so we close the parts ourselves. The socket's close is bounded:
+    once the attempt is over nobody reads the socket, and a websockets protocol whose receive
+    queue is full then never sees the peer's close frame (`socket_shutdown`).
     """
-    with contextlib.suppress(Exception):
-        await client.disconnect()
+    if close_socket:
+        await socket_shutdown.close(client, protocol)
     with contextlib.suppress(Exception):
         await client.web.close()
     with contextlib.suppress(Exception):
