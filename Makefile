@@ -89,8 +89,10 @@ prebuild: export WITH_KUBELET := 1
 prebuild: deps
 	@$(MAKE) --no-print-directory -j$(PREBUILD_JOBS) -O venv prebuild-k8s helm image-dev standins
 
+# One after the other (the kubelet comes out of the control plane's `go build`; the pause image follows).
 prebuild-k8s:
-	@$(MAKE) --no-print-directory controlplane kubelet
+	@$(MAKE) --no-print-directory controlplane
+	@$(MAKE) --no-print-directory kubelet
 
 unit: venv
 	$(PY) -m pytest tests/unit
