@@ -113,7 +113,7 @@ fi
 
 # --- publish atomically -------------------------------------------------------------
 "$STAGE/kube-apiserver" --version
-"$STAGE/etcd" --version | head -1
+"$STAGE/etcd" --version | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
 rm -rf "$BIN_DIR"   # only reachable if a previous publish was incomplete by hand
 mv "$STAGE" "$BIN_DIR"
 log "done in $((SECONDS - START))s: $BIN_DIR"
