@@ -10,8 +10,8 @@
 #
 # Why build from modules: upstream release tarballs are not reachable from the build
 # environment, but the Go module proxy is. The Kubernetes commands share one module setup and
-# one `go build` (scripts/k8s-modules.sh); etcd, its own module, builds beside them. Cold: ~9
-# minutes on 2 cores (see the README); a warm run (binaries present) is a no-op.
+# one `go build` (scripts/k8s-modules.sh); etcd, its own module, builds beside them. Cold, kubelet
+# included: ~15 minutes on 2 cores under load (README); warm (binaries present): a no-op.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
