@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CACHE_DIR ?= $(HOME)/.cache/tiktok-service
 
-.PHONY: venv deps controlplane kubelet helm manifests dev test unit bench chaos lint fmt schemas clean image image-dev standins kind-up kind-down
+.PHONY: venv deps controlplane kubelet helm prebuild prebuild-k8s manifests dev test unit bench chaos lint fmt schemas clean image image-dev standins kind-up kind-down
 
 # The product (`tiktok_service`) and, beside it, the developer tooling (`dev/`: `tiktok-service-dev`),
 # which the product's wheel and image never contain.
@@ -75,8 +75,24 @@ kind-up: image image-dev
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
 
+# The kubelet is built with the control plane (one `go build`) when `make test` builds both.
+test: export WITH_KUBELET := 1
 test: venv deps controlplane kubelet helm
 	$(PY) -m pytest
+
+# Everything `make test` uses, built side by side (CI runs it first, .ci/run): the Go builds are
+# CPU-bound, the images, the stand-ins and the venv mostly wait on the network and the disk, so
+# they overlap. Each job's output is printed whole when it ends (-O); any failure fails the run.
+# The tests then find the images' layers built (same Dockerfiles: podman reuses every layer).
+PREBUILD_JOBS ?= 5
+prebuild: export WITH_KUBELET := 1
+prebuild: deps
+	@$(MAKE) --no-print-directory -j$(PREBUILD_JOBS) -O venv prebuild-k8s helm image-dev standins
+
+# One after the other (the kubelet comes out of the control plane's `go build`; the pause image follows).
+prebuild-k8s:
+	@$(MAKE) --no-print-directory controlplane
+	@$(MAKE) --no-print-directory kubelet
 
 unit: venv
 	$(PY) -m pytest tests/unit

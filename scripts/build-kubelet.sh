@@ -3,13 +3,15 @@
 #   ${CACHE_DIR:-$HOME/.cache/tiktok-service}/kubelet/kubernetes-<version>/bin/kubelet
 #   ${CACHE_DIR:-$HOME/.cache/tiktok-service}/pause/<source-hash>/pause.tar
 # * kubelet: from Go modules, with the same module setup as the control plane
-#   (scripts/k8s-modules.sh) and the version pinned in scripts/controlplane.env.
+#   (scripts/k8s-modules.sh: resolved once, cached) and the version pinned in
+#   scripts/controlplane.env. `make test` builds it with the control plane in one `go build`
+#   (WITH_KUBELET=1 scripts/build-controlplane.sh), which leaves nothing to do here.
 # * pause.tar: the pods' sandbox image (scripts/pause/main.go, a static binary), saved as an
 #   image archive named $PAUSE_IMAGE for `ctr images import`; containerd is configured with it
 #   as `sandbox_image`, so nothing is ever pulled.
 # Each is published by an atomic rename under a lock: concurrent runs build once, a killed run
-# leaves nothing half-written. Cold: ~5.5 minutes on 2 cores (~3 with the control plane's Go
-# build cache warm); warm: a no-op (0.1 s). Needs a Go toolchain and podman (make deps).
+# leaves nothing half-written. Cold on its own: ~5.5 minutes on 2 cores (~1 with the control
+# plane's Go build cache and module setup warm); warm: a no-op (0.1 s). Needs a Go toolchain and podman (make deps).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,10 +56,8 @@ build_kubelet() {
   local started=$SECONDS
   find_go
   log "building kubelet $KUBERNETES_VERSION with $("$GO" version)"
-  k8s_module_init "$WORK/k8s" tiktok-service.local/kubelet-build kubelet
-  mkdir -p "$WORK/bin"
-  (cd "$WORK/k8s" && CGO_ENABLED=0 "${NICE[@]}" "$GO" build -trimpath -ldflags "$(k8s_ldflags)" \
-    -o "$WORK/bin/kubelet" k8s.io/kubernetes/cmd/kubelet)
+  k8s_module_init "$WORK/k8s"
+  K8S_NICE=10 k8s_build "$WORK/k8s" "$WORK/bin" kubelet
   "$WORK/bin/kubelet" --version
   rm -rf "$KUBELET_DEST/bin"
   mv "$WORK/bin" "$KUBELET_DEST/bin"
