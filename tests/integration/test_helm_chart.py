@@ -147,6 +147,15 @@ def test_without_the_access_job_persisters_and_the_api_migrate_in_an_init_contai
         assert init["command"] == ["tiktok-service", "migrate"], name
 
 
+def test_no_component_of_the_chart_is_the_init_of_its_pid_namespace() -> None:
+    """An init's signals without a handler are dropped: a SIGTERM during start-up would be lost."""
+    rendered = docs(template(None))
+    deployments = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Deployment"}
+    assert set(deployments) >= {"tiktok-api", "tiktok-operator", "tiktok-persister"}
+    for name in ("tiktok-api", "tiktok-operator", "tiktok-persister"):
+        assert deployments[name]["spec"]["template"]["spec"]["shareProcessNamespace"] is True, name
+
+
 def test_the_prometheus_rule_carries_the_alert_rules_promtool_accepts(tmp_path: Path) -> None:
     rendered = docs(template(None, "--set", "monitoring.prometheusRule.enabled=true"))
     (rule,) = [d for d in rendered if d["kind"] == "PrometheusRule"]
