@@ -25,7 +25,7 @@ import socket
 import subprocess
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 
 import dns.exception
@@ -39,7 +39,7 @@ from kubernetes import client
 
 from tests.tcp_relay import Address, TcpRelay
 
-__all__ = ["ClusterDns", "Endpoint", "ServiceRouter", "dns_answer", "pick_endpoint", "service_of"]
+__all__ = ["ClusterDns", "Endpoint", "ServiceRouter", "dns_answer", "pick_endpoint", "refresh_table", "service_of"]
 
 DNS_TTL_S = 5
 _POLL_S = 0.3
@@ -76,6 +76,17 @@ def dns_answer(query: bytes, services: ServiceTable, domain: str) -> bytes | Non
             )
         # Any other type of an existing name: NOERROR without records (no IPv6 here).
     return response.to_wire()
+
+
+def refresh_table(live: MutableMapping[tuple[str, str], str], table: ServiceTable) -> None:
+    """Make `live` equal to `table` in place, never lacking a Service that is in both.
+
+    `ClusterDns` reads `live` from its own thread without a lock: emptying it before filling it
+    again would answer NXDOMAIN for an existing Service to a query arriving in between. Each step
+    here (one key deleted or set) is atomic for a dict, and only Services gone are deleted."""
+    for key in [key for key in live if key not in table]:
+        del live[key]
+    live.update(table)
 
 
 @dataclass(frozen=True)
@@ -188,8 +199,9 @@ class ServiceRouter:
                 if (port.protocol or "TCP") == "TCP":
                     wanted[(ip, port.port)] = (namespace, name, port.name or "")
         with self._lock:
-            self.services.clear()
-            self.services.update(table)
+            if self._closing.is_set():  # `close` may have given up waiting: add nothing it will not remove
+                return
+            refresh_table(self.services, table)
             for listen in [listen for listen in self.relays if listen not in wanted]:
                 self.relays.pop(listen).close()
             for ip in self._ips - set(table.values()):

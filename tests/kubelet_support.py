@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -49,6 +50,7 @@ __all__ = [
     "NodeBuild",
     "NodeUnavailableError",
     "build_product_image",
+    "heartbeat_after",
     "node_build",
     "node_prerequisites",
     "qualified_image",
@@ -57,6 +59,17 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_DOMAIN = "cluster.local"
 _POLL_S = 0.1
+
+
+def heartbeat_after(heartbeat: str, stopped: float) -> bool:
+    """Whether a node condition's `lastHeartbeatTime` was written after `stopped` (a Unix time).
+
+    The API keeps that time in whole seconds (RFC 3339, truncated): a heartbeat of the old kubelet
+    written in the very second `stopped` falls in, shows the same second as one the new kubelet
+    writes later in it. Only a heartbeat of a later second is surely the new kubelet's; with
+    `nodeStatusUpdateFrequency` of 2 s the next one comes within about 3 s."""
+    seen = dt.datetime.fromisoformat(heartbeat.replace("Z", "+00:00")).timestamp()
+    return seen >= math.floor(stopped) + 1
 
 
 @dataclass(frozen=True)
@@ -270,11 +283,9 @@ class KubeletNode:
 
     def _reported_since(self, started: float) -> bool:
         ready = self.condition("Ready")
-        heartbeat = ready.get("lastHeartbeatTime") if ready else None
-        if not heartbeat:
+        if ready is None or ready.get("status") != "True" or not ready.get("lastHeartbeatTime"):
             return False
-        seen = dt.datetime.fromisoformat(str(heartbeat).replace("Z", "+00:00")).timestamp()
-        return seen >= int(started) and ready is not None and ready.get("status") == "True"
+        return heartbeat_after(str(ready["lastHeartbeatTime"]), started)
 
     def node(self) -> dict[str, Any]:
         """The Node object as the API server has it."""

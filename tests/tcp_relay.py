@@ -11,12 +11,14 @@ through untouched: the pods verify the API server's certificate and present thei
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
 _CHUNK = 65536
+_log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 
@@ -38,9 +40,11 @@ class TcpRelay:
     """Accepts on `listen` and relays every connection to `target`, a thread per direction.
 
     `target` may be a function, asked at each connection (a Service's endpoints change as its
-    pods come and go); when it answers None the connection is refused (closed at once)."""
+    pods come and go); when it answers None, or raises (logged, counted in `target_errors`), that
+    connection is refused (closed at once) and the relay goes on accepting."""
 
     def __init__(self, listen: Address, target: Address | Callable[[], Address | None]) -> None:
+        self.listen = listen
         self._target: Callable[[], Address | None] = target if callable(target) else (lambda: target)
         self._server = socket.create_server(listen, reuse_port=False)
         self._server.settimeout(0.5)
@@ -48,6 +52,8 @@ class TcpRelay:
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
         self.accepted = 0
+        #: Connections refused because asking `target` raised (logged with the traceback).
+        self.target_errors = 0
         self._thread = threading.Thread(target=self._serve, name=f"relay-{listen[0]}:{listen[1]}", daemon=True)
         self._thread.start()
 
@@ -61,6 +67,12 @@ class TcpRelay:
                 return
             try:
                 target = self._target()
+            except Exception:  # e.g. the API server's answer for the endpoints: refuse this connection only
+                _log.exception("relay %s:%d: no target for a connection, refused", *self.listen)
+                self.target_errors += 1
+                inbound.close()
+                continue
+            try:
                 if target is None:
                     raise ConnectionRefusedError("no endpoint")
                 outbound = socket.create_connection(target, timeout=10)
