@@ -102,6 +102,7 @@ def desired_status(
     if found.next_retry_at is not None:
         status["nextRetryAt"] = model.format_time(found.next_retry_at)
     status.update(refusals.status_fields(found.reason, refusal))
+    status.update(_node_disruption_fields(found, current))
     previous = {c.get("type"): c for c in current.get("conditions") or []}
     ready = found.phase in _READY_PHASES
     live = found.phase is Phase.LIVE
@@ -110,6 +111,19 @@ def desired_status(
         condition(previous.get("Connected"), "Connected", live, found.reason, found.message, generation, now),
     ]
     return status
+
+
+def _node_disruption_fields(found: lifecycle.Assessment, current: Mapping[str, Any]) -> dict[str, Any]:
+    """`nodeDisruptions`/`disruptedPod`: set by a node disruption, kept until a pod goes Live."""
+    if found.phase is Phase.LIVE:
+        return {}
+    if found.node_disruptions is not None:
+        return {
+            lifecycle.NODE_DISRUPTIONS_FIELD: found.node_disruptions,
+            lifecycle.DISRUPTED_POD_FIELD: found.disrupted_pod,
+        }
+    fields = (lifecycle.NODE_DISRUPTIONS_FIELD, lifecycle.DISRUPTED_POD_FIELD)
+    return {key: current[key] for key in fields if key in current}
 
 
 def status_patch(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
