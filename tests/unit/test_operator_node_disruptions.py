@@ -86,3 +86,33 @@ def test_the_delay_is_none_for_the_first_then_the_refusal_backoff() -> None:
 
     assert [lifecycle.node_disruption_delay(n, policy) for n in range(1, 6)] == [0.0, 5.0, 10.0, 12.0, 12.0]
     assert lifecycle.node_disruptions_in_a_row({"nodeDisruptions": "x"}) == 0
+
+
+def test_each_evicted_pod_gets_its_event_even_back_to_back_with_the_same_reason() -> None:
+    body = livestream({"phase": "Live", "reason": "Connected"})
+    first_pod = failed(exit_code=0, uid="p-1", reason="Evicted", message=PRESSURE, disruption="TerminationByKubelet")
+    first = _written(body, assess(body, first_pod), first_pod)
+    again = _written(livestream(first), assess(livestream(first), first_pod), first_pod)
+    # The replacement starts, is evicted before it goes Live: same reason, a new pod.
+    second_pod = failed(exit_code=0, uid="p-2", reason="Evicted", message=PRESSURE, disruption="TerminationByKubelet")
+    second = _written(livestream(first), assess(livestream(first), second_pod), second_pod)
+
+    assert [e.reason for e in status.transition_events(body["status"], first)] == ["Evicted"]
+    assert [e.reason for e in status.transition_events(first, again) if e.reason == "Evicted"] == []
+    assert (first["reason"], second["reason"]) == ("Evicted", "Evicted")
+    assert [e.reason for e in status.transition_events(first, second) if e.reason == "Evicted"] == ["Evicted"]
+
+
+def test_a_counted_eviction_is_announced_once_across_its_backoff_and_restart() -> None:
+    own = 'Container connector exceeded its local ephemeral storage limit "1Mi". '
+    body = livestream({"phase": "Live", "reason": "Connected"})
+    evicted = failed(exit_code=137, uid="p-1", reason="Evicted", message=own)
+    backing_off = _written(body, assess(body, evicted), evicted)
+    due = assess(livestream(backing_off), evicted, now=NOW + 60)
+    restarting = _written(livestream(backing_off), due, evicted)
+
+    announced = status.transition_events(body["status"], backing_off)
+    restarted = status.transition_events(backing_off, restarting, disruption=due.disruption)
+
+    assert (backing_off["disruptedPod"], restarting["reason"]) == ("p-1", "Restarting")
+    assert "Evicted" in [e.reason for e in announced] and "Evicted" not in [e.reason for e in restarted]

@@ -89,8 +89,9 @@ class Assessment:
     #: The disruption behind a counted failure (`evictions`: "Evicted" for a pod beyond its own
     #: limits) when the reason shows something else (Restarting, RestartLimitReached).
     disruption: str = ""
-    #: Pods their node ended in a row (`status.nodeDisruptions`), and the last one's uid; None: unchanged.
+    #: Pods their node ended in a row (`status.nodeDisruptions`); None: unchanged.
     node_disruptions: int | None = None
+    #: The uid of the disrupted pod this assessment reports (`status.disruptedPod`): one Event per pod.
     disrupted_pod: str = ""
 
 
@@ -193,7 +194,7 @@ def _assess(
         gone = evictions.deleted_disruption(pod.disruption, pod.disruption_message)
         if gone is not None:
             message = f"pod {pod.name} {gone.why}; replaced once it has stopped, not counted toward maxRestarts"
-            return Assessment(Phase.PENDING, gone.reason, message, pod.restarts)
+            return Assessment(Phase.PENDING, gone.reason, message, pod.restarts, disrupted_pod=pod.uid)
         return Assessment(Phase.PENDING, "PodTerminating", f"waiting for pod {pod.name} to terminate", pod.restarts)
 
     if pod.spec_hash != desired.spec_hash(spec):
@@ -248,6 +249,7 @@ def _assess_finished(
     cause = pod.reason or "Error"
     detail = f"exit code {pod.exit_code}" if pod.exit_code is not None else cause
     own = disrupted.reason if disrupted is not None else ""
+    own_uid = pod.uid if disrupted is not None else ""
     if disrupted is not None:
         cause, detail = disrupted.reason, disrupted.why
     elif pod.exit_code == ExitCode.STOPPED:
@@ -257,7 +259,9 @@ def _assess_finished(
         detail = f"{why}, exit code {pod.exit_code}"
     if failures > policy.max_restarts:
         message = f"connector failed {failures} times in a row ({detail}); restart limit is {policy.max_restarts}"
-        return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1, disruption=own)
+        return Assessment(
+            Phase.FAILED, "RestartLimitReached", message, failures - 1, disruption=own, disrupted_pod=own_uid
+        )
     known = model.parse_time(status.get("nextRetryAt"))
     announced = previous is Phase.BACKING_OFF and int(status.get("restarts") or 0) == failures
     scheduled = (pod.finished_at or now) + restart_delay(failures, policy)
@@ -265,7 +269,14 @@ def _assess_finished(
     if now < retry_at:
         message = f"connector stopped ({detail}); restart {failures} of {policy.max_restarts} scheduled"
         return Assessment(
-            Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now), disruption=own
+            Phase.BACKING_OFF,
+            cause,
+            message,
+            failures,
+            retry_at,
+            Action(requeue_after=retry_at - now),
+            disruption=own,
+            disrupted_pod=own_uid,
         )
     # Due already: announced by the BackingOff status, or (an exit reported late) by this one.
     return Assessment(
@@ -277,6 +288,7 @@ def _assess_finished(
         Action(Do.RECREATE_POD, pod.uid, failures),
         news=not announced,
         disruption=own,
+        disrupted_pod=own_uid,
     )
 
 
