@@ -255,6 +255,12 @@ class OperatorSettings(BaseSettings):
     peering_lifetime_s: int = Field(
         default=60, ge=5, description="A replica not seen for this long is dead (failover time after a crash)."
     )
+    stop_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="After SIGTERM, how long kopf may take to stop (peering clean-up against an API server that "
+        "does not answer retries forever); then the operator exits 1. Keep below the pod's grace period (30 s).",
+    )
 
     # Connections of the operator itself.
     redis_url: str = Field(

@@ -122,3 +122,61 @@ def test_an_eviction_that_left_only_its_condition_is_still_the_nodes_fault() -> 
 
     assert found is not None and (found.fault, found.reason) == (Fault.NODE, "Evicted") and message in found.why
     assert shutdown is not None and shutdown.reason == "NodeShutdown"
+
+
+# What `evictionMessage` writes when a container used more than it requested (helpers.go since
+# Kubernetes 1.28, and the older wording), and the node-shutdown and critical-pod rejections.
+OVER_REQUEST = (
+    "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki. "
+    "Container connector was using 301248Ki, request is 112Mi, has larger consumption of memory. "
+)
+OVER_REQUEST_OLD = (
+    "The node was low on resource: ephemeral-storage. Threshold quantity: 1Gi, available: 10Mi. "
+    "Container connector was using 2Gi, which exceeds its request of 0. "
+)
+SHUTDOWN_REJECTED = "Pod was rejected: Pod was rejected as the node is shutting down."
+
+
+@pytest.mark.parametrize("message", [OVER_REQUEST, OVER_REQUEST_OLD])
+def test_node_pressure_from_a_connector_beyond_its_request_is_its_own_failure(message: str) -> None:
+    found = evictions.finished_disruption("Evicted", message, "TerminationByKubelet")
+    only_condition = evictions.finished_disruption("Completed", "", "TerminationByKubelet", message)
+
+    assert found is not None and (found.fault, found.reason) == (Fault.OWN, "Evicted")
+    assert "more than it requested" in found.why and message in found.why
+    assert only_condition is not None and only_condition.fault is Fault.OWN
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        NODE_MEMORY,  # the clause, but usage (61020Ki) below the request (112Mi)
+        "The node was low on resource: memory. Container connector was using lots, request is 1Mi, "
+        "has larger consumption of memory. ",  # a quantity that does not parse
+        "The node was low on resource: memory. Container connector was using 3Mi, request is 3Mi, "
+        "has larger consumption of memory. ",
+    ],
+)
+def test_a_request_clause_that_does_not_show_usage_above_the_request_leaves_it_the_nodes_fault(message: str) -> None:
+    found = evictions.finished_disruption("Evicted", message, "TerminationByKubelet")
+
+    assert found is not None and found.fault is Fault.NODE and not evictions.beyond_request(message)
+
+
+def test_a_pod_refused_because_its_node_is_shutting_down_is_the_nodes_fault() -> None:
+    found = evictions.finished_disruption("NodeShutdown", SHUTDOWN_REJECTED)
+
+    assert found is not None and (found.fault, found.reason) == (Fault.NODE, "NodeShutdown")
+    assert "shutting down" in found.why and SHUTDOWN_REJECTED in found.why
+
+
+def test_a_pod_the_kubelet_preempted_for_a_critical_pod_is_the_nodes_fault_and_says_so() -> None:
+    found = evictions.finished_disruption(
+        "Preempting",
+        "Preempted in order to admit critical pod",
+        "TerminationByKubelet",
+        "Pod was preempted by Kubelet to accommodate a critical pod.",
+    )
+
+    assert found is not None and (found.fault, found.reason) == (Fault.NODE, "Preempted")
+    assert "critical pod" in found.why and "pressure" not in found.why

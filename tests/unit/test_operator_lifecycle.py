@@ -482,3 +482,4 @@ def test_a_connector_its_node_stopped_without_a_recorded_reason_counts_and_says_
 
     assert (found.phase, found.reason, found.restarts) == (Phase.BACKING_OFF, "StoppedByNode", 1)
     assert "the pod's events" in found.message
+    assert "liveness probe" in found.message and "ephemeral-storage limit" in found.message

@@ -20,7 +20,11 @@ formats (`pkg/kubelet/eviction/helpers.go` of Kubernetes v1.37):
 
 A graceful node shutdown sets `reason: Terminated` (`pkg/kubelet/nodeshutdown`), and a
 kubelet that finds the node short of what the scheduler counted refuses the pod with
-`OutOf<resource>` (`pkg/kubelet/lifecycle/predicate.go`). An `Evicted` message matching
+`OutOf<resource>` (`pkg/kubelet/lifecycle/predicate.go`); a pod the kubelet admits no more
+because its node is shutting down gets `reason: NodeShutdown`, and one it evicts to admit a
+critical pod `reason: Preempting` (both the node's doing). A node-pressure eviction whose
+message names a container using more than its request (``Container %s was using %s, request
+is %s, has larger consumption of %v. ``) was at least partly the pod's own doing: counted. An `Evicted` message matching
 neither family counts as the pod's failure unless the kubelet marked it `TerminationByKubelet`:
 a failure we cannot place is retried with backoff, never forever at once.
 
@@ -38,9 +42,12 @@ scheduler's preemption, the taint manager (``DeletionByTaintManager``: an unreac
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
+
+from tiktok_service.domain.quantities import parse_quantity
 
 EVICTED: Final = "Evicted"
 PREEMPTED: Final = "Preempted"
@@ -57,8 +64,21 @@ _OWN_LIMIT_MESSAGES: Final = (
 _OWN_CONTAINER_LIMIT: Final = "exceeded its local ephemeral storage limit"
 #: The kubelet's messages for a node under pressure.
 _NODE_MESSAGES: Final = ("The node was low on resource:", "The node had condition:")
+#: The kubelet's clause naming a container beyond its request (only written when usage > request):
+#: ``Container %s was using %s, request is %s, has larger consumption of %v. ``
+#: (before Kubernetes 1.28: ``Container %s was using %s, which exceeds its request of %s. ``).
+_OVER_REQUEST: Final = re.compile(
+    r"Container (?P<container>\S+) was using (?P<usage>[^\s,]+)"
+    r"(?:, request is (?P<request>[^\s,]+), has larger consumption of [\w./-]+|"
+    r", which exceeds its request of (?P<old_request>[^\s,]+?))\.(?:\s|$)"
+)
 _KUBELET_TERMINATION: Final = "TerminationByKubelet"
 _NODE_SHUTDOWN_REASON: Final = "Terminated"
+#: Admission refused while the node shuts down (`pkg/kubelet/nodeshutdown`):
+#: "Pod was rejected as the node is shutting down."
+_NODE_SHUTDOWN_REJECTED: Final = "NodeShutdown"
+#: The kubelet evicting a pod to admit a critical one (`pkg/kubelet/preemption`).
+_KUBELET_PREEMPTING: Final = "Preempting"
 _NODE_SHUTDOWN_MESSAGE: Final = "Pod was terminated in response to imminent node shutdown"
 _ADMISSION_SHORT_PREFIX: Final = "OutOf"
 
@@ -96,16 +116,45 @@ def finished_disruption(
         if message.startswith(_OWN_LIMIT_MESSAGES) or _OWN_CONTAINER_LIMIT in message:
             return Disruption(Fault.OWN, EVICTED, f"evicted by the kubelet for exceeding its own limits: {message}")
         if message.startswith(_NODE_MESSAGES) or kubelet_stopped:
+            if beyond_request(message):  # the pressure is (at least partly) its own doing
+                why = f"evicted by the kubelet under node pressure while using more than it requested: {message}"
+                return Disruption(Fault.OWN, EVICTED, why)
             return Disruption(Fault.NODE, EVICTED, f"evicted by the kubelet, its node was under pressure: {message}")
         return Disruption(Fault.OWN, EVICTED, f"evicted by the kubelet: {message}")
+    if reason == _NODE_SHUTDOWN_REJECTED:
+        return Disruption(Fault.NODE, NODE_SHUTDOWN, f"refused by the kubelet, its node is shutting down: {message}")
     if reason == _NODE_SHUTDOWN_REASON or (kubelet_stopped and condition_message.startswith(_NODE_SHUTDOWN_MESSAGE)):
         return Disruption(Fault.NODE, NODE_SHUTDOWN, f"stopped by its node's shutdown: {message or condition_message}")
+    if reason == _KUBELET_PREEMPTING:
+        why = f"preempted by the kubelet to admit a critical pod: {message or condition_message}"
+        return Disruption(Fault.NODE, PREEMPTED, why)
     if reason.startswith(_ADMISSION_SHORT_PREFIX):
         return Disruption(Fault.NODE, NODE_SHORT, f"refused by the kubelet, its node lacked the resource: {message}")
     if kubelet_stopped:  # an eviction whose pod took its phase from an exit code: the condition is all that is left
+        if beyond_request(condition_message):
+            why = f"evicted by the kubelet under node pressure while using more than it requested: {condition_message}"
+            return Disruption(Fault.OWN, EVICTED, why)
         why = f"evicted by the kubelet, its node was under pressure: {condition_message}"
         return Disruption(Fault.NODE, EVICTED, why)
     return None
+
+
+def beyond_request(message: str) -> bool:
+    """Whether a node-pressure eviction message names a container using more than it requested.
+
+    The kubelet appends that clause only for such containers, but the quantities are compared
+    anyway: a clause whose numbers do not parse, or do not show usage above the request, is not
+    evidence against the pod (its eviction stays the node's fault).
+    """
+    for clause in _OVER_REQUEST.finditer(message):
+        try:
+            usage = parse_quantity(clause["usage"])
+            request = parse_quantity(clause["request"] or clause["old_request"])
+        except (ValueError, ArithmeticError):
+            continue
+        if usage > request:
+            return True
+    return False
 
 
 def deleted_disruption(condition_reason: str, condition_message: str) -> Disruption | None:

@@ -49,6 +49,9 @@ from tiktok_service.operator.reasons import RESTARTING as RESTARTING
 from tiktok_service.operator.refusals import POD_REFUSED, PodRefusal, refusal_delay
 from tiktok_service.settings import OperatorSettings
 
+#: Status fields: pods ended by their node in a row since the last Live one, and the last one's uid.
+NODE_DISRUPTIONS_FIELD = "nodeDisruptions"
+DISRUPTED_POD_FIELD = "disruptedPod"
 #: A heartbeat older than the pod's start (minus clock skew) is the previous pod's.
 _HEARTBEAT_SKEW_S = 5.0
 #: Exit 16 without an announced reset (none in the final status, none recorded): wait this long.
@@ -86,6 +89,10 @@ class Assessment:
     #: The disruption behind a counted failure (`evictions`: "Evicted" for a pod beyond its own
     #: limits) when the reason shows something else (Restarting, RestartLimitReached).
     disruption: str = ""
+    #: Pods their node ended in a row (`status.nodeDisruptions`); None: unchanged.
+    node_disruptions: int | None = None
+    #: The uid of the disrupted pod this assessment reports (`status.disruptedPod`): one Event per pod.
+    disrupted_pod: str = ""
 
 
 def _spec(livestream: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -187,7 +194,7 @@ def _assess(
         gone = evictions.deleted_disruption(pod.disruption, pod.disruption_message)
         if gone is not None:
             message = f"pod {pod.name} {gone.why}; replaced once it has stopped, not counted toward maxRestarts"
-            return Assessment(Phase.PENDING, gone.reason, message, pod.restarts)
+            return Assessment(Phase.PENDING, gone.reason, message, pod.restarts, disrupted_pod=pod.uid)
         return Assessment(Phase.PENDING, "PodTerminating", f"waiting for pod {pod.name} to terminate", pod.restarts)
 
     if pod.spec_hash != desired.spec_hash(spec):
@@ -234,17 +241,7 @@ def _assess_finished(
     ran_long = ran >= settings.restart_reset_after_s
     disrupted = evictions.finished_disruption(pod.reason, pod.message, pod.disruption, pod.disruption_message)
     if disrupted is not None and disrupted.fault is evictions.Fault.NODE:
-        restarts = 0 if ran_long else pod.restarts
-        message = f"pod {pod.name} {disrupted.why}; replaced at once, not counted toward maxRestarts"
-        return Assessment(
-            Phase.PENDING,
-            disrupted.reason,
-            message,
-            restarts,
-            None,
-            Action(Do.RECREATE_POD, pod.uid, restarts),
-            news=True,
-        )
+        return _node_disrupted(pod, disrupted, status, previous, now, policy, 0 if ran_long else pod.restarts)
     if pod.exit_code in reasons.FINAL_EXITS and disrupted is None:
         phase, reason, message = reasons.FINAL_EXITS[pod.exit_code]
         return Assessment(phase, reason, message, pod.restarts)
@@ -252,6 +249,7 @@ def _assess_finished(
     cause = pod.reason or "Error"
     detail = f"exit code {pod.exit_code}" if pod.exit_code is not None else cause
     own = disrupted.reason if disrupted is not None else ""
+    own_uid = pod.uid if disrupted is not None else ""
     if disrupted is not None:
         cause, detail = disrupted.reason, disrupted.why
     elif pod.exit_code == ExitCode.STOPPED:
@@ -261,7 +259,9 @@ def _assess_finished(
         detail = f"{why}, exit code {pod.exit_code}"
     if failures > policy.max_restarts:
         message = f"connector failed {failures} times in a row ({detail}); restart limit is {policy.max_restarts}"
-        return Assessment(Phase.FAILED, "RestartLimitReached", message, failures - 1, disruption=own)
+        return Assessment(
+            Phase.FAILED, "RestartLimitReached", message, failures - 1, disruption=own, disrupted_pod=own_uid
+        )
     known = model.parse_time(status.get("nextRetryAt"))
     announced = previous is Phase.BACKING_OFF and int(status.get("restarts") or 0) == failures
     scheduled = (pod.finished_at or now) + restart_delay(failures, policy)
@@ -269,7 +269,14 @@ def _assess_finished(
     if now < retry_at:
         message = f"connector stopped ({detail}); restart {failures} of {policy.max_restarts} scheduled"
         return Assessment(
-            Phase.BACKING_OFF, cause, message, failures, retry_at, Action(requeue_after=retry_at - now), disruption=own
+            Phase.BACKING_OFF,
+            cause,
+            message,
+            failures,
+            retry_at,
+            Action(requeue_after=retry_at - now),
+            disruption=own,
+            disrupted_pod=own_uid,
         )
     # Due already: announced by the BackingOff status, or (an exit reported late) by this one.
     return Assessment(
@@ -281,7 +288,75 @@ def _assess_finished(
         Action(Do.RECREATE_POD, pod.uid, failures),
         news=not announced,
         disruption=own,
+        disrupted_pod=own_uid,
     )
+
+
+def _node_disrupted(
+    pod: PodObservation,
+    disrupted: evictions.Disruption,
+    status: Mapping[str, Any],
+    previous: Phase | None,
+    now: float,
+    policy: model.RestartPolicy,
+    restarts: int,
+) -> Assessment:
+    """A pod its node ended: replaced at once the first time in a row, then after the refusal backoff.
+
+    A node that keeps ending pods (sustained pressure, a kubelet refusing with `OutOf<resource>`
+    again and again) would otherwise have the operator create and lose pods in a tight loop. The
+    count in a row (`status.nodeDisruptions`, reset once a pod goes Live) never counts toward
+    `maxRestarts`; the pod's uid (`status.disruptedPod`) makes each pod count once however
+    often it is looked at.
+    """
+    in_a_row = node_disruptions_in_a_row(status)
+    if status.get(DISRUPTED_POD_FIELD) != pod.uid or in_a_row == 0:  # this pod not counted yet
+        in_a_row += 1
+    delay = node_disruption_delay(in_a_row, policy)
+    retry_at = (pod.finished_at or now) + delay
+    tail = "not counted toward maxRestarts"
+    if now < retry_at:
+        message = (
+            f"pod {pod.name} {disrupted.why}; its node ended {in_a_row} pods in a row, "
+            f"replacement at {model.format_time(retry_at)}, {tail}"
+        )
+        return Assessment(
+            Phase.BACKING_OFF,
+            disrupted.reason,
+            message,
+            restarts,
+            retry_at,
+            Action(requeue_after=retry_at - now),
+            node_disruptions=in_a_row,
+            disrupted_pod=pod.uid,
+        )
+    at_once = "replaced at once" if delay == 0 else f"replaced ({in_a_row} in a row)"
+    return Assessment(
+        Phase.PENDING,
+        disrupted.reason,
+        f"pod {pod.name} {disrupted.why}; {at_once}, {tail}",
+        restarts,
+        None,
+        Action(Do.RECREATE_POD, pod.uid, restarts),
+        news=previous is not Phase.BACKING_OFF or status.get("reason") != disrupted.reason,
+        node_disruptions=in_a_row,
+        disrupted_pod=pod.uid,
+    )
+
+
+def node_disruptions_in_a_row(status: Mapping[str, Any]) -> int:
+    """Node disruptions in a row the status records (0 once a pod went Live, or if unreadable)."""
+    if status.get("phase") == Phase.LIVE:
+        return 0
+    try:
+        return max(int(status.get(NODE_DISRUPTIONS_FIELD) or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def node_disruption_delay(in_a_row: int, policy: model.RestartPolicy) -> float:
+    """Seconds before replacing the `in_a_row`-th pod its node ended: none for the first, then as refusals."""
+    return 0.0 if in_a_row <= 1 else refusal_delay(in_a_row - 1, policy)
 
 
 def _own(heartbeat: Heartbeat | None, pod: PodObservation) -> Heartbeat | None:

@@ -12,6 +12,7 @@ import logging
 import random
 import signal
 import threading
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
@@ -95,6 +96,8 @@ async def run_operator(
 ) -> int:
     """Run until `stop_flag` is set (or SIGTERM/SIGINT in the main thread); returns the exit code.
 
+    0 after a clean stop; 1 when kopf did not stop within `stop_timeout_s` of the stop (`stop_within`).
+
     `stop_flag` is an asyncio or threading Event or an asyncio Future; `ready_flag` any kopf flag.
     """
     credentials = kube_rest.load_credentials(settings.kubeconfig)
@@ -128,6 +131,7 @@ async def run_operator(
             log.info("operator starting", extra={"namespaces": settings.namespaces or "*", "priority": priority})
             try:
                 # kopf.operator() is spawn_tasks + run_tasks; split to install our signal handlers in between.
+                stop_wait = asyncio.ensure_future(stopping.wait())  # before `existing`: kopf leaves it alone
                 existing = asyncio.all_tasks()
                 tasks = await kopf.spawn_tasks(
                     registry=registry,
@@ -142,8 +146,11 @@ async def run_operator(
                 )
                 handled = _handle_signals(stopping)
                 try:
-                    await kopf.run_tasks(tasks, ignored=existing)
+                    stopped = await stop_within(
+                        kopf.run_tasks(tasks, ignored=existing), stop_wait, settings.stop_timeout_s
+                    )
                 finally:
+                    stop_wait.cancel()
                     for number in _SIGNALS if handled else ():
                         asyncio.get_running_loop().remove_signal_handler(number)
             finally:
@@ -151,7 +158,39 @@ async def run_operator(
     finally:
         if relay is not None:
             relay.cancel()
-    return 0
+    return 0 if stopped else 1
+
+
+#: After the stop timeout, how long kopf's cancelled tasks get to unwind before we return anyway.
+_CANCEL_GRACE_S = 5.0
+
+
+async def stop_within(run: Coroutine[Any, Any, None], stopping: asyncio.Future[Any], timeout_s: float) -> bool:
+    """Run `run` (kopf's tasks); once `stopping` is done, give it `timeout_s`: False if it overran.
+
+    Our signal handlers replace kopf's, and with them its own SIGKILL safety net; kopf's peering
+    clean-up against an API server that does not answer (not refusing: silent) retries until the
+    kubelet's SIGKILL. Bounded here instead: past the timeout the tasks are cancelled (a few
+    seconds to unwind), a line is logged and the operator exits 1, within the pod's grace period.
+    """
+    task = asyncio.ensure_future(run)
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=timeout_s)
+        if task.done():
+            task.result()  # kopf's own failure propagates as before
+            return True
+        log.error(
+            "the operator did not stop in time: its tasks are cancelled and it exits 1",
+            extra={"stop_timeout_s": timeout_s},
+        )
+        task.cancel()
+        await asyncio.wait({task}, timeout=_CANCEL_GRACE_S)
+        return False
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 def main(settings: OperatorSettings) -> int:

@@ -40,13 +40,15 @@ RESTART_REASONS: dict[int, tuple[str, str]] = {
     ExitCode.PROXY: ("ProxyFailed", "the proxies could not be opened"),
 }
 QUOTA_REASON = "SignQuotaExhausted"
-#: Exit 0 (SIGTERM) of a pod nobody deleted: its kubelet stopped it. An eviction for the pod's own
-#: ephemeral-storage limit records nothing in the status when the connector exits 0 in time
-#: (only the pod's Event says it), so it counts, with what can be said.
+#: Exit 0 (SIGTERM) of a pod nobody deleted: its kubelet stopped it. Two causes record nothing in
+#: the status when the connector exits 0 in time (only the pod's Events say which): a failed
+#: liveness probe (`restartPolicy: Never`, so the pod ends), or an eviction for the pod's own
+#: ephemeral-storage limit. Both are the pod's own doing, so it counts, with what can be said.
 STOPPED_BY_NODE = (
     "StoppedByNode",
     "its node stopped the connector (SIGTERM, exit code 0) without saying why in the pod's status;"
-    " an eviction for the pod's own ephemeral-storage limit does that: see the pod's events",
+    " a failed liveness probe or an eviction for the pod's own ephemeral-storage limit does that:"
+    " see the pod's events (Unhealthy, Killing or Evicted)",
 )
 #: The reason of a pass that recreates a failed connector's pod now.
 RESTARTING = "Restarting"

@@ -102,6 +102,7 @@ def desired_status(
     if found.next_retry_at is not None:
         status["nextRetryAt"] = model.format_time(found.next_retry_at)
     status.update(refusals.status_fields(found.reason, refusal))
+    status.update(_node_disruption_fields(found, current))
     previous = {c.get("type"): c for c in current.get("conditions") or []}
     ready = found.phase in _READY_PHASES
     live = found.phase is Phase.LIVE
@@ -110,6 +111,19 @@ def desired_status(
         condition(previous.get("Connected"), "Connected", live, found.reason, found.message, generation, now),
     ]
     return status
+
+
+def _node_disruption_fields(found: lifecycle.Assessment, current: Mapping[str, Any]) -> dict[str, Any]:
+    """`nodeDisruptions`/`disruptedPod`: set by a disruption, kept until a pod goes Live."""
+    if found.phase is Phase.LIVE:
+        return {}
+    fields = (lifecycle.NODE_DISRUPTIONS_FIELD, lifecycle.DISRUPTED_POD_FIELD)
+    kept = {key: current[key] for key in fields if key in current}
+    if found.node_disruptions is not None:
+        kept[lifecycle.NODE_DISRUPTIONS_FIELD] = found.node_disruptions
+    if found.disrupted_pod:
+        kept[lifecycle.DISRUPTED_POD_FIELD] = found.disrupted_pod
+    return kept
 
 
 def status_patch(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,16 +153,24 @@ def transition_events(current: Mapping[str, Any], wanted: Mapping[str, Any], *, 
     Derived from the change itself (not from the pass that made it), so an Event is posted once
     per change, whichever operator replica writes it, and never for a status merely rewritten.
     `disruption` is the assessment's (an eviction behind a counted failure whose reason says
-    Restarting or RestartLimitReached): every eviction gets its Event.
+    Restarting or RestartLimitReached): every eviction gets its Event. A status naming the
+    disrupted pod (`disruptedPod`) gets one per pod, so a replacement evicted right after its
+    predecessor (same reason) gets its own; one without it, one per change of reason.
     """
     events: list[Event] = []
     reason, message = wanted.get("reason"), wanted.get("message") or ""
-    if reason != current.get("reason"):
+    disrupted_pod = wanted.get(lifecycle.DISRUPTED_POD_FIELD)
+    if disrupted_pod is not None:
+        new_disruption = disrupted_pod != current.get(lifecycle.DISRUPTED_POD_FIELD)
+    else:
+        new_disruption = reason != current.get("reason")
+    if new_disruption:
         disrupted = str(reason) if reason in evictions.REASONS else disruption
         if disrupted:  # the pod was evicted, preempted, its node shut down: say why
             events.append(Event("Warning", disrupted, message))
-        if reason == lifecycle.RESTARTING and wanted.get("phase") == Phase.PENDING and not _announced(current, wanted):
-            events.append(Event("Warning", "RestartScheduled", f"{message}; next attempt now"))
+    restarting = reason == lifecycle.RESTARTING and wanted.get("phase") == Phase.PENDING
+    if reason != current.get("reason") and restarting and not _announced(current, wanted):
+        events.append(Event("Warning", "RestartScheduled", f"{message}; next attempt now"))
     return events + _phase_events(current, wanted)
 
 
