@@ -1,6 +1,8 @@
-"""Fixtures of the tests that drive the REAL TikTokLive client against an in-process simulator.
+"""Fixtures of the tests that drive the REAL TikTokLive client against an in-process simulator,
+and the admin client of a module's control plane.
 
-A module using `recorder` names the event classes to record in its `RECORDED` tuple.
+A module using `recorder` names the event classes to record in its `RECORDED` tuple; a module
+using `admin` defines a `control_plane` fixture (module-scoped).
 """
 
 from __future__ import annotations
@@ -10,11 +12,21 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import aiohttp
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config
 from TikTokLive import TikTokLiveClient
 from TikTokLive.client.web.web_settings import WebDefaults
 
 from tests.tiktoklive_recorder import Recorder
+from tiktok_service_dev.controlplane import ControlPlane
 from tiktok_service_dev.simulator import SimulatorConfig, SimulatorServer
+
+
+@pytest.fixture(scope="module")
+def admin(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
+    """The Kubernetes client of the control plane's admin, for the module's fixtures and tests."""
+    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
+        yield api
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ last messages to each new connection, and the replacement's duplicate filter dro
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from functools import partial
@@ -40,12 +39,15 @@ from tests.e2e_support import (
     Livestreams,
     Services,
     connector_bin_dir,
+    kubelet_node,
+    node_agent,
     prepared_namespace,
+    product_image,
     started_services,
     unique,
     wait_for,
 )
-from tests.kubelet_support import KubeletNode, NodeUnavailableError, build_product_image, node_build, node_prerequisites
+from tests.kubelet_support import KubeletNode, node_prerequisites
 from tiktok_service.domain import naming
 from tiktok_service.operator import model
 from tiktok_service.settings import OperatorSettings
@@ -67,7 +69,6 @@ OPERATOR_USER = "operator"
 NODE = "e2e-eviction"
 AGENT = "e2e-eviction-agent"
 VENV_BIN = Path(sys.executable).parent
-IMAGE = os.environ.get("TEST_IMAGE", "tiktok-service:test")
 #: One message = one event id (no gift streaks), so "doubled" is simply a repeated id.
 MIX = {"comment": 50, "like": 30, "join": 20}
 NEVER_RESTART = {"maxRestarts": 0, "backoffBaseSeconds": 1, "backoffCapSeconds": 1}
@@ -84,19 +85,8 @@ def control_plane() -> Iterator[ControlPlane]:
 
 
 @pytest.fixture(scope="module")
-def product_image() -> str:
-    return build_product_image(IMAGE)
-
-
-@pytest.fixture(scope="module")
-def node(control_plane: ControlPlane, product_image: str) -> Iterator[KubeletNode]:
-    try:
-        build = node_build()
-    except NodeUnavailableError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with KubeletNode(control_plane, NODE, build=build) as running:
-        assert running.containerd is not None
-        running.containerd.import_from_podman(product_image)
+def node(control_plane: ControlPlane) -> Iterator[KubeletNode]:
+    with kubelet_node(control_plane, NODE) as running:
         yield running
 
 
@@ -105,14 +95,7 @@ def agent(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
     """A second node, of the kind `make dev` runs: pods as local processes."""
     work = tmp_path_factory.mktemp(AGENT)
     bin_dir = connector_bin_dir(work / "bin", VENV_BIN)
-    with NodeAgent(
-        control_plane.kubeconfig_path,
-        AGENT,
-        python_bin_dir=bin_dir,
-        work_dir=work,
-        heartbeat_interval_s=2.0,
-        stop_grace_s=1.0,
-    ) as running:
+    with node_agent(control_plane, AGENT, bin_dir=bin_dir, work_dir=work) as running:
         yield running
 
 
@@ -128,9 +111,7 @@ def services(node: KubeletNode, postgres_server: LocalPostgres) -> Iterator[Serv
 
 
 @pytest.fixture(scope="module")
-def cluster(
-    control_plane: ControlPlane, node: KubeletNode, agent: NodeAgent, services: Services, product_image: str
-) -> Iterator[Cluster]:
+def cluster(control_plane: ControlPlane, node: KubeletNode, agent: NodeAgent, services: Services) -> Iterator[Cluster]:
     with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as admin:
         namespace = prepared_namespace(
             admin, prefix="eviction", operator_user=OPERATOR_USER, redis_url=services.redis_url
@@ -144,7 +125,7 @@ def cluster(
             sign_api_url=base_url,
             tiktok_app_url=base_url,
             tiktok_webcast_url=base_url + "/webcast",
-            connector_image=product_image,
+            connector_image=product_image(),
             connector_image_pull_policy="Never",
         )
         with operator_harness.OperatorThread(settings):
