@@ -289,6 +289,17 @@ class Cluster:
         return details
 
 
+def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = DEADLINE_S, **fields: Any) -> dict[str, Any]:
+    """The Livestream's status once it shows `phase` (and each of `fields`); at the deadline, fail
+    with its status, its pod's and its connector's log."""
+    return wait_for(
+        functools.partial(cluster.in_phase, name, phase, **fields),
+        what=f"{name} to be {phase} {fields or ''}",
+        timeout=timeout,
+        explain=cluster.explain(name),
+    )
+
+
 def container_status(pod: client.V1Pod | None) -> client.V1ContainerStatus | None:
     if pod is None or pod.status is None or not pod.status.container_statuses:
         return None

@@ -33,6 +33,7 @@ import pytest
 import redis
 from kubernetes import client, config
 
+from tests import e2e_support
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import (
     Cluster,
@@ -132,30 +133,10 @@ def cluster(control_plane: ControlPlane, node: KubeletNode, agent: NodeAgent, se
             yield Cluster(admin, namespace, [node, agent])
 
 
-@pytest.fixture
-def livestreams(cluster: Cluster) -> Iterator[Livestreams]:
-    created = Livestreams(cluster)
-    yield created
-    created.delete_all()
-
-
-@pytest.fixture(scope="module")
-def redis_reader(services: Services) -> Iterator[redis.Redis]:
-    reader = redis.Redis.from_url(services.redis_url)
-    yield reader
-    reader.close()
-
-
 # -- helpers -------------------------------------------------------------------------------------
 
-
-def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = 90.0, **fields: Any) -> dict[str, Any]:
-    return wait_for(
-        partial(cluster.in_phase, name, phase, **fields),
-        what=f"{name} to be {phase} {fields or ''}",
-        timeout=timeout,
-        explain=cluster.explain(name),
-    )
+#: A pod on a real node takes longer to start (sandbox, image, probes) than a node agent's process.
+wait_phase = partial(e2e_support.wait_phase, timeout=90.0)
 
 
 def running_pod(cluster: Cluster, name: str, *, other_than: str | None = None) -> client.V1Pod:
