@@ -289,6 +289,17 @@ class Cluster:
         return details
 
 
+def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = DEADLINE_S, **fields: Any) -> dict[str, Any]:
+    """The Livestream's status once it shows `phase` (and each of `fields`); at the deadline, fail
+    with its status, its pod's and its connector's log."""
+    return wait_for(
+        functools.partial(cluster.in_phase, name, phase, **fields),
+        what=f"{name} to be {phase} {fields or ''}",
+        timeout=timeout,
+        explain=cluster.explain(name),
+    )
+
+
 def container_status(pod: client.V1Pod | None) -> client.V1ContainerStatus | None:
     if pod is None or pod.status is None or not pod.status.container_statuses:
         return None
@@ -334,31 +345,51 @@ def product_image(image: str = IMAGE) -> str:
 
 
 @contextlib.contextmanager
-def started_node(
-    kind: str, control_plane: ControlPlane, name: str, *, bin_dir: Path, work_dir: Path, image: str = IMAGE
-) -> Iterator[NodeAgent | KubeletNode]:
-    """A Ready node called `name`: the node agent (pods as processes of the venv's `tiktok-service`
-    from `bin_dir`, logs under `work_dir`) or a real kubelet with the product image imported."""
-    if kind == "kubelet":
-        built = product_image(image)
-        try:
-            node = KubeletNode(control_plane, name, build=node_build())
-        except NodeUnavailableError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        with node:
-            assert node.containerd is not None
+def kubelet_node(
+    control_plane: ControlPlane, name: str, *, image: str | None = IMAGE, cluster_dns: str | None = None
+) -> Iterator[KubeletNode]:
+    """A Ready real node called `name` (kubelet + containerd + runc) with the product image `image`
+    (built once per session) imported; `image=None` imports none (the caller brings its own).
+    `cluster_dns`: the nameserver the kubelet gives pods. Without a kubelet build the test fails
+    saying how to make one."""
+    built = product_image(image) if image is not None else None
+    try:
+        node = KubeletNode(control_plane, name, build=node_build(), cluster_dns=cluster_dns)
+    except NodeUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with node:
+        assert node.containerd is not None
+        if built is not None:
             node.containerd.import_from_podman(built)
-            yield node
-        return
+        yield node
+
+
+@contextlib.contextmanager
+def node_agent(control_plane: ControlPlane, name: str, *, bin_dir: Path, work_dir: Path) -> Iterator[NodeAgent]:
+    """A Ready node of the kind `make dev` runs, called `name`: pods as processes of the venv's
+    `tiktok-service` from `bin_dir`, their logs under `work_dir` (kept after the run)."""
     agent = NodeAgent(
         control_plane.kubeconfig_path,
         name,
         python_bin_dir=bin_dir,
-        work_dir=work_dir,  # kept after the run: the connectors' logs
+        work_dir=work_dir,
         heartbeat_interval_s=2.0,
         stop_grace_s=1.0,
     )
     with agent:
+        yield agent
+
+
+@contextlib.contextmanager
+def started_node(
+    kind: str, control_plane: ControlPlane, name: str, *, bin_dir: Path, work_dir: Path, image: str = IMAGE
+) -> Iterator[NodeAgent | KubeletNode]:
+    """A Ready node called `name` of `kind` (one of `NODE_KINDS`): `node_agent` or `kubelet_node`."""
+    if kind == "kubelet":
+        with kubelet_node(control_plane, name, image=image) as node:
+            yield node
+        return
+    with node_agent(control_plane, name, bin_dir=bin_dir, work_dir=work_dir) as agent:
         yield agent
 
 

@@ -40,6 +40,7 @@ from tests.node_runtime import (
     cni_config,
     host_bridge,
     node_cgroup,
+    terminate,
     wait_running,
 )
 from tiktok_service_dev.controlplane import SERVICE_CLUSTER_IP_RANGE, ControlPlane, default_settings, load_versions
@@ -271,12 +272,7 @@ class KubeletNode:
         has reported the node's status since it started (so the conditions are its own).
         """
         assert self._kubelet is not None, "node not started"
-        self._kubelet.terminate()
-        try:
-            self._kubelet.wait(15)
-        except subprocess.TimeoutExpired:
-            self._kubelet.kill()
-            self._kubelet.wait()
+        terminate(self._kubelet)
         started = time.time()
         self._spawn_kubelet(config_overrides)
         self._wait_kubelet(lambda: self._reported_since(started), f"node {self.node_name} reported again", timeout)
@@ -328,12 +324,7 @@ class KubeletNode:
         with contextlib.suppress(Exception):
             self._drain()
         if self._kubelet is not None and self._kubelet.poll() is None:
-            self._kubelet.terminate()
-            try:
-                self._kubelet.wait(15)
-            except subprocess.TimeoutExpired:
-                self._kubelet.kill()
-                self._kubelet.wait()
+            terminate(self._kubelet)
         self._kubelet = None
 
     def stop(self) -> None:

@@ -54,6 +54,16 @@ def wait_running(
         time.sleep(_POLL_S)
 
 
+def terminate(process: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL if `process` is still there after `grace_s`; returns once it is reaped."""
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 # -- the bridge ------------------------------------------------------------------------------------
 
 
@@ -217,12 +227,7 @@ class Containerd:
             for container in self.task_pids():
                 subprocess.run(self._ctr("tasks", "kill", "-s", "SIGKILL", container), capture_output=True, check=False)
                 subprocess.run(self._ctr("tasks", "delete", "-f", container), capture_output=True, check=False)
-        self._process.terminate()
-        try:
-            self._process.wait(15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        terminate(self._process)
         self._process = None
 
 

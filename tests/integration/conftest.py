@@ -1,6 +1,9 @@
-"""Fixtures of the tests that drive the REAL TikTokLive client against an in-process simulator.
+"""Fixtures of the tests that drive the REAL TikTokLive client against an in-process simulator,
+and the admin client of a module's control plane.
 
-A module using `recorder` names the event classes to record in its `RECORDED` tuple.
+A module using `recorder` names the event classes to record in its `RECORDED` tuple; a module
+using `admin` defines a `control_plane` fixture (module-scoped), one using `livestreams` a
+`cluster` (`tests.e2e_support.Cluster`), one using `redis_reader` its `services`.
 """
 
 from __future__ import annotations
@@ -10,11 +13,39 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import aiohttp
 import pytest
+import redis
+from kubernetes import client as k8s
+from kubernetes import config
 from TikTokLive import TikTokLiveClient
 from TikTokLive.client.web.web_settings import WebDefaults
 
+from tests.e2e_support import Cluster, Livestreams, Services
 from tests.tiktoklive_recorder import Recorder
+from tiktok_service_dev.controlplane import ControlPlane
 from tiktok_service_dev.simulator import SimulatorConfig, SimulatorServer
+
+
+@pytest.fixture(scope="module")
+def admin(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
+    """The Kubernetes client of the control plane's admin, for the module's fixtures and tests."""
+    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
+        yield api
+
+
+@pytest.fixture
+def livestreams(cluster: Cluster) -> Iterator[Livestreams]:
+    """The test's Livestreams, deleted after it (their pods gone too)."""
+    created = Livestreams(cluster)
+    yield created
+    created.delete_all()
+
+
+@pytest.fixture(scope="module")
+def redis_reader(services: Services) -> Iterator[redis.Redis]:
+    """A client of the Redis the module's connectors publish to."""
+    reader = redis.Redis.from_url(services.redis_url)
+    yield reader
+    reader.close()
 
 
 @pytest.fixture

@@ -298,12 +298,6 @@ def control_plane(node_kind: str) -> Iterator[ControlPlane]:
 
 
 @pytest.fixture(scope="module")
-def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
 def node(node_kind: str, control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     bin_dir = connector_bin_dir(tmp_path_factory.mktemp("connector-bin"), VENV_BIN)
     work_dir = tmp_path_factory.mktemp("api-node")

@@ -22,19 +22,26 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
+from tests.chart_node_support import (
+    connector_pods,
+    create_livestream,
+    delete_livestream,
+    pod_report,
+    uninstall,
+    wait_live,
+)
 from tests.cluster_services import ClusterDns, ServiceRouter, cluster_networking
-from tests.e2e_support import stored_events, wait_for
+from tests.cluster_support import started_control_plane
+from tests.e2e_support import kubelet_node, stored_events, wait_for
 from tests.helm_support import RELEASE, helm, helm_binary
-from tests.kubelet_support import KubeletNode, NodeUnavailableError, node_build, node_prerequisites, qualified_image
-from tiktok_service.operator import model
-from tiktok_service_dev.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tests.kubelet_support import KubeletNode, node_prerequisites, qualified_image
+from tiktok_service_dev.controlplane import ControlPlane
 
 _UNAVAILABLE = node_prerequisites()
 pytestmark = [
@@ -94,18 +101,8 @@ def images() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane(service_account_tokens=True) as cp:  # CRDs come from the chart
+    with started_control_plane(crds=False, service_account_tokens=True) as cp:  # CRDs come from the chart
         yield cp
-
-
-@pytest.fixture(scope="module")
-def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +117,8 @@ def node(control_plane: ControlPlane, admin: client.ApiClient, images: dict[str,
         ),
     )
     client.CoreV1Api(admin).create_namespaced_service("kube-system", dns_service)
-    try:
-        build = node_build()
-    except NodeUnavailableError as exc:
-        pytest.fail(str(exc), pytrace=False)
     started = time.monotonic()
-    with KubeletNode(control_plane, NODE, build=build, cluster_dns=DNS_IP) as running:
+    with kubelet_node(control_plane, NODE, image=None, cluster_dns=DNS_IP) as running:  # its own images
         assert running.containerd is not None
         for kind_name, podman_name in images.items():
             running.containerd.import_from_podman(podman_name)
@@ -147,17 +140,7 @@ def network(
 
 def explain(node: KubeletNode, admin: client.ApiClient, router: ServiceRouter | None = None) -> str:
     """Pods with their phases and conditions, the tail of each container's log, routing errors."""
-    lines = []
-    for pod in client.CoreV1Api(admin).list_namespaced_pod(NAMESPACE).items:
-        conditions = {c.type: c.status for c in pod.status.conditions or []}
-        lines.append(f"pod {pod.metadata.name}: {pod.status.phase} {conditions}")
-        for status in pod.status.container_statuses or []:
-            last = status.last_state.terminated if status.last_state else None
-            ended = f" last exit {last.exit_code} {last.reason}" if last else ""
-            lines.append(f"  {status.name}: ready={status.ready} restarts={status.restart_count}{ended}")
-            path = node.log_path(NAMESPACE, pod.metadata.name, status.name)
-            if path.exists():
-                lines += ["    " + line for line in path.read_text(errors="replace").splitlines()[-15:]]
+    lines = pod_report(node, admin, NAMESPACE)
     if router is not None:
         lines += [f"routing: {error}" for error in router.errors[-10:]]
     return "\n".join(lines)
@@ -255,29 +238,11 @@ def test_a_livestream_goes_live_from_the_in_cluster_simulator_and_is_stored_in_t
     installed: None, admin: client.ApiClient, node: KubeletNode, network: tuple[ServiceRouter, ClusterDns]
 ) -> None:
     router, dns_server = network
-    custom = client.CustomObjectsApi(admin)
     name = "dev-install-streamer"
-    body: dict[str, Any] = {
-        "apiVersion": model.API_VERSION,
-        "kind": model.KIND,
-        "metadata": {"name": name},
-        "spec": {"username": "dev_install_streamer", "workspaceId": "dev"},
-    }
     started = time.monotonic()
-    created = custom.create_namespaced_custom_object(model.GROUP, model.VERSION, NAMESPACE, model.PLURAL, body)
-    uid = created["metadata"]["uid"]
-
-    def phase() -> str | None:
-        found = custom.get_namespaced_custom_object(model.GROUP, model.VERSION, NAMESPACE, model.PLURAL, name)
-        return (found.get("status") or {}).get("phase")
-
+    uid = create_livestream(admin, NAMESPACE, name, "dev_install_streamer", workspaceId="dev")
     try:
-        wait_for(
-            lambda: phase() == "Live",
-            what="the Livestream to be Live",
-            timeout=DEADLINE_S,
-            explain=lambda: f"phase {phase()}\n{explain(node, admin, router)}",
-        )
+        wait_live(admin, NAMESPACE, name, timeout=DEADLINE_S, explain=lambda: explain(node, admin, router))
         TIMINGS["Livestream created -> Live"] = time.monotonic() - started
         stored = wait_for(
             lambda: asyncio.run(stored_events(_postgres_url(router), uid)),
@@ -290,35 +255,15 @@ def test_a_livestream_goes_live_from_the_in_cluster_simulator_and_is_stored_in_t
         # The connector pod reached the simulator by its Service name.
         assert f"tiktok-simulator.{NAMESPACE}.svc.cluster.local" in dns_server.questions
         assert router.accepted(NAMESPACE, "tiktok-simulator") > 0
-        connector = client.CoreV1Api(admin).list_namespaced_pod(
-            NAMESPACE, label_selector="app.kubernetes.io/name=tiktok-connector"
-        )
-        assert [p.spec.containers[0].image for p in connector.items] == [PRODUCT]
+        connector = connector_pods(admin, NAMESPACE)
+        assert [p.spec.containers[0].image for p in connector] == [PRODUCT]
     finally:
-        custom.delete_namespaced_custom_object(model.GROUP, model.VERSION, NAMESPACE, model.PLURAL, name)
-        wait_for(
-            lambda: (
-                not client.CoreV1Api(admin)
-                .list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=tiktok-connector")
-                .items
-            ),
-            what="the connector pod to be deleted",
-            timeout=DEADLINE_S,
-        )
+        delete_livestream(admin, NAMESPACE, name, timeout=DEADLINE_S)
 
 
 def test_helm_uninstall_removes_every_workload(
     installed: None, control_plane: ControlPlane, admin: client.ApiClient, node: KubeletNode
 ) -> None:
     started = time.monotonic()
-    result = helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", kubeconfig=control_plane.kubeconfig_path)
-
-    assert result.returncode == 0, result.stderr
-    wait_for(
-        lambda: not client.CoreV1Api(admin).list_namespaced_pod(NAMESPACE).items,
-        what="every pod to be gone",
-        timeout=DEADLINE_S,
-    )
-    assert node.containerd is not None
-    wait_for(lambda: not node.containerd.task_pids(), what="every container to stop", timeout=DEADLINE_S)  # type: ignore[union-attr]
+    uninstall(control_plane, admin, node, NAMESPACE, timeout=DEADLINE_S)
     TIMINGS["helm uninstall -> no container left"] = time.monotonic() - started

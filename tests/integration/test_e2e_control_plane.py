@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.utils.quantity import parse_quantity
 
 from tests.cluster_support import started_control_plane
@@ -125,12 +125,6 @@ def control_plane(node_kind: str) -> Iterator[ControlPlane]:
     """A fresh one per node kind: nothing of one run (nodes, pods, events) is seen by the other."""
     with started_control_plane(extra_users=[OPERATOR_USER]) as cp:
         yield cp
-
-
-@pytest.fixture(scope="module")
-def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ last messages to each new connection, and the replacement's duplicate filter dro
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from functools import partial
@@ -34,18 +33,22 @@ import pytest
 import redis
 from kubernetes import client, config
 
+from tests import e2e_support
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import (
     Cluster,
     Livestreams,
     Services,
     connector_bin_dir,
+    kubelet_node,
+    node_agent,
     prepared_namespace,
+    product_image,
     started_services,
     unique,
     wait_for,
 )
-from tests.kubelet_support import KubeletNode, NodeUnavailableError, build_product_image, node_build, node_prerequisites
+from tests.kubelet_support import KubeletNode, node_prerequisites
 from tiktok_service.domain import naming
 from tiktok_service.operator import model
 from tiktok_service.settings import OperatorSettings
@@ -67,7 +70,6 @@ OPERATOR_USER = "operator"
 NODE = "e2e-eviction"
 AGENT = "e2e-eviction-agent"
 VENV_BIN = Path(sys.executable).parent
-IMAGE = os.environ.get("TEST_IMAGE", "tiktok-service:test")
 #: One message = one event id (no gift streaks), so "doubled" is simply a repeated id.
 MIX = {"comment": 50, "like": 30, "join": 20}
 NEVER_RESTART = {"maxRestarts": 0, "backoffBaseSeconds": 1, "backoffCapSeconds": 1}
@@ -84,19 +86,8 @@ def control_plane() -> Iterator[ControlPlane]:
 
 
 @pytest.fixture(scope="module")
-def product_image() -> str:
-    return build_product_image(IMAGE)
-
-
-@pytest.fixture(scope="module")
-def node(control_plane: ControlPlane, product_image: str) -> Iterator[KubeletNode]:
-    try:
-        build = node_build()
-    except NodeUnavailableError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with KubeletNode(control_plane, NODE, build=build) as running:
-        assert running.containerd is not None
-        running.containerd.import_from_podman(product_image)
+def node(control_plane: ControlPlane) -> Iterator[KubeletNode]:
+    with kubelet_node(control_plane, NODE) as running:
         yield running
 
 
@@ -105,14 +96,7 @@ def agent(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
     """A second node, of the kind `make dev` runs: pods as local processes."""
     work = tmp_path_factory.mktemp(AGENT)
     bin_dir = connector_bin_dir(work / "bin", VENV_BIN)
-    with NodeAgent(
-        control_plane.kubeconfig_path,
-        AGENT,
-        python_bin_dir=bin_dir,
-        work_dir=work,
-        heartbeat_interval_s=2.0,
-        stop_grace_s=1.0,
-    ) as running:
+    with node_agent(control_plane, AGENT, bin_dir=bin_dir, work_dir=work) as running:
         yield running
 
 
@@ -128,9 +112,7 @@ def services(node: KubeletNode, postgres_server: LocalPostgres) -> Iterator[Serv
 
 
 @pytest.fixture(scope="module")
-def cluster(
-    control_plane: ControlPlane, node: KubeletNode, agent: NodeAgent, services: Services, product_image: str
-) -> Iterator[Cluster]:
+def cluster(control_plane: ControlPlane, node: KubeletNode, agent: NodeAgent, services: Services) -> Iterator[Cluster]:
     with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as admin:
         namespace = prepared_namespace(
             admin, prefix="eviction", operator_user=OPERATOR_USER, redis_url=services.redis_url
@@ -144,37 +126,17 @@ def cluster(
             sign_api_url=base_url,
             tiktok_app_url=base_url,
             tiktok_webcast_url=base_url + "/webcast",
-            connector_image=product_image,
+            connector_image=product_image(),
             connector_image_pull_policy="Never",
         )
         with operator_harness.OperatorThread(settings):
             yield Cluster(admin, namespace, [node, agent])
 
 
-@pytest.fixture
-def livestreams(cluster: Cluster) -> Iterator[Livestreams]:
-    created = Livestreams(cluster)
-    yield created
-    created.delete_all()
-
-
-@pytest.fixture(scope="module")
-def redis_reader(services: Services) -> Iterator[redis.Redis]:
-    reader = redis.Redis.from_url(services.redis_url)
-    yield reader
-    reader.close()
-
-
 # -- helpers -------------------------------------------------------------------------------------
 
-
-def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = 90.0, **fields: Any) -> dict[str, Any]:
-    return wait_for(
-        partial(cluster.in_phase, name, phase, **fields),
-        what=f"{name} to be {phase} {fields or ''}",
-        timeout=timeout,
-        explain=cluster.explain(name),
-    )
+#: A pod on a real node takes longer to start (sandbox, image, probes) than a node agent's process.
+wait_phase = partial(e2e_support.wait_phase, timeout=90.0)
 
 
 def running_pod(cluster: Cluster, name: str, *, other_than: str | None = None) -> client.V1Pod:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import (
@@ -67,12 +67,6 @@ def control_plane(node_kind: str) -> Iterator[ControlPlane]:
     """A fresh one per node kind: nothing of one run (nodes, pods, events) is seen by the other."""
     with started_control_plane(extra_users=[OPERATOR_USER]) as cp:
         yield cp
-
-
-@pytest.fixture(scope="module")
-def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")

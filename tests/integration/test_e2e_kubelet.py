@@ -18,25 +18,27 @@ import signal
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from kubernetes import client, config
+from kubernetes import client
 
+from tests import e2e_support
 from tests.cluster_support import started_control_plane
 from tests.e2e_support import (
     Cluster,
     Livestreams,
     Services,
     container_status,
+    kubelet_node,
     prepared_namespace,
+    product_image,
     started_services,
     unique,
     wait_for,
     without_markers,
 )
-from tests.kubelet_support import KubeletNode, NodeUnavailableError, build_product_image, node_build, node_prerequisites
+from tests.kubelet_support import KubeletNode, node_prerequisites
 from tests.support import expected_events
 from tiktok_service.domain import naming
 from tiktok_service.operator import model
@@ -57,7 +59,6 @@ pytestmark = [
 
 OPERATOR_USER = "operator"
 NODE = "e2e-kubelet"
-IMAGE = os.environ.get("TEST_IMAGE", "tiktok-service:test")
 
 
 # -- the cluster ---------------------------------------------------------------------------------
@@ -70,27 +71,10 @@ def control_plane() -> Iterator[ControlPlane]:
 
 
 @pytest.fixture(scope="module")
-def product_image() -> str:
-    """The image's name as containerd and the kubelet see it (podman's `localhost/` prefix)."""
-    return build_product_image(IMAGE)
-
-
-@pytest.fixture(scope="module")
-def node(control_plane: ControlPlane, product_image: str) -> Iterator[KubeletNode]:
-    try:
-        build = node_build()
-    except NodeUnavailableError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with KubeletNode(control_plane, NODE, build=build) as running:
-        assert running.containerd is not None
-        running.containerd.import_from_podman(product_image)
+def node(control_plane: ControlPlane) -> Iterator[KubeletNode]:
+    """The node, with the product image (`e2e_support.product_image`) imported."""
+    with kubelet_node(control_plane, NODE) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +95,7 @@ def namespace(admin: client.ApiClient, services: Services) -> str:
 
 
 @pytest.fixture(scope="module")
-def operator_settings(
-    control_plane: ControlPlane, namespace: str, services: Services, product_image: str
-) -> OperatorSettings:
+def operator_settings(control_plane: ControlPlane, namespace: str, services: Services) -> OperatorSettings:
     base_url = services.simulator.base_url
     return operator_harness.quick_settings(
         kubeconfig=control_plane.kubeconfig_for(OPERATOR_USER),
@@ -123,7 +105,7 @@ def operator_settings(
         sign_api_url=base_url,
         tiktok_app_url=base_url,
         tiktok_webcast_url=base_url + "/webcast",
-        connector_image=product_image,
+        connector_image=product_image(),
         connector_image_pull_policy="Never",
     )
 
@@ -136,30 +118,10 @@ def cluster(
         yield Cluster(admin, namespace, [node])
 
 
-@pytest.fixture
-def livestreams(cluster: Cluster) -> Iterator[Livestreams]:
-    created = Livestreams(cluster)
-    yield created
-    created.delete_all()
-
-
-@pytest.fixture(scope="module")
-def redis_reader(services: Services) -> Iterator[redis.Redis]:
-    reader = redis.Redis.from_url(services.redis_url)
-    yield reader
-    reader.close()
-
-
 # -- helpers -------------------------------------------------------------------------------------
 
-
-def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = 90.0, **fields: Any) -> dict[str, Any]:
-    return wait_for(
-        partial(cluster.in_phase, name, phase, **fields),
-        what=f"{name} to be {phase} {fields or ''}",
-        timeout=timeout,
-        explain=cluster.explain(name),
-    )
+#: A pod on a real node takes longer to start (sandbox, image, probes) than a node agent's process.
+wait_phase = partial(e2e_support.wait_phase, timeout=90.0)
 
 
 def stream_events(reader: redis.Redis, uid: str) -> dict[str, str]:
@@ -188,7 +150,6 @@ def test_a_livestream_goes_live_in_a_container_of_the_product_image_and_streams_
     node: KubeletNode,
     cluster: Cluster,
     services: Services,
-    product_image: str,
     livestreams: Livestreams,
     redis_reader: redis.Redis,
 ) -> None:
@@ -201,7 +162,7 @@ def test_a_livestream_goes_live_in_a_container_of_the_product_image_and_streams_
     pod = running_container(cluster, name)
     state = container_status(pod)
     assert state is not None and state.container_id.startswith("containerd://")
-    assert state.image == product_image
+    assert state.image == product_image()
     assert pod.spec.node_name == NODE
     assert pod.status.pod_ip != node.ip and node.address is not None
     assert pod.status.pod_ip in {str(host) for host in node.address.network.hosts()}  # its own network namespace

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import redis
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from tests.access_support import database_as, redis_as
 from tests.cluster_support import started_control_plane
@@ -62,12 +62,6 @@ def free_port() -> int:
 def control_plane() -> Iterator[ControlPlane]:
     with started_control_plane(extra_users=[OPERATOR_SA, API_SA], crds=False) as cp:  # the chart brings them
         yield cp
-
-
-@pytest.fixture(scope="module")
-def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")

@@ -34,17 +34,25 @@ import asyncpg
 import httpx
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from tests.access_support import database_as, redis_as
-from tests.e2e_support import BackgroundLoop, stored_events, wait_for
+from tests.chart_node_support import (
+    connector_pods,
+    create_livestream,
+    delete_livestream,
+    pod_report,
+    uninstall,
+    wait_live,
+)
+from tests.cluster_support import started_control_plane
+from tests.e2e_support import BackgroundLoop, kubelet_node, stored_events, wait_for
 from tests.helm_support import CHART, RELEASE, helm
-from tests.kubelet_support import KubeletNode, NodeUnavailableError, build_product_image, node_build, node_prerequisites
+from tests.kubelet_support import KubeletNode, node_prerequisites
 from tests.tcp_relay import TcpRelay, service_relay
 from tiktok_service.domain import access
 from tiktok_service.domain.access import Role
-from tiktok_service.operator import model
-from tiktok_service_dev.controlplane import BinariesNotFoundError, ControlPlane, binaries_dir
+from tiktok_service_dev.controlplane import ControlPlane
 from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis
 from tiktok_service_dev.simulator.config import SimulatorConfig
@@ -69,30 +77,13 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def control_plane() -> Iterator[ControlPlane]:
-    try:
-        binaries_dir()
-    except BinariesNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with ControlPlane(service_account_tokens=True) as cp:  # CRDs come from the chart
+    with started_control_plane(crds=False, service_account_tokens=True) as cp:  # CRDs come from the chart
         yield cp
 
 
 @pytest.fixture(scope="module")
-def admin(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(control_plane.kubeconfig_path)) as api:
-        yield api
-
-
-@pytest.fixture(scope="module")
 def node(control_plane: ControlPlane) -> Iterator[KubeletNode]:
-    image = build_product_image(IMAGE)
-    try:
-        build = node_build()
-    except NodeUnavailableError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    with KubeletNode(control_plane, NODE, build=build) as running:
-        assert running.containerd is not None
-        running.containerd.import_from_podman(image)
+    with kubelet_node(control_plane, NODE, image=IMAGE) as running:
         yield running
 
 
@@ -201,18 +192,7 @@ def values_file(
 
 def explain(node: KubeletNode, admin: client.ApiClient) -> str:
     """Pods with their phases and conditions, and the tail of each container's log."""
-    lines = []
-    for pod in client.CoreV1Api(admin).list_namespaced_pod(NAMESPACE).items:
-        conditions = {c.type: c.status for c in pod.status.conditions or []}
-        lines.append(f"pod {pod.metadata.name}: {pod.status.phase} {conditions}")
-        for status in pod.status.container_statuses or []:
-            last = status.last_state.terminated if status.last_state else None
-            ended = f" last exit {last.exit_code} {last.reason}" if last else ""
-            lines.append(f"  {status.name}: ready={status.ready} restarts={status.restart_count}{ended}")
-            path = node.log_path(NAMESPACE, pod.metadata.name, status.name)
-            if path.exists():
-                lines += ["    " + line for line in path.read_text(errors="replace").splitlines()[-15:]]
-    return "\n".join(lines)
+    return "\n".join(pod_report(node, admin, NAMESPACE))
 
 
 @pytest.fixture(scope="module")
@@ -299,29 +279,11 @@ def test_the_api_answers_at_its_pod_address(installed: None, admin: client.ApiCl
 def test_a_livestream_goes_live_and_its_events_are_stored_in_postgresql(
     installed: None, admin: client.ApiClient, node: KubeletNode, databases: tuple[str, str]
 ) -> None:
-    custom = client.CustomObjectsApi(admin)
     name = "helm-kubelet-streamer"
-    body = {
-        "apiVersion": model.API_VERSION,
-        "kind": model.KIND,
-        "metadata": {"name": name},
-        "spec": {"username": "helm_kubelet_streamer", "workspaceId": "helm"},
-    }
     started = time.monotonic()
-    created = custom.create_namespaced_custom_object(model.GROUP, model.VERSION, NAMESPACE, model.PLURAL, body)
-    uid = created["metadata"]["uid"]
-
-    def phase() -> str | None:
-        found = custom.get_namespaced_custom_object(model.GROUP, model.VERSION, NAMESPACE, model.PLURAL, name)
-        return (found.get("status") or {}).get("phase")
-
+    uid = create_livestream(admin, NAMESPACE, name, "helm_kubelet_streamer", workspaceId="helm")
     try:
-        wait_for(
-            lambda: phase() == "Live",
-            what="the Livestream to be Live",
-            timeout=DEADLINE_S,
-            explain=lambda: f"phase {phase()}\n{explain(node, admin)}",
-        )
+        wait_live(admin, NAMESPACE, name, timeout=DEADLINE_S, explain=lambda: explain(node, admin))
         TIMINGS["Livestream created -> Live"] = time.monotonic() - started
         wait_for(
             lambda: asyncio.run(stored_events(databases[0], uid)),
@@ -330,37 +292,17 @@ def test_a_livestream_goes_live_and_its_events_are_stored_in_postgresql(
             explain=lambda: explain(node, admin),
         )
         TIMINGS["Livestream created -> first event in PostgreSQL"] = time.monotonic() - started
-        connector = client.CoreV1Api(admin).list_namespaced_pod(
-            NAMESPACE, label_selector="app.kubernetes.io/name=tiktok-connector"
-        )
-        assert [p.spec.containers[0].image for p in connector.items] == ["localhost/tiktok-service:test"]
+        connector = connector_pods(admin, NAMESPACE)
+        assert [p.spec.containers[0].image for p in connector] == ["localhost/tiktok-service:test"]
     finally:
-        custom.delete_namespaced_custom_object(model.GROUP, model.VERSION, NAMESPACE, model.PLURAL, name)
-        wait_for(
-            lambda: (
-                not client.CoreV1Api(admin)
-                .list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=tiktok-connector")
-                .items
-            ),
-            what="the connector pod to be deleted",
-            timeout=DEADLINE_S,
-        )
+        delete_livestream(admin, NAMESPACE, name, timeout=DEADLINE_S)
 
 
 def test_helm_uninstall_removes_every_workload(
     installed: None, control_plane: ControlPlane, admin: client.ApiClient, node: KubeletNode
 ) -> None:
     started = time.monotonic()
-    result = helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", kubeconfig=control_plane.kubeconfig_path)
-
-    assert result.returncode == 0, result.stderr
-    wait_for(
-        lambda: not client.CoreV1Api(admin).list_namespaced_pod(NAMESPACE).items,
-        what="every pod to be gone",
-        timeout=DEADLINE_S,
-    )
-    assert node.containerd is not None
-    wait_for(lambda: not node.containerd.task_pids(), what="every container to stop", timeout=DEADLINE_S)  # type: ignore[union-attr]
+    uninstall(control_plane, admin, node, NAMESPACE, timeout=DEADLINE_S)
     TIMINGS["helm uninstall -> no container left"] = time.monotonic() - started
     assert not client.AppsV1Api(admin).list_namespaced_deployment(NAMESPACE).items
     assert not client.BatchV1Api(admin).list_namespaced_job(NAMESPACE).items
