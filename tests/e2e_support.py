@@ -42,6 +42,7 @@ from tiktok_service.settings import PersisterSettings
 from tiktok_service_dev import event_loops, operator_harness, persister_harness
 from tiktok_service_dev.controlplane import ControlPlane
 from tiktok_service_dev.node_agent import NodeAgent
+from tiktok_service_dev.postgres_server import LocalPostgres
 from tiktok_service_dev.redis_server import LocalRedis
 from tiktok_service_dev.simulator.config import SimulatorConfig
 from tiktok_service_dev.simulator.room import Room
@@ -535,6 +536,19 @@ def started_services(*, redis_url: str, postgres_dsn: str, host: str = "127.0.0.
             bg.run(simulator.stop())
     finally:
         bg.close()
+
+
+@contextlib.contextmanager
+def services_on_node(node: Node, postgres_server: LocalPostgres) -> Iterator[Services]:
+    """Redis of its own and `started_services` on the node's address, where its pods reach them."""
+    if not postgres_server.running:
+        postgres_server.start()
+    host = pods_host(node)
+    with (
+        LocalRedis(host=host) as redis_server,
+        started_services(redis_url=redis_server.url, postgres_dsn=postgres_server.dsn, host=host) as running,
+    ):
+        yield running
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------

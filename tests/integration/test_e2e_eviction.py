@@ -44,7 +44,7 @@ from tests.e2e_support import (
     node_agent,
     prepared_namespace,
     product_image,
-    started_services,
+    services_on_node,
     unique,
     wait_for,
 )
@@ -56,7 +56,6 @@ from tiktok_service_dev import operator_harness
 from tiktok_service_dev.controlplane import ControlPlane
 from tiktok_service_dev.node_agent import NodeAgent
 from tiktok_service_dev.postgres_server import LocalPostgres
-from tiktok_service_dev.redis_server import LocalRedis
 from tiktok_service_dev.simulator.scenario import Scenario
 
 _UNAVAILABLE = node_prerequisites()
@@ -102,12 +101,7 @@ def agent(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def services(node: KubeletNode, postgres_server: LocalPostgres) -> Iterator[Services]:
-    if not postgres_server.running:
-        postgres_server.start()
-    with (
-        LocalRedis(host=node.ip) as redis_server,
-        started_services(redis_url=redis_server.url, postgres_dsn=postgres_server.dsn, host=node.ip) as running,
-    ):
+    with services_on_node(node, postgres_server) as running:
         yield running
 
 

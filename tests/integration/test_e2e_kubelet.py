@@ -33,7 +33,7 @@ from tests.e2e_support import (
     kubelet_node,
     prepared_namespace,
     product_image,
-    started_services,
+    services_on_node,
     unique,
     wait_for,
     without_markers,
@@ -46,7 +46,6 @@ from tiktok_service.settings import OperatorSettings
 from tiktok_service_dev import operator_harness
 from tiktok_service_dev.controlplane import ControlPlane
 from tiktok_service_dev.postgres_server import LocalPostgres
-from tiktok_service_dev.redis_server import LocalRedis
 from tiktok_service_dev.simulator.scenario import Scenario
 
 _UNAVAILABLE = node_prerequisites()
@@ -80,12 +79,7 @@ def node(control_plane: ControlPlane) -> Iterator[KubeletNode]:
 @pytest.fixture(scope="module")
 def services(node: KubeletNode, postgres_server: LocalPostgres) -> Iterator[Services]:
     """Redis and the simulator on the node's address (reachable from pods), the persister, a database."""
-    if not postgres_server.running:
-        postgres_server.start()
-    with (
-        LocalRedis(host=node.ip) as redis_server,
-        started_services(redis_url=redis_server.url, postgres_dsn=postgres_server.dsn, host=node.ip) as running,
-    ):
+    with services_on_node(node, postgres_server) as running:
         yield running
 
 
